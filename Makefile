@@ -1,0 +1,29 @@
+# The two commands: `make demo` (set up, generate the city, materialise everything) and
+# `make test` (set up, run the test suite). Both create the virtual environment when needed.
+PY ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test ui mlflow bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/toda demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2
+
+ui: $(STAMP)
+	$(BIN)/toda ui
+
+bench: $(STAMP)
+	$(BIN)/python bench/ingest.py
+
+clean:
+	rm -rf .toda

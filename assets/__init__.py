@@ -1,0 +1,1 @@
+"""Software-defined assets, sensors and schedules, grouped by what they produce."""

@@ -1,0 +1,53 @@
+"""Shared fixtures: every test gets its own TODA_HOME and pseudonym key."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from toda_platform.settings import Paths
+
+TEST_KEY = "test-key-not-secret"
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+@pytest.fixture
+def paths(tmp_path, monkeypatch) -> Paths:
+    home = tmp_path / "toda"
+    monkeypatch.setenv("TODA_HOME", str(home))
+    monkeypatch.setenv("TODA_PSEUDONYM_KEY", TEST_KEY)
+    p = Paths.from_env(home)
+    p.home.mkdir(parents=True)
+    return p
+
+
+@pytest.fixture
+def key() -> bytes:
+    return TEST_KEY.encode()
+
+
+@pytest.fixture
+def con(paths):
+    connection = duckdb.connect(str(paths.warehouse))
+    yield connection
+    connection.close()
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[str]], *, encoding: str = "utf-8-sig",
+              newline: str = "\r\n", trailer: str = "", mtime: float | None = None) -> Path:
+    """Write a CSV the way a department's system does (no quoting unless needed)."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator=newline).writerows([header, *rows])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes((buf.getvalue() + trailer).encode(encoding))
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+    return path

@@ -1,0 +1,151 @@
+"""`toda`: generate the synthetic city, run the whole platform on it, open the UIs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from toda_platform.settings import Paths
+
+
+def _paths(home: str | None) -> Paths:
+    paths = Paths.from_env(home)
+    os.environ["TODA_HOME"] = str(paths.home)  # code locations started from here see the same home
+    return paths
+
+
+def _landing_is_empty(paths: Paths) -> bool:
+    return not paths.landing.exists() or not any(paths.landing.rglob("*.csv"))
+
+
+home_option = click.option("--home", envvar="TODA_HOME", default=None,
+                           help="Root folder for everything (default: $TODA_HOME or ./.toda).")
+
+
+def city_options(f):
+    from toda_platform.synth import CityConfig
+
+    d = CityConfig()
+    for opt in reversed([
+        click.option("--pupils", type=int, default=d.pupils, show_default=True),
+        click.option("--elementary-schools", type=int, default=d.elementary_schools, show_default=True),
+        click.option("--junior-high-schools", type=int, default=d.junior_high_schools, show_default=True),
+        click.option("--years", type=int, default=d.years, show_default=True,
+                     help="School years of history, ending with the latest one."),
+        click.option("--latest-school-year", type=int, default=d.latest_school_year, show_default=True),
+        click.option("--today", type=click.DateTime(["%Y-%m-%d"]), default=None,
+                     help="The city's 'now' (default: early November of the latest school year)."),
+        click.option("--seed", type=int, default=d.seed, show_default=True),
+    ]):
+        f = opt(f)
+    return f
+
+
+def _config(pupils, elementary_schools, junior_high_schools, years, latest_school_year, today, seed):
+    from toda_platform.synth import CityConfig
+
+    return CityConfig(pupils=pupils, elementary_schools=elementary_schools,
+                      junior_high_schools=junior_high_schools, years=years,
+                      latest_school_year=latest_school_year,
+                      today=today.date() if isinstance(today, dt.datetime) else today, seed=seed)
+
+
+@click.group()
+def main() -> None:
+    """Toda education data platform."""
+
+
+@main.command()
+@home_option
+@city_options
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def generate(home, quiet, **city) -> None:
+    """Write the synthetic city's exports to landing/ and its hidden truth to truth/."""
+    from toda_platform.synth import generate_city
+
+    paths = _paths(home)
+    summary = generate_city(paths.home, _config(**city), progress=not quiet)
+    rows = sum(summary.expected_rows.values())
+    files = sum(len(v) for v in summary.files.values())
+    click.echo(f"Wrote {files} files ({rows:,} data rows) under {paths.landing} "
+               f"in {summary.seconds:.0f} s; the truth is in {paths.truth}.")
+
+
+@main.command()
+@home_option
+@city_options
+def demo(home, **city) -> None:
+    """Generate the city if the landing zone is empty, then materialise every asset."""
+    from toda_platform.pseudonym import load_key
+
+    paths = _paths(home)
+    if _landing_is_empty(paths):
+        from toda_platform.synth import generate_city
+
+        click.echo(f"Generating the synthetic city under {paths.home} …")
+        generate_city(paths.home, _config(**city))
+    load_key(paths.pseudonym_key_file, create=True)
+
+    from toda_platform.definitions import materialise_all
+
+    click.echo("Materialising every asset (one in-process run) …")
+    result = materialise_all(paths)
+    _print_summary(paths)
+    if not result.success:
+        failed = [e.step_key for e in result.all_events if e.is_step_failure]
+        click.echo(f"The run failed at: {', '.join(failed) or 'see the Dagster UI'}", err=True)
+        sys.exit(1)
+
+
+def _print_summary(paths: Paths) -> None:
+    import duckdb
+    from rich.console import Console
+    from rich.table import Table
+
+    from toda_platform.catalogue import CATALOGUE
+
+    console = Console()
+    con = duckdb.connect(str(paths.warehouse), read_only=True)
+    try:
+        table = Table(title="staging tables")
+        for name in ("source", "rows", "files applied", "duplicates", "superseded", "quarantined"):
+            table.add_column(name, justify="left" if name == "source" else "right")
+        counts = {
+            (k, o): n for k, o, n in con.execute(
+                "SELECT source_key, outcome, count(*) FROM staging.file_manifest GROUP BY ALL").fetchall()
+        }
+        for key in CATALOGUE:
+            rows, = con.execute(f"SELECT count(*) FROM staging.{key}").fetchone()
+            table.add_row(key, f"{rows:,}", *(str(counts.get((key, o), 0))
+                                              for o in ("applied", "duplicate", "superseded", "rejected")))
+        console.print(table)
+    finally:
+        con.close()
+    console.print(f"Warehouse: {paths.warehouse}")
+    if paths.quarantine.exists() and any(paths.quarantine.rglob("*.reasons.json")):
+        console.print(f"Quarantined files and their reasons: {paths.quarantine}")
+    console.print("Open the Dagster UI on it:  "
+                  f"[bold]{shlex.join(['.venv/bin/toda', 'ui', '--home', str(paths.home)])}[/bold]")
+
+
+@main.command()
+@home_option
+@click.option("--port", default=3000, show_default=True)
+def ui(home, port) -> None:
+    """Start the Dagster UI on this TODA_HOME (runs, assets, checks, sensors)."""
+    from toda_platform.definitions import prepare_dagster_home
+
+    paths = _paths(home)
+    prepare_dagster_home(paths)
+    workspace = Path(__file__).resolve().parent.parent / "workspace.yaml"
+    dagster = Path(sys.executable).parent / "dagster"  # the one installed beside this Python
+    os.execv(dagster, [str(dagster), "dev", "-w", str(workspace), "-p", str(port)])
+
+
+if __name__ == "__main__":
+    main()

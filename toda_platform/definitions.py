@@ -1,0 +1,56 @@
+"""The one Dagster code location: assembles assets, checks, sensors, schedules and resources."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from assets.sensors import landing_zone_sensor, nightly_refresh
+from assets.sources import staging_assets
+from resources.toda import build_resources
+from toda_platform.settings import Paths
+
+
+def build_definitions(paths: Paths | None = None) -> dg.Definitions:
+    paths = paths or Paths.from_env()
+    return dg.Definitions(
+        assets=[*staging_assets],
+        sensors=[landing_zone_sensor],
+        schedules=[nightly_refresh],
+        resources=build_resources(paths),
+        # DuckDB allows one writer per file: every step of a run executes in one process, one
+        # after another, and the instance's run queue (dagster.yaml) lets one run go at a time.
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_definitions()
+
+
+DAGSTER_YAML = """\
+# Written by `toda demo`. DuckDB takes one writer at a time: one run at a time.
+concurrency:
+  runs:
+    max_concurrent_runs: 1
+telemetry:
+  enabled: false
+"""
+
+
+def prepare_dagster_home(paths: Paths) -> None:
+    """A persistent Dagster instance under TODA_HOME, so the UI shows the demo's runs."""
+    import os
+
+    paths.dagster_home.mkdir(parents=True, exist_ok=True)
+    config = paths.dagster_home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(DAGSTER_YAML, encoding="utf-8")
+    os.environ["DAGSTER_HOME"] = str(paths.dagster_home)
+
+
+def materialise_all(paths: Paths, *, instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
+    """Materialise every asset (and run every check) in one in-process run."""
+    if instance is None:
+        prepare_dagster_home(paths)
+        instance = dg.DagsterInstance.get()
+    job = build_definitions(paths).resolve_implicit_global_asset_job_def()
+    return job.execute_in_process(instance=instance, raise_on_error=False)

@@ -1,0 +1,731 @@
+"""Landed CSV files → ``staging.<source_key>``: one engine for every source in the catalogue.
+
+How a file travels (see the README, "Ingestion semantics"):
+
+1. **Seen.** Every ``*.csv`` directly under ``landing/<source_key>/`` is a candidate, oldest
+   modification time first. A file whose bytes (sha256) were already handled for this source is
+   skipped; under a new name it is recorded once as ``duplicate``. Landing the same file twice
+   changes nothing.
+2. **Archived.** Before it is read, the file is hard-linked (or copied) to
+   ``archive/<source_key>/<sha256>.csv``: nothing that landed is ever lost.
+3. **Read.** Encoding detected (UTF-8, UTF-8 with BOM, CP932…); headers mapped to canonical
+   names through the catalogue; rows parsed by DuckDB's CSV reader in strict mode; blank and
+   total (合計) rows dropped with their reason; values converted by kind — dates in every form,
+   grades to 1-9, categories to codes, width normalised — on the *distinct* values only, then
+   joined back, so a 14-million-row source costs little more than reading it. Personal
+   identifiers are pseudonymised or dropped before anything is written; dropped columns are never
+   even loaded into a temporary table.
+4. **Applied or quarantined.** A file that cannot be read (bad encoding, missing column,
+   unreadable value, ragged row, duplicate key, no data) is moved to
+   ``quarantine/<source_key>/`` with a ``.reasons.json`` beside it and its rows are not applied;
+   the table keeps its last good content and the other files still apply.
+5. **Corrected re-exports.** Every file covers one *period* (the catalogue's ``period``
+   expression: a month for monthly files, a school year, a survey round). A newer file for a
+   period that already has an applied file **supersedes** it: the old file's rows are deleted and
+   the new file's rows inserted, in one transaction. Newer = later modification time, then name.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import tempfile
+import unicodedata
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterable
+
+import duckdb
+import pyarrow as pa
+
+from toda_platform import parsing
+from toda_platform.catalogue import Column, SourceSpec
+from toda_platform.pseudonym import normalise_number, pseudonymise
+from toda_platform.settings import Paths
+
+META_COLUMNS = (("_file_sha256", "VARCHAR"), ("_line", "INTEGER"), ("known_date", "DATE"))
+TOTAL_MARKERS = ("合計", "計", "総計", "小計", "総合計")
+ERROR_SAMPLE = 5
+_SQL_ONLY_KINDS = {"int", "float"}
+_NUMERIC_FROM = "０１２３４５６７８９．－−，"
+_NUMERIC_TO = "0123456789.--,"
+_SCHOOL_CODE = re.compile(r"^[A-Z]\d{12}$")
+_TIME = re.compile(r"^(\d{1,2}):(\d{2})(?::\d{2})?$")
+
+
+class IngestError(Exception):
+    """A file that cannot be applied, and exactly where and why."""
+
+    def __init__(
+        self,
+        file: str,
+        reason: str,
+        *,
+        line: int | None = None,
+        column: str | None = None,
+        header: str | None = None,
+        lines: list[int] | None = None,
+        values: list[str] | None = None,
+        check: str = "readable",
+    ):
+        self.file = file
+        self.reason = reason
+        self.lines = lines or ([line] if line is not None else [])
+        self.column = column
+        self.header = header
+        self.values = values or []
+        self.check = check
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        where = [self.file]
+        if self.lines:
+            shown = ", ".join(str(n) for n in self.lines[:ERROR_SAMPLE])
+            where.append(f"line{'s' if len(self.lines) > 1 else ''} {shown}")
+        if self.column:
+            where.append(f"column {self.column}" + (f" (header '{self.header}')" if self.header else ""))
+        return f"{', '.join(where)}: {self.reason}"
+
+    def to_dict(self) -> dict:
+        return {
+            "check": self.check,
+            "file": self.file,
+            "lines": self.lines,
+            "column": self.column,
+            "header": self.header,
+            "sample_values": self.values,
+            "reason": self.reason,
+            "message": self.message,
+        }
+
+
+@dataclass
+class FileOutcome:
+    file_name: str
+    sha256: str
+    size_bytes: int
+    outcome: str  # applied | duplicate | rejected
+    encoding: str | None = None
+    period: str | None = None
+    rows_read: int = 0
+    rows_kept: int = 0
+    drop_reasons: dict[str, int] = field(default_factory=dict)
+    unknown_headers: list[str] = field(default_factory=list)
+    superseded: list[str] = field(default_factory=list)  # sha256 of files this one replaced
+    message: str | None = None
+    error: dict | None = None
+
+    @property
+    def rows_dropped(self) -> int:
+        return sum(self.drop_reasons.values())
+
+
+@dataclass
+class SourceReport:
+    source_key: str
+    files: list[FileOutcome]
+    table_rows: int
+    rows_inserted: int
+    rows_deleted: int
+    known_from: str | None
+    known_until: str | None
+    rebuilt: bool = False
+
+    def count(self, outcome: str) -> int:
+        return sum(1 for f in self.files if f.outcome == outcome)
+
+
+# ---------------------------------------------------------------------------------------------
+# Schema: the staging table's DDL belongs to the catalogue, not to whatever a DataFrame inferred
+# ---------------------------------------------------------------------------------------------
+
+MANIFEST_DDL = """
+CREATE TABLE IF NOT EXISTS staging.file_manifest (
+    source_key VARCHAR NOT NULL,
+    file_name VARCHAR NOT NULL,
+    sha256 VARCHAR NOT NULL,
+    size_bytes BIGINT,
+    encoding VARCHAR,
+    period VARCHAR,
+    landed_at TIMESTAMP,
+    processed_at TIMESTAMP NOT NULL,
+    outcome VARCHAR NOT NULL,
+    rows_read INTEGER,
+    rows_kept INTEGER,
+    rows_dropped INTEGER,
+    drop_reasons VARCHAR,
+    unknown_headers VARCHAR,
+    superseded_by VARCHAR,
+    message VARCHAR,
+    archive_path VARCHAR
+)"""
+
+SCHEMA_VERSIONS_DDL = """
+CREATE TABLE IF NOT EXISTS staging._schema_versions (
+    source_key VARCHAR PRIMARY KEY,
+    fingerprint VARCHAR NOT NULL,
+    created_at TIMESTAMP NOT NULL
+)"""
+
+
+def table_columns(spec: SourceSpec) -> list[tuple[str, str]]:
+    return [(c.staged_name, c.sql_type) for c in spec.staged_columns] + list(META_COLUMNS)
+
+
+def schema_fingerprint(spec: SourceSpec) -> str:
+    text = json.dumps([table_columns(spec), spec.known_from, spec.period])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def ensure_base_schema(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("CREATE SCHEMA IF NOT EXISTS staging")
+    con.execute(MANIFEST_DDL)
+    con.execute(SCHEMA_VERSIONS_DDL)
+
+
+def _create_table(con: duckdb.DuckDBPyConnection, spec: SourceSpec) -> None:
+    cols = ", ".join(f'"{name}" {sql_type}' for name, sql_type in table_columns(spec))
+    con.execute(f"CREATE OR REPLACE TABLE staging.{spec.key} ({cols})")
+    con.execute(
+        "INSERT OR REPLACE INTO staging._schema_versions VALUES (?, ?, ?)",
+        [spec.key, schema_fingerprint(spec), _now()],
+    )
+
+
+def ensure_table(con: duckdb.DuckDBPyConnection, spec: SourceSpec) -> bool:
+    """Create the staging table, or recreate it if the catalogue's schema changed.
+
+    Returns True when the table was (re)created from nothing while files had been applied
+    before: the caller then replays those files from the archive.
+    """
+    ensure_base_schema(con)
+    row = con.execute(
+        "SELECT fingerprint FROM staging._schema_versions WHERE source_key = ?", [spec.key]
+    ).fetchone()
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema='staging' AND table_name=?",
+        [spec.key],
+    ).fetchone()[0]
+    if exists and row and row[0] == schema_fingerprint(spec):
+        return False
+    _create_table(con, spec)
+    return bool(row)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading one file
+# ---------------------------------------------------------------------------------------------
+
+def normalise_header(header: str) -> str:
+    return re.sub(r"\s+", "", unicodedata.normalize("NFKC", header.replace("\ufeff", "")))
+
+
+def map_headers(spec: SourceSpec, headers: list[str], file: str) -> tuple[dict[str, int], list[str]]:
+    """Canonical column name → position in the file, and the headers nobody asked for."""
+    normalised = [normalise_header(h) for h in headers]
+    seen: dict[str, int] = {}
+    for i, h in enumerate(normalised):
+        if h in seen and h:
+            raise IngestError(file, f"the header '{headers[i]}' appears twice (columns "
+                              f"{seen[h] + 1} and {i + 1})", line=1, check="headers")
+        seen[h] = i
+    positions: dict[str, int] = {}
+    for col in spec.columns:
+        for candidate in col.headers:
+            pos = seen.get(normalise_header(candidate))
+            if pos is not None:
+                positions[col.name] = pos
+                break
+        if col.name not in positions and col.required:
+            raise IngestError(
+                file,
+                f"required column '{col.header}' ({col.name}) is missing; accepted headers: "
+                f"{', '.join(col.headers)}; the file has: {', '.join(headers)}",
+                line=1, column=col.name, header=col.header, check="headers",
+            )
+    used = set(positions.values())
+    unknown = [headers[i] for i in range(len(headers)) if i not in used and normalised[i]]
+    return positions, unknown
+
+
+def _first_record(text_head: str) -> list[str]:
+    return next(csv.reader(io.StringIO(text_head)), [])
+
+
+def _sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _duckdb_line(error: Exception) -> int | None:
+    m = re.search(r"Line:\s*(\d+)", str(error))
+    return int(m.group(1)) if m else None
+
+
+class _Converter:
+    """Turns distinct raw values of one column into typed values, or says why it can't."""
+
+    def __init__(self, col: Column, key: bytes):
+        self.col = col
+        self.key = key
+        if col.values is not None:
+            self.lookup = {parsing.normalise_text(k): v for k, v in col.values.items()}
+
+    def __call__(self, raw: str, school_type: str | None = None):
+        col = self.col
+        kind = col.kind
+        if kind in ("date", "timestamp_date"):
+            day = parsing.parse_date(raw)
+            # A birth date is personal; its month is all that age-based features need.
+            return day.replace(day=1) if day is not None and col.pii == "birth_month" else day
+        if kind == "month":
+            return parsing.parse_month(raw)
+        if kind == "school_year":
+            return parsing.parse_school_year(raw)
+        if kind == "grade":
+            return parsing.parse_grade(raw, school_type)
+        if kind in ("pupil_number", "resident_number"):
+            number = normalise_number(raw)
+            if not number:
+                return None
+            if not re.fullmatch(r"[0-9A-Za-z-]{1,32}", number):
+                raise parsing.ParseError(raw, f"'{raw}' is not a {col.header}")
+            return pseudonymise(self.key, number)
+        text = parsing.normalise_text(raw)
+        if text is None:
+            return None
+        if kind == "category" or kind == "bool":
+            if text not in self.lookup:
+                allowed = "、".join(dict.fromkeys(str(k) for k in col.values))
+                raise parsing.ParseError(raw, f"'{raw}' is not an allowed value; allowed: {allowed}")
+            return self.lookup[text]
+        if kind == "multi":
+            parts = [p for p in re.split(r"[／/、;；|]", text) if p.strip()]
+            codes = []
+            for part in parts:
+                part = part.strip()
+                if part not in self.lookup:
+                    allowed = "、".join(dict.fromkeys(str(k) for k in col.values))
+                    raise parsing.ParseError(raw, f"'{part}' is not an allowed value; allowed: {allowed}")
+                codes.append(self.lookup[part])
+            return ";".join(sorted(set(codes))) or None
+        if kind == "school_code":
+            code = text.upper()
+            if not _SCHOOL_CODE.match(code):
+                raise parsing.ParseError(raw, f"'{raw}' is not a 13-character MEXT school code")
+            return code
+        if kind == "time":
+            m = _TIME.match(text)
+            if not m or int(m.group(1)) > 23 or int(m.group(2)) > 59:
+                raise parsing.ParseError(raw, f"'{raw}' is not a time of day (HH:MM)")
+            return f"{int(m.group(1)):02d}:{m.group(2)}"
+        return text  # str
+
+    @property
+    def arrow_type(self) -> pa.DataType:
+        sql = self.col.sql_type
+        return {"DATE": pa.date32(), "INTEGER": pa.int64(), "TINYINT": pa.int8(),
+                "BOOLEAN": pa.bool_(), "DOUBLE": pa.float64()}.get(sql, pa.string())
+
+
+@dataclass
+class _StagedFile:
+    """A file read into the temporary table ``_typed``, ready to apply."""
+
+    encoding: str
+    period: str
+    rows_read: int
+    rows_kept: int
+    drop_reasons: dict[str, int]
+    unknown_headers: list[str]
+
+
+def read_file(
+    con: duckdb.DuckDBPyConnection,
+    spec: SourceSpec,
+    path: Path,
+    key: bytes,
+    *,
+    display_name: str | None = None,
+    scratch: Path | None = None,
+) -> _StagedFile:
+    """Read one landed file into the temporary table ``_typed``. Raises IngestError."""
+    name = display_name or path.name
+    data = path.read_bytes()
+    if not data.strip():
+        raise IngestError(name, "the file is empty", check="not_empty")
+    try:
+        encoding = parsing.detect_encoding(data)
+    except parsing.ParseError as e:
+        raise IngestError(name, f"cannot be read as text: {e.reason}", check="encoding") from e
+
+    text, _ = parsing.decode_bytes(data)
+    headers = _first_record(text[:65536].split("\n", 1)[0])
+    if not any(h.strip() for h in headers):
+        raise IngestError(name, "the first line holds no headers", line=1, check="headers")
+    positions, unknown = map_headers(spec, headers, name)
+
+    csv_path, tmp = path, None
+    if encoding not in ("utf-8", "utf-8-sig"):
+        # DuckDB reads UTF-8 only (its other encodings need a downloaded extension): hand it a
+        # transcoded copy. Decoding is strict, so nothing is silently replaced.
+        scratch = scratch or Path(tempfile.gettempdir())
+        scratch.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(suffix=".csv", dir=scratch)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        csv_path = tmp = Path(tmp_name)
+    del text, data
+    try:
+        return _read_csv(con, spec, csv_path, name, encoding, headers, positions, unknown, key)
+    finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+
+
+def _read_csv(con, spec, csv_path, name, encoding, headers, positions, unknown, key) -> _StagedFile:
+    n = len(headers)
+    all_cols = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(n))
+    wanted = {c.name: positions[c.name] for c in spec.staged_columns if c.name in positions}
+    blank = " AND ".join(f"coalesce(trim(c{i}, ' 　'), '') = ''" for i in range(n))
+    total = " OR ".join(
+        f"trim(c{i}, ' 　') IN ({', '.join(_sql_str(m) for m in TOTAL_MARKERS)})" for i in range(min(n, 3))
+    )
+    keep = ", ".join(f"c{i}" for i in sorted(set(wanted.values())))
+    try:
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE _raw AS
+            SELECT row_number() OVER () + 1 AS _line, {keep},
+                   CASE WHEN {blank} THEN 'blank_row' WHEN {total} THEN 'total_row' END AS _drop
+            FROM read_csv({_sql_str(str(csv_path))}, header = false, skip = 1, delim = ',',
+                          quote = '"', escape = '"', auto_detect = false, strict_mode = true,
+                          null_padding = false, all_varchar = true, columns = {{{all_cols}}})
+        """)
+    except duckdb.Error as e:
+        first = str(e).split("\n")[0]
+        detail = re.search(r"Expected Number of Columns: (\d+) Found: (\d+)", str(e))
+        reason = (f"the row has {detail.group(2)} values but the header has {detail.group(1)} columns"
+                  if detail else first.replace("Invalid Input Error: ", ""))
+        if "unterminated quote" in str(e):
+            reason = "a quoted value is never closed (the file may be truncated)"
+        raise IngestError(name, reason, line=_duckdb_line(e), check="csv_structure") from e
+
+    rows_read, = con.execute("SELECT count(*) FROM _raw").fetchone()
+    drops = dict(con.execute("SELECT _drop, count(*) FROM _raw WHERE _drop IS NOT NULL GROUP BY 1").fetchall())
+    if rows_read - sum(drops.values()) == 0:
+        raise IngestError(name, "the file has a header but no data rows", check="has_rows")
+
+    select = ["r._line"]
+    joins = []
+    school_code_pos = positions.get("school_code")
+    for col in spec.staged_columns:
+        if col.name not in positions:
+            select.append(f"CAST(NULL AS {col.sql_type}) AS \"{col.staged_name}\"")
+            continue
+        raw = f"r.c{positions[col.name]}"
+        header = headers[positions[col.name]]
+        if col.kind in _SQL_ONLY_KINDS:
+            expr = _numeric_expr(raw, col)
+            _check_numeric(con, name, col, header, raw, expr)
+            select.append(f"{expr} AS \"{col.staged_name}\"")
+        else:
+            alias = f"m{positions[col.name]}"
+            by_school_type = col.kind == "grade" and school_code_pos is not None
+            school_type_sql = f"trim(r.c{school_code_pos}, ' 　')" if by_school_type else None
+            _build_map(con, name, col, header, raw, school_type_sql, alias, key)
+            cond = f"{raw} = {alias}.raw" + (f" AND {school_type_sql} = {alias}.stype" if by_school_type else "")
+            joins.append(f"LEFT JOIN {alias} ON {cond}")
+            select.append(f"{alias}.value AS \"{col.staged_name}\"")
+        if not col.nullable:
+            _check_not_blank(con, name, col, header, raw)
+
+    typed_cols = ", ".join(f'"{c.staged_name}"' for c in spec.staged_columns)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _typed AS
+        SELECT {typed_cols}, _line, ({spec.known_from})::DATE AS known_date, ({spec.period})::VARCHAR AS _period
+        FROM (SELECT {', '.join(select)} FROM _raw r {' '.join(joins)} WHERE r._drop IS NULL)
+    """)
+    _check_unique_key(con, spec, name)
+    periods = [p for (p,) in con.execute("SELECT DISTINCT _period FROM _typed ORDER BY 1").fetchall()]
+    if len(periods) != 1 or periods[0] is None:
+        raise IngestError(
+            name, f"a file must cover one period of {spec.key} ({spec.export.file_cadence}); "
+                  f"this one covers {', '.join(str(p) for p in periods[:6])}",
+            check="one_period",
+        )
+    kept = rows_read - sum(drops.values())
+    return _StagedFile(encoding, periods[0], rows_read, kept, drops, unknown)
+
+
+def _numeric_expr(raw: str, col: Column) -> str:
+    cleaned = f"replace(translate(trim({raw}, ' 　'), '{_NUMERIC_FROM}', '{_NUMERIC_TO}'), ',', '')"
+    target = "DOUBLE" if col.kind == "float" else "INTEGER"
+    if col.kind == "int":
+        # "12.0" from a spreadsheet is still the integer 12; "12.5" is not.
+        return (f"(CASE WHEN TRY_CAST({cleaned} AS DOUBLE) = round(TRY_CAST({cleaned} AS DOUBLE)) "
+                f"THEN TRY_CAST(TRY_CAST({cleaned} AS DOUBLE) AS INTEGER) END)")
+    return f"TRY_CAST(NULLIF({cleaned}, '') AS {target})"
+
+
+def _check_numeric(con, name, col, header, raw, expr) -> None:
+    bad = con.execute(f"""
+        SELECT r._line, {raw} FROM _raw r
+        WHERE r._drop IS NULL AND coalesce(trim({raw}, ' 　'), '') <> '' AND {expr} IS NULL
+        ORDER BY 1 LIMIT {ERROR_SAMPLE}""").fetchall()
+    if bad:
+        kind = "a whole number" if col.kind == "int" else "a number"
+        raise IngestError(name, f"'{bad[0][1]}' is not {kind}", lines=[b[0] for b in bad],
+                          column=col.name, header=header, values=[b[1] for b in bad], check="type")
+
+
+def _check_not_blank(con, name, col, header, raw) -> None:
+    bad = [row[0] for row in con.execute(f"""
+        SELECT r._line FROM _raw r
+        WHERE r._drop IS NULL AND coalesce(trim({raw}, ' 　'), '') = ''
+        ORDER BY 1 LIMIT {ERROR_SAMPLE}""").fetchall()]
+    if bad:
+        raise IngestError(name, f"'{header}' is blank but is required", lines=bad,
+                          column=col.name, header=header, check="not_null")
+
+
+def _build_map(con, name, col, header, raw, school_type_sql, alias, key) -> None:
+    """Convert each distinct raw value once; register the result as a join table."""
+    stype_select = f", {school_type_sql} AS stype" if school_type_sql else ""
+    distinct = con.execute(
+        f"SELECT DISTINCT {raw} AS raw{stype_select} FROM _raw r WHERE r._drop IS NULL AND {raw} IS NOT NULL"
+    ).fetchall()
+    convert = _Converter(col, key)
+    raws, stypes, values, errors = [], [], [], []
+    for row in distinct:
+        school_type = parsing.school_type_of_code(row[1]) if school_type_sql and row[1] else None
+        try:
+            value = convert(row[0], school_type)
+        except parsing.ParseError as e:
+            errors.append((row[0], row[1] if school_type_sql else None, str(e)))
+            continue
+        raws.append(row[0])
+        stypes.append(row[1] if school_type_sql else None)
+        values.append(value)
+    if errors:
+        bad_values = [e[0] for e in errors]
+        lines = [r[0] for r in con.execute(
+            f"SELECT r._line FROM _raw r WHERE r._drop IS NULL AND {raw} IN "
+            f"(SELECT unnest(?)) ORDER BY 1 LIMIT {ERROR_SAMPLE}", [bad_values]).fetchall()]
+        raise IngestError(name, errors[0][2], lines=lines, column=col.name, header=header,
+                          values=bad_values[:ERROR_SAMPLE], check="parse")
+    table = pa.table({
+        "raw": pa.array(raws, pa.string()),
+        "stype": pa.array(stypes, pa.string()),
+        "value": pa.array(values, convert.arrow_type),
+    })
+    con.register(f"{alias}_arrow", table)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {alias} AS SELECT * FROM {alias}_arrow")
+    con.unregister(f"{alias}_arrow")
+
+
+def _check_unique_key(con, spec: SourceSpec, name: str) -> None:
+    keys = ", ".join(f'"{k}"' for k in spec.key_columns)
+    dup = con.execute(f"""
+        SELECT list(_line ORDER BY _line) FROM _typed GROUP BY {keys}
+        HAVING count(*) > 1 LIMIT {ERROR_SAMPLE}""").fetchall()
+    if dup:
+        lines = sorted(n for (ls,) in dup for n in ls)
+        raise IngestError(
+            name, f"{len(dup)}+ key(s) appear more than once (key: {', '.join(spec.key_columns)}); "
+                  f"lines {', '.join(' and '.join(map(str, ls)) for (ls,) in dup)}",
+            lines=lines, column=", ".join(spec.key_columns), check="unique_key",
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Applying a landing folder
+# ---------------------------------------------------------------------------------------------
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def landed_files(folder: Path) -> list[Path]:
+    """Candidate files, oldest first. Partial uploads and editor lock files are not candidates."""
+    if not folder.is_dir():
+        return []
+    files = [
+        p for p in folder.iterdir()
+        if p.suffix.lower() == ".csv" and not p.name.startswith((".", "~$")) and not p.is_dir()
+    ]
+    return sorted(files, key=lambda p: (p.lstat().st_mtime, p.name))
+
+
+def _archive(paths: Paths, spec: SourceSpec, path: Path, sha: str) -> Path:
+    target = paths.archive / spec.key / f"{sha}.csv"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(path, target)
+        except OSError:
+            shutil.copy2(path, target)
+    return target
+
+
+def _quarantine(paths: Paths, spec: SourceSpec, path: Path, sha: str, error: IngestError) -> Path:
+    folder = paths.quarantine / spec.key
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / path.name
+    if target.exists():
+        target = folder / f"{path.stem}.{sha[:12]}{path.suffix}"
+    shutil.move(str(path), target)
+    reasons = {"source_key": spec.key, "sha256": sha, "quarantined_at": _now().isoformat(),
+               "errors": [error.to_dict()]}
+    Path(f"{target}.reasons.json").write_text(json.dumps(reasons, ensure_ascii=False, indent=2),
+                                              encoding="utf-8")
+    return target
+
+
+def _record(con, spec: SourceSpec, out: FileOutcome, landed_at, archive_path) -> None:
+    con.execute(
+        "INSERT INTO staging.file_manifest VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [spec.key, out.file_name, out.sha256, out.size_bytes, out.encoding, out.period, landed_at,
+         _now(), out.outcome, out.rows_read, out.rows_kept, out.rows_dropped,
+         json.dumps(out.drop_reasons, ensure_ascii=False),
+         json.dumps(out.unknown_headers, ensure_ascii=False), None, out.message,
+         str(archive_path) if archive_path else None],
+    )
+
+
+def _apply(con, spec: SourceSpec, staged: _StagedFile, out: FileOutcome, landed_at, archive_path) -> tuple[int, int]:
+    """Delete what the file supersedes, insert its rows, record it: one transaction."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        old = [sha for (sha,) in con.execute(
+            "SELECT sha256 FROM staging.file_manifest WHERE source_key = ? AND period = ? "
+            "AND outcome = 'applied'", [spec.key, staged.period]).fetchall()]
+        deleted = 0
+        if old:
+            deleted, = con.execute(
+                f"SELECT count(*) FROM staging.{spec.key} WHERE _file_sha256 IN (SELECT unnest(?))",
+                [old]).fetchone()
+            con.execute(f"DELETE FROM staging.{spec.key} WHERE _file_sha256 IN (SELECT unnest(?))", [old])
+            con.execute(
+                "UPDATE staging.file_manifest SET outcome = 'superseded', superseded_by = ? "
+                "WHERE source_key = ? AND sha256 IN (SELECT unnest(?)) AND outcome = 'applied'",
+                [out.sha256, spec.key, old])
+        cols = ", ".join(f'"{c.staged_name}"' for c in spec.staged_columns)
+        con.execute(
+            f"INSERT INTO staging.{spec.key} ({cols}, _file_sha256, _line, known_date) "
+            f"SELECT {cols}, ?, _line, known_date FROM _typed", [out.sha256])
+        out.superseded = old
+        _record(con, spec, out, landed_at, archive_path)
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    return staged.rows_kept, deleted
+
+
+def _drop_temp(con) -> None:
+    for (name,) in con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
+        "AND table_catalog = 'temp'").fetchall():
+        con.execute(f'DROP TABLE IF EXISTS temp."{name}"')
+
+
+def ingest_source(
+    con: duckdb.DuckDBPyConnection,
+    spec: SourceSpec,
+    paths: Paths,
+    key: bytes,
+    *,
+    log: Callable[[str], None] = lambda _msg: None,
+) -> SourceReport:
+    """Apply every new file under ``landing/<spec.key>/`` to ``staging.<spec.key>``."""
+    rebuilt = ensure_table(con, spec)
+    outcomes: list[FileOutcome] = []
+    inserted = deleted = 0
+    if rebuilt:
+        log(f"{spec.key}: the catalogue changed the table's schema; replaying applied files from the archive")
+        replay = con.execute(
+            "SELECT file_name, sha256, archive_path, landed_at FROM staging.file_manifest "
+            "WHERE source_key = ? AND outcome = 'applied' ORDER BY processed_at", [spec.key]).fetchall()
+        con.execute("DELETE FROM staging.file_manifest WHERE source_key = ?", [spec.key])
+        for file_name, sha, archive_path, landed_at in replay:
+            out, ins, dele = _process(con, spec, paths, key, Path(archive_path), file_name, sha, landed_at,
+                                      replay=True)
+            outcomes.append(out)
+            inserted += ins
+            deleted += dele
+
+    landing = paths.landing_dir(spec.key)
+    for path in landed_files(landing):
+        resolved = path.resolve()
+        if landing.resolve() not in resolved.parents or not resolved.is_file():
+            out = FileOutcome(path.name, "", 0, "rejected",
+                              message=f"{path.name}: points outside the landing folder ({resolved}); not read")
+            log(out.message)
+            outcomes.append(out)
+            continue
+        sha = sha256_of(path)
+        seen = con.execute(
+            "SELECT file_name, outcome FROM staging.file_manifest WHERE source_key = ? AND sha256 = ?",
+            [spec.key, sha]).fetchall()
+        if any(o in ("applied", "superseded") for _, o in seen) or any(n == path.name for n, _ in seen):
+            if not any(n == path.name for n, _ in seen):
+                first = next(n for n, o in seen if o in ("applied", "superseded"))
+                out = FileOutcome(path.name, sha, path.stat().st_size, "duplicate",
+                                  message=f"same bytes as {first}, already handled")
+                _record(con, spec, out, _mtime(path), None)
+                outcomes.append(out)
+                log(f"{spec.key}: {path.name} is a duplicate of {first}; skipped")
+            continue
+        out, ins, dele = _process(con, spec, paths, key, path, path.name, sha, _mtime(path))
+        outcomes.append(out)
+        inserted += ins
+        deleted += dele
+        if out.outcome == "rejected":
+            log(f"{spec.key}: quarantined {out.message}")
+
+    total, lo, hi = con.execute(
+        f"SELECT count(*), min(known_date)::VARCHAR, max(known_date)::VARCHAR FROM staging.{spec.key}"
+    ).fetchone()
+    return SourceReport(spec.key, outcomes, total, inserted, deleted, lo, hi, rebuilt)
+
+
+def _mtime(path: Path) -> datetime:
+    return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).replace(tzinfo=None)
+
+
+def _process(con, spec, paths, key, path, file_name, sha, landed_at, *, replay=False):
+    size = path.stat().st_size
+    archive_path = path if replay else _archive(paths, spec, path, sha)
+    try:
+        staged = read_file(con, spec, path, key, display_name=file_name, scratch=paths.home / "tmp")
+    except IngestError as error:
+        _drop_temp(con)
+        out = FileOutcome(file_name, sha, size, "rejected", message=error.message, error=error.to_dict())
+        if not replay:
+            _quarantine(paths, spec, path, sha, error)
+        _record(con, spec, out, landed_at, archive_path)
+        return out, 0, 0
+    out = FileOutcome(file_name, sha, size, "applied", encoding=staged.encoding, period=staged.period,
+                      rows_read=staged.rows_read, rows_kept=staged.rows_kept,
+                      drop_reasons=staged.drop_reasons, unknown_headers=staged.unknown_headers)
+    ins, dele = _apply(con, spec, staged, out, landed_at, archive_path)
+    _drop_temp(con)
+    return out, ins, dele
+
+
+def outcome_dicts(outcomes: Iterable[FileOutcome]) -> list[dict]:
+    return [asdict(o) for o in outcomes]

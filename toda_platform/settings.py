@@ -1,0 +1,78 @@
+"""Every path the platform uses, derived from one root: ``TODA_HOME`` (default ``./.toda``).
+
+A test points ``TODA_HOME`` at a temporary folder and is isolated from everything else.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Paths:
+    home: Path
+
+    @classmethod
+    def from_env(cls, home: str | os.PathLike | None = None) -> "Paths":
+        root = home if home is not None else os.environ.get("TODA_HOME", ".toda")
+        return cls(Path(root).expanduser().resolve())
+
+    @property
+    def landing(self) -> Path:
+        """Where departments drop their CSV exports, one folder per source key."""
+        return self.home / "landing"
+
+    @property
+    def archive(self) -> Path:
+        """Every landed file, kept by its sha256 before it is read."""
+        return self.home / "archive"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.home / "quarantine"
+
+    @property
+    def truth(self) -> Path:
+        """The synthetic city's hidden truth. Only evaluation code may read it."""
+        return self.home / "truth"
+
+    @property
+    def warehouse(self) -> Path:
+        return self.home / "warehouse.duckdb"
+
+    @property
+    def secrets(self) -> Path:
+        return self.home / "secrets"
+
+    @property
+    def pseudonym_key_file(self) -> Path:
+        return self.secrets / "pseudonym.key"
+
+    @property
+    def reports(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def exports(self) -> Path:
+        return self.home / "exports"
+
+    @property
+    def mlflow_db(self) -> Path:
+        return self.home / "mlflow.db"
+
+    @property
+    def mlflow_artifacts(self) -> Path:
+        return self.home / "mlartifacts"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home / "dagster"
+
+    def landing_dir(self, source_key: str) -> Path:
+        return self.landing / source_key
+
+
+def paths() -> Paths:
+    return Paths.from_env()
