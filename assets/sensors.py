@@ -1,6 +1,5 @@
 """React to new files in the landing zone; refresh everything nightly."""
 
-from __future__ import annotations
 
 import hashlib
 import json

@@ -1,6 +1,5 @@
 """One ``staging/<source_key>`` asset per catalogue spec, built by a single factory."""
 
-from __future__ import annotations
 
 import json
 

@@ -1,6 +1,5 @@
 """The platform's home folder (landing zone, key material, reports) and its DuckDB warehouse."""
 
-from __future__ import annotations
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
