@@ -1,8 +1,6 @@
 """One ``staging/<source_key>`` asset per catalogue spec, built by a single factory."""
 
 
-import json
-
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
@@ -11,10 +9,22 @@ from toda_platform.catalogue import CATALOGUE, SourceSpec
 from toda_platform.ingest import ingest_source
 
 PREVIEW_ROWS = 5
+REFERENCE_SOURCES = ("school_master", "pupil_registry")
 
 
 def staging_key(source_key: str) -> dg.AssetKey:
     return dg.AssetKey(["staging", source_key])
+
+
+def reference_deps(spec: SourceSpec) -> list[dg.AssetKey]:
+    """Staged first so that a file's pupils and schools can be checked against them."""
+    kinds = {c.kind for c in spec.columns}
+    deps = []
+    if "school_code" in kinds and spec.key != "school_master":
+        deps.append("school_master")
+    if kinds & {"pupil_number", "resident_number"} and spec.key != "pupil_registry":
+        deps.append("pupil_registry")
+    return [staging_key(k) for k in deps]
 
 
 def _column_schema(spec: SourceSpec) -> dg.TableSchema:
@@ -55,16 +65,22 @@ def build_staging_asset(spec: SourceSpec) -> dg.AssetsDefinition:
             "export_encoding": spec.export.encoding,
         },
         tags={"grain": spec.grain},
+        deps=reference_deps(spec),
     )
     def _staging(context: dg.AssetExecutionContext, toda: TodaHome, warehouse: DuckDBResource):
+        import quality
+
         with warehouse.get_connection() as con:
             report = ingest_source(con, spec, toda.paths, toda.pseudonym_key(), log=context.log.info)
             preview = con.execute(
                 f"SELECT * EXCLUDE (_file_sha256) FROM staging.{spec.key} LIMIT {PREVIEW_ROWS}"
             ).df()
+        docs = quality.render_data_docs(report.validations, toda.paths.reports / "quality")
         for f in report.files:
             if f.outcome == "rejected":
-                context.log.error(f"{spec.key}: {f.message}")
+                context.log.error(f"{spec.key}: quarantined {f.message}")
+            for w in f.warnings:
+                context.log.warning(f"{spec.key}: {w['message']}")
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": report.table_rows,
@@ -76,10 +92,15 @@ def build_staging_asset(spec: SourceSpec) -> dg.AssetsDefinition:
                 "known_date_from": report.known_from or "",
                 "known_date_until": report.known_until or "",
                 "rebuilt_from_archive": report.rebuilt,
+                "seconds": round(report.seconds, 2),
+                "validation_seconds": round(report.validation_seconds, 2),
+                "data_docs": dg.MetadataValue.path(str(docs)),
                 "files": dg.MetadataValue.json(
                     [{"file": f.file_name, "outcome": f.outcome, "period": f.period,
                       "rows_kept": f.rows_kept, "rows_dropped": f.drop_reasons,
-                      "unknown_headers": f.unknown_headers, "message": f.message}
+                      "unknown_headers": f.unknown_headers, "message": f.message,
+                      "errors": [e.get("message") for e in f.errors],
+                      "warnings": [w.get("message") for w in f.warnings]}
                      for f in report.files]
                 ),
                 "preview": dg.MetadataValue.md(preview.to_markdown(index=False)),
@@ -89,4 +110,55 @@ def build_staging_asset(spec: SourceSpec) -> dg.AssetsDefinition:
     return _staging
 
 
+def build_staging_checks(spec: SourceSpec) -> list[dg.AssetChecksDefinition]:
+    """A blocking whole-table check (ERROR), and a visible one for files held in quarantine (WARN)."""
+
+    @dg.asset_check(
+        asset=staging_key(spec.key),
+        name="table_valid",
+        blocking=True,
+        description="Great Expectations rules of the catalogue over the whole table: key unique "
+                    "across files, values allowed and in range, every pupil and school known. "
+                    "Failing blocks everything downstream.",
+    )
+    def _table_valid(toda: TodaHome, warehouse: DuckDBResource) -> dg.AssetCheckResult:
+        import quality
+
+        with warehouse.get_connection() as con:
+            result = quality.check_table(con, spec)
+        quality.render_data_docs([result], toda.paths.reports / "quality")
+        return dg.AssetCheckResult(
+            passed=result.passed,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description="; ".join(f.message for f in result.errors[:3]) or None,
+            metadata={
+                "rows": result.rows,
+                "checks_run": ", ".join(result.checks),
+                "errors": len(result.errors),
+                "warnings": len(result.warnings),
+                "failures": dg.MetadataValue.json([f.to_dict() for f in result.failures[:20]]),
+                "seconds": round(result.seconds, 2),
+            },
+        )
+
+    @dg.asset_check(
+        asset=staging_key(spec.key),
+        name="no_file_in_quarantine",
+        description="Files of this source waiting in quarantine. The table keeps its last good "
+                    "content, so this warns rather than blocks; fix and re-land the file.",
+    )
+    def _quarantine(toda: TodaHome) -> dg.AssetCheckResult:
+        folder = toda.paths.quarantine / spec.key
+        held = sorted(p for p in folder.glob("*") if not p.name.endswith(".reasons.json")) if folder.exists() else []
+        return dg.AssetCheckResult(
+            passed=not held,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"files": dg.MetadataValue.json([p.name for p in held]),
+                      "folder": dg.MetadataValue.path(str(folder))},
+        )
+
+    return [_table_valid, _quarantine]
+
+
 staging_assets = [build_staging_asset(spec) for spec in CATALOGUE.values()]
+staging_checks = [check for spec in CATALOGUE.values() for check in build_staging_checks(spec)]

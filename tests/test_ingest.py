@@ -18,6 +18,8 @@ ATT = CATALOGUE["attendance_daily"]
 REG = CATALOGUE["pupil_registry"]
 ELEM = "B211222400015"
 JH = "C211222400017"
+MAY_2024 = 1_714_521_600  # file modification times: exports are written after the month they hold
+JULY_2024 = 1_719_792_000
 ATT_HEADER = ["日付", "学校コード", "学籍番号", "出欠", "登校形態", "理由"]
 
 
@@ -105,7 +107,7 @@ def test_landing_the_same_file_twice_changes_nothing(paths, con, key):
 
 
 def test_a_byte_identical_copy_under_a_new_name_is_recorded_and_skipped(paths, con, key):
-    first = attendance(paths, "出欠_2024-04.csv", APRIL, mtime=1_700_000_000)
+    first = attendance(paths, "出欠_2024-04.csv", APRIL, mtime=MAY_2024)
     ingest_source(con, ATT, paths, key)
     shutil.copy(first, first.with_name("出欠_2024-04 (1).csv"))
     report = ingest_source(con, ATT, paths, key)
@@ -116,11 +118,11 @@ def test_a_byte_identical_copy_under_a_new_name_is_recorded_and_skipped(paths, c
 
 
 def test_a_corrected_reexport_replaces_the_rows_of_the_file_it_supersedes(paths, con, key):
-    attendance(paths, "出欠_2024-04.csv", APRIL, mtime=1_700_000_000)
+    attendance(paths, "出欠_2024-04.csv", APRIL, mtime=MAY_2024)
     ingest_source(con, ATT, paths, key)
     corrected = [r[:] for r in APRIL[:3]]
     corrected[1][3] = "出"  # the sick day was a mistake, and the last row was entered twice
-    attendance(paths, "出欠_2024-04_訂正.csv", corrected, mtime=1_700_000_100)
+    attendance(paths, "出欠_2024-04_訂正.csv", corrected, mtime=MAY_2024 + 100)
     report = ingest_source(con, ATT, paths, key)
 
     assert report.rows_deleted == 4 and report.rows_inserted == 3
@@ -131,19 +133,19 @@ def test_a_corrected_reexport_replaces_the_rows_of_the_file_it_supersedes(paths,
     assert m.loc["出欠_2024-04.csv", "superseded_by"] == m.loc["出欠_2024-04_訂正.csv", "sha256"]
     # a different month is another slot: it adds, it does not replace
     attendance(paths, "出欠_2024-05.csv", [["2024/5/7", ELEM, "20170001", "チ", "", ""]],
-               mtime=1_700_000_200)
+               mtime=JULY_2024)
     ingest_source(con, ATT, paths, key)
     assert len(staged(con, "attendance_daily")) == 4
 
 
 def test_a_bad_file_is_quarantined_with_reasons_and_the_good_files_still_apply(paths, con, key):
-    attendance(paths, "出欠_2024-04.csv", APRIL, mtime=1_700_000_000)
+    attendance(paths, "出欠_2024-04.csv", APRIL, mtime=MAY_2024)
     ingest_source(con, ATT, paths, key)
     good_before = staged(con, "attendance_daily")
 
     bad_rows = [["2024/5/7", ELEM, "20170001", "出", "", ""], ["令和6年2月30日", ELEM, "20170002", "出", "", ""]]
-    attendance(paths, "出欠_2024-05.csv", bad_rows, mtime=1_700_000_100)
-    attendance(paths, "出欠_2024-06.csv", [["2024/6/3", ELEM, "20170001", "病", "", ""]], mtime=1_700_000_200)
+    attendance(paths, "出欠_2024-05.csv", bad_rows, mtime=MAY_2024 + 100)
+    attendance(paths, "出欠_2024-06.csv", [["2024/6/3", ELEM, "20170001", "病", "", ""]], mtime=JULY_2024)
     report = ingest_source(con, ATT, paths, key)
 
     assert [f.outcome for f in report.files] == ["rejected", "applied"]
@@ -159,7 +161,7 @@ def test_a_bad_file_is_quarantined_with_reasons_and_the_good_files_still_apply(p
     assert reasons["errors"][0]["lines"] == [3] and reasons["errors"][0]["column"] == "date"
 
     # the department fixes the file and lands it again: it applies
-    attendance(paths, "出欠_2024-05.csv", [bad_rows[0]], mtime=1_700_000_300)
+    attendance(paths, "出欠_2024-05.csv", [bad_rows[0]], mtime=JULY_2024 + 100)
     ingest_source(con, ATT, paths, key)
     assert len(staged(con, "attendance_daily")) == len(good_before) + 2
 

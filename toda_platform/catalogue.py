@@ -142,6 +142,16 @@ class SourceSpec:
         return tuple(c for c in self.columns if c.staged)
 
     @property
+    def event_date(self) -> str | None:
+        """The column that dates each record of a monthly (daily-grain) file, if any."""
+        if self.export.file_cadence != "monthly":
+            return None
+        for c in self.staged_columns:
+            if c.kind in ("date", "timestamp_date"):
+                return c.staged_name
+        return None
+
+    @property
     def dropped_columns(self) -> tuple[Column, ...]:
         return tuple(c for c in self.columns if not c.staged)
 
@@ -168,7 +178,7 @@ def _school(headers=("学校コード", "学校番号")) -> Column:
 
 
 def _grade(nullable=False) -> Column:
-    return Column("grade", ("学年",), "grade", nullable=nullable,
+    return Column("grade", ("学年",), "grade", nullable=nullable, min=1, max=9,
                   description="city-wide school year: 小1-小6 = 1-6, 中1-中3 = 7-9")
 
 
@@ -753,7 +763,8 @@ NURSERY_ENROLLMENT = SourceSpec(
                        "認可外保育施設": "unlicensed", "幼稚園": "kindergarten"}),
         Column("enrolled_on", ("入所日",), "date"),
         Column("left_on", ("退所日",), "date", nullable=True),
-        Column("base_index", ("基準指数",), "int", min=0, max=100),
+        Column("base_index", ("基準指数",), "int", min=0, max=100, nullable=True,
+               description="blank for places without a priority ranking (幼稚園, 認可外)"),
         Column("adjustment_index", ("調整指数",), "int", min=-20, max=30),
     ),
     key_columns=("resident_id", "enrolled_on"),

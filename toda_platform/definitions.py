@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from assets.sensors import landing_zone_sensor, nightly_refresh
-from assets.sources import staging_assets
+from assets.sources import staging_assets, staging_checks
 from resources.toda import build_resources
 from toda_platform.settings import Paths
 
@@ -14,6 +14,7 @@ def build_definitions(paths: Paths | None = None) -> dg.Definitions:
     paths = paths or Paths.from_env()
     return dg.Definitions(
         assets=[*staging_assets],
+        asset_checks=[*staging_checks],
         sensors=[landing_zone_sensor],
         schedules=[nightly_refresh],
         resources=build_resources(paths),
@@ -53,4 +54,5 @@ def materialise_all(paths: Paths, *, instance: dg.DagsterInstance | None = None)
         prepare_dagster_home(paths)
         instance = dg.DagsterInstance.get()
     job = build_definitions(paths).resolve_implicit_global_asset_job_def()
-    return job.execute_in_process(instance=instance, raise_on_error=False)
+    quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+    return job.execute_in_process(instance=instance, raise_on_error=False, run_config=quiet)

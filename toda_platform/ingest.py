@@ -35,6 +35,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 import unicodedata
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -116,11 +117,14 @@ class FileOutcome:
     period: str | None = None
     rows_read: int = 0
     rows_kept: int = 0
+    days: int | None = None
     drop_reasons: dict[str, int] = field(default_factory=dict)
     unknown_headers: list[str] = field(default_factory=list)
     superseded: list[str] = field(default_factory=list)  # sha256 of files this one replaced
     message: str | None = None
-    error: dict | None = None
+    errors: list[dict] = field(default_factory=list)  # what made the file unusable
+    warnings: list[dict] = field(default_factory=list)  # WARN-level findings; the file applied
+    validation_seconds: float = 0.0
 
     @property
     def rows_dropped(self) -> int:
@@ -137,6 +141,12 @@ class SourceReport:
     known_from: str | None
     known_until: str | None
     rebuilt: bool = False
+    seconds: float = 0.0
+    validations: list = field(default_factory=list)  # quality.FileValidation per file read
+
+    @property
+    def validation_seconds(self) -> float:
+        return sum(f.validation_seconds for f in self.files)
 
     def count(self, outcome: str) -> int:
         return sum(1 for f in self.files if f.outcome == outcome)
@@ -164,7 +174,9 @@ CREATE TABLE IF NOT EXISTS staging.file_manifest (
     unknown_headers VARCHAR,
     superseded_by VARCHAR,
     message VARCHAR,
-    archive_path VARCHAR
+    archive_path VARCHAR,
+    findings VARCHAR,
+    days INTEGER
 )"""
 
 SCHEMA_VERSIONS_DDL = """
@@ -269,15 +281,36 @@ def _duckdb_line(error: Exception) -> int | None:
 
 
 class _Converter:
-    """Turns distinct raw values of one column into typed values, or says why it can't."""
+    """Turns distinct raw values of one column into typed values, or says why it can't.
+
+    Results are remembered across files: the 12,000 pupil numbers of one month's attendance are
+    the same next month, and hashing them again would be most of the cost of a file.
+    """
 
     def __init__(self, col: Column, key: bytes):
         self.col = col
         self.key = key
+        self.memo: dict[tuple[str, str | None], object] = {}
         if col.values is not None:
             self.lookup = {parsing.normalise_text(k): v for k, v in col.values.items()}
 
     def __call__(self, raw: str, school_type: str | None = None):
+        """The typed value; raises ParseError."""
+        memo_key = (raw, school_type)
+        try:
+            result = self.memo[memo_key]
+        except KeyError:
+            try:
+                result = self._convert(raw, school_type)
+            except parsing.ParseError as e:
+                result = e
+            if len(self.memo) < 1_000_000:
+                self.memo[memo_key] = result
+        if isinstance(result, parsing.ParseError):
+            raise result
+        return result
+
+    def _convert(self, raw: str, school_type: str | None):
         col = self.col
         kind = col.kind
         if kind in ("date", "timestamp_date"):
@@ -334,6 +367,18 @@ class _Converter:
                 "BOOLEAN": pa.bool_(), "DOUBLE": pa.float64()}.get(sql, pa.string())
 
 
+_CONVERTERS: dict[tuple[str, str, bytes], _Converter] = {}
+
+
+def _converter(spec: SourceSpec, col: Column, key: bytes) -> _Converter:
+    """One converter per column definition and key, kept for the life of the process."""
+    memo_key = (spec.key, repr(col), key)  # the repr covers every field, so an edited spec is new
+    found = _CONVERTERS.get(memo_key)
+    if found is None:
+        found = _CONVERTERS[memo_key] = _Converter(col, key)
+    return found
+
+
 @dataclass
 class _StagedFile:
     """A file read into the temporary table ``_typed``, ready to apply."""
@@ -344,6 +389,8 @@ class _StagedFile:
     rows_kept: int
     drop_reasons: dict[str, int]
     unknown_headers: list[str]
+    headers: dict[str, str]  # canonical column name -> the header as it appeared in the file
+    days: int | None  # distinct record dates in a monthly file (volume is compared per day)
 
 
 def read_file(
@@ -393,7 +440,8 @@ def _read_csv(con, spec, csv_path, name, encoding, headers, positions, unknown, 
     n = len(headers)
     all_cols = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(n))
     wanted = {c.name: positions[c.name] for c in spec.staged_columns if c.name in positions}
-    blank = " AND ".join(f"coalesce(trim(c{i}, ' 　'), '') = ''" for i in range(n))
+    # The reader gives NULL for an empty field, so a row of bare commas is all NULL.
+    blank = " AND ".join(f"c{i} IS NULL" for i in range(n))
     total = " OR ".join(
         f"trim(c{i}, ' 　') IN ({', '.join(_sql_str(m) for m in TOTAL_MARKERS)})" for i in range(min(n, 3))
     )
@@ -401,7 +449,7 @@ def _read_csv(con, spec, csv_path, name, encoding, headers, positions, unknown, 
     try:
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE _raw AS
-            SELECT row_number() OVER () + 1 AS _line, {keep},
+            SELECT {keep},
                    CASE WHEN {blank} THEN 'blank_row' WHEN {total} THEN 'total_row' END AS _drop
             FROM read_csv({_sql_str(str(csv_path))}, header = false, skip = 1, delim = ',',
                           quote = '"', escape = '"', auto_detect = false, strict_mode = true,
@@ -416,12 +464,16 @@ def _read_csv(con, spec, csv_path, name, encoding, headers, positions, unknown, 
             reason = "a quoted value is never closed (the file may be truncated)"
         raise IngestError(name, reason, line=_duckdb_line(e), check="csv_structure") from e
 
-    rows_read, = con.execute("SELECT count(*) FROM _raw").fetchone()
-    drops = dict(con.execute("SELECT _drop, count(*) FROM _raw WHERE _drop IS NOT NULL GROUP BY 1").fetchall())
+    rows_read, blank_rows, total_rows = con.execute(
+        "SELECT count(*), count(*) FILTER (_drop = 'blank_row'), count(*) FILTER (_drop = 'total_row') FROM _raw"
+    ).fetchone()
+    drops = {k: v for k, v in (("blank_row", blank_rows), ("total_row", total_rows)) if v}
     if rows_read - sum(drops.values()) == 0:
         raise IngestError(name, "the file has a header but no data rows", check="has_rows")
 
-    select = ["r._line"]
+    present = [c for c in spec.staged_columns if c.name in positions]
+    _check_values(con, name, present, positions, headers)
+    select = [f"(r.rowid + 2)::INTEGER AS _line"]
     joins = []
     school_code_pos = positions.get("school_code")
     for col in spec.staged_columns:
@@ -431,19 +483,15 @@ def _read_csv(con, spec, csv_path, name, encoding, headers, positions, unknown, 
         raw = f"r.c{positions[col.name]}"
         header = headers[positions[col.name]]
         if col.kind in _SQL_ONLY_KINDS:
-            expr = _numeric_expr(raw, col)
-            _check_numeric(con, name, col, header, raw, expr)
-            select.append(f"{expr} AS \"{col.staged_name}\"")
+            select.append(f"{_numeric_expr(raw, col)} AS \"{col.staged_name}\"")
         else:
             alias = f"m{positions[col.name]}"
             by_school_type = col.kind == "grade" and school_code_pos is not None
             school_type_sql = f"trim(r.c{school_code_pos}, ' 　')" if by_school_type else None
-            _build_map(con, name, col, header, raw, school_type_sql, alias, key)
+            _build_map(con, name, _converter(spec, col, key), header, raw, school_type_sql, alias)
             cond = f"{raw} = {alias}.raw" + (f" AND {school_type_sql} = {alias}.stype" if by_school_type else "")
             joins.append(f"LEFT JOIN {alias} ON {cond}")
             select.append(f"{alias}.value AS \"{col.staged_name}\"")
-        if not col.nullable:
-            _check_not_blank(con, name, col, header, raw)
 
     typed_cols = ", ".join(f'"{c.staged_name}"' for c in spec.staged_columns)
     con.execute(f"""
@@ -451,6 +499,7 @@ def _read_csv(con, spec, csv_path, name, encoding, headers, positions, unknown, 
         SELECT {typed_cols}, _line, ({spec.known_from})::DATE AS known_date, ({spec.period})::VARCHAR AS _period
         FROM (SELECT {', '.join(select)} FROM _raw r {' '.join(joins)} WHERE r._drop IS NULL)
     """)
+    _check_required(con, spec, name, positions, headers)
     _check_unique_key(con, spec, name)
     periods = [p for (p,) in con.execute("SELECT DISTINCT _period FROM _typed ORDER BY 1").fetchall()]
     if len(periods) != 1 or periods[0] is None:
@@ -460,7 +509,11 @@ def _read_csv(con, spec, csv_path, name, encoding, headers, positions, unknown, 
             check="one_period",
         )
     kept = rows_read - sum(drops.values())
-    return _StagedFile(encoding, periods[0], rows_read, kept, drops, unknown)
+    header_map = {col: headers[pos] for col, pos in positions.items()}
+    days = None
+    if spec.event_date:
+        days, = con.execute(f'SELECT count(DISTINCT "{spec.event_date}") FROM _typed').fetchone()
+    return _StagedFile(encoding, periods[0], rows_read, kept, drops, unknown, header_map, days)
 
 
 def _numeric_expr(raw: str, col: Column) -> str:
@@ -473,34 +526,42 @@ def _numeric_expr(raw: str, col: Column) -> str:
     return f"TRY_CAST(NULLIF({cleaned}, '') AS {target})"
 
 
-def _check_numeric(con, name, col, header, raw, expr) -> None:
-    bad = con.execute(f"""
-        SELECT r._line, {raw} FROM _raw r
-        WHERE r._drop IS NULL AND coalesce(trim({raw}, ' 　'), '') <> '' AND {expr} IS NULL
-        ORDER BY 1 LIMIT {ERROR_SAMPLE}""").fetchall()
-    if bad:
-        kind = "a whole number" if col.kind == "int" else "a number"
-        raise IngestError(name, f"'{bad[0][1]}' is not {kind}", lines=[b[0] for b in bad],
-                          column=col.name, header=header, values=[b[1] for b in bad], check="type")
+def _blank(raw: str) -> str:
+    return f"coalesce(trim({raw}, ' 　'), '') = ''"
 
 
-def _check_not_blank(con, name, col, header, raw) -> None:
-    bad = [row[0] for row in con.execute(f"""
-        SELECT r._line FROM _raw r
-        WHERE r._drop IS NULL AND coalesce(trim({raw}, ' 　'), '') = ''
-        ORDER BY 1 LIMIT {ERROR_SAMPLE}""").fetchall()]
-    if bad:
-        raise IngestError(name, f"'{header}' is blank but is required", lines=bad,
-                          column=col.name, header=header, check="not_null")
+def _check_values(con, name, columns: list[Column], positions, headers) -> None:
+    """Unreadable numbers, for all numeric columns in one scan of the file."""
+    rules = []
+    for col in columns:
+        raw = f"r.c{positions[col.name]}"
+        if col.kind in _SQL_ONLY_KINDS:
+            kind = "a whole number" if col.kind == "int" else "a number"
+            rules.append((col, "type", f"NOT {_blank(raw)} AND {_numeric_expr(raw, col)} IS NULL", kind))
+    if not rules:
+        return
+    counts = con.execute(
+        "SELECT " + ", ".join(f"count(*) FILTER ({cond})" for _, _, cond, _ in rules)
+        + " FROM _raw r WHERE r._drop IS NULL").fetchone()
+    for (col, check, cond, reason), n in zip(rules, counts):
+        if not n:
+            continue
+        raw = f"r.c{positions[col.name]}"
+        bad = con.execute(f"SELECT (r.rowid + 2)::INTEGER, {raw} FROM _raw r WHERE r._drop IS NULL AND {cond} "
+                          f"ORDER BY 1 LIMIT {ERROR_SAMPLE}").fetchall()
+        reason = f"'{bad[0][1]}' is not {reason} ({n} such value{'s' if n > 1 else ''})"
+        raise IngestError(name, reason, lines=[b[0] for b in bad], column=col.name,
+                          header=headers[positions[col.name]], values=[b[1] for b in bad if b[1]],
+                          check=check)
 
 
-def _build_map(con, name, col, header, raw, school_type_sql, alias, key) -> None:
+def _build_map(con, name, convert: _Converter, header, raw, school_type_sql, alias) -> None:
     """Convert each distinct raw value once; register the result as a join table."""
+    col = convert.col
     stype_select = f", {school_type_sql} AS stype" if school_type_sql else ""
     distinct = con.execute(
         f"SELECT DISTINCT {raw} AS raw{stype_select} FROM _raw r WHERE r._drop IS NULL AND {raw} IS NOT NULL"
     ).fetchall()
-    convert = _Converter(col, key)
     raws, stypes, values, errors = [], [], [], []
     for row in distinct:
         school_type = parsing.school_type_of_code(row[1]) if school_type_sql and row[1] else None
@@ -515,7 +576,7 @@ def _build_map(con, name, col, header, raw, school_type_sql, alias, key) -> None
     if errors:
         bad_values = [e[0] for e in errors]
         lines = [r[0] for r in con.execute(
-            f"SELECT r._line FROM _raw r WHERE r._drop IS NULL AND {raw} IN "
+            f"SELECT (r.rowid + 2)::INTEGER FROM _raw r WHERE r._drop IS NULL AND {raw} IN "
             f"(SELECT unnest(?)) ORDER BY 1 LIMIT {ERROR_SAMPLE}", [bad_values]).fetchall()]
         raise IngestError(name, errors[0][2], lines=lines, column=col.name, header=header,
                           values=bad_values[:ERROR_SAMPLE], check="parse")
@@ -529,8 +590,25 @@ def _build_map(con, name, col, header, raw, school_type_sql, alias, key) -> None
     con.unregister(f"{alias}_arrow")
 
 
+def _check_required(con, spec: SourceSpec, name: str, positions, headers) -> None:
+    """A required value that is blank (its typed value is NULL), in one scan of the file."""
+    required = [c for c in spec.staged_columns if not c.nullable and c.name in positions]
+    counts = con.execute("SELECT " + ", ".join(
+        f'count(*) FILTER ("{c.staged_name}" IS NULL)' for c in required) + " FROM _typed").fetchone()
+    for col, n in zip(required, counts):
+        if n:
+            header = headers[positions[col.name]]
+            lines = [r[0] for r in con.execute(
+                f'SELECT _line FROM _typed WHERE "{col.staged_name}" IS NULL ORDER BY 1 LIMIT {ERROR_SAMPLE}'
+            ).fetchall()]
+            raise IngestError(name, f"'{header}' is blank but is required ({n} row{'s' if n > 1 else ''})",
+                              lines=lines, column=col.name, header=header, check="not_null")
+
+
 def _check_unique_key(con, spec: SourceSpec, name: str) -> None:
     keys = ", ".join(f'"{k}"' for k in spec.key_columns)
+    if not con.execute(f"SELECT count(*) FROM (SELECT 1 FROM _typed GROUP BY {keys} HAVING count(*) > 1)").fetchone()[0]:
+        return
     dup = con.execute(f"""
         SELECT list(_line ORDER BY _line) FROM _typed GROUP BY {keys}
         HAVING count(*) > 1 LIMIT {ERROR_SAMPLE}""").fetchall()
@@ -581,7 +659,7 @@ def _archive(paths: Paths, spec: SourceSpec, path: Path, sha: str) -> Path:
     return target
 
 
-def _quarantine(paths: Paths, spec: SourceSpec, path: Path, sha: str, error: IngestError) -> Path:
+def _quarantine(paths: Paths, spec: SourceSpec, path: Path, sha: str, errors: list[dict]) -> Path:
     folder = paths.quarantine / spec.key
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / path.name
@@ -589,7 +667,7 @@ def _quarantine(paths: Paths, spec: SourceSpec, path: Path, sha: str, error: Ing
         target = folder / f"{path.stem}.{sha[:12]}{path.suffix}"
     shutil.move(str(path), target)
     reasons = {"source_key": spec.key, "sha256": sha, "quarantined_at": _now().isoformat(),
-               "errors": [error.to_dict()]}
+               "errors": errors}
     Path(f"{target}.reasons.json").write_text(json.dumps(reasons, ensure_ascii=False, indent=2),
                                               encoding="utf-8")
     return target
@@ -597,12 +675,13 @@ def _quarantine(paths: Paths, spec: SourceSpec, path: Path, sha: str, error: Ing
 
 def _record(con, spec: SourceSpec, out: FileOutcome, landed_at, archive_path) -> None:
     con.execute(
-        "INSERT INTO staging.file_manifest VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO staging.file_manifest VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [spec.key, out.file_name, out.sha256, out.size_bytes, out.encoding, out.period, landed_at,
          _now(), out.outcome, out.rows_read, out.rows_kept, out.rows_dropped,
          json.dumps(out.drop_reasons, ensure_ascii=False),
          json.dumps(out.unknown_headers, ensure_ascii=False), None, out.message,
-         str(archive_path) if archive_path else None],
+         str(archive_path) if archive_path else None,
+         json.dumps(out.errors + out.warnings, ensure_ascii=False, default=str) or None, out.days],
     )
 
 
@@ -652,8 +731,13 @@ def ingest_source(
     log: Callable[[str], None] = lambda _msg: None,
 ) -> SourceReport:
     """Apply every new file under ``landing/<spec.key>/`` to ``staging.<spec.key>``."""
+    import quality
+
+    started = time.perf_counter()
     rebuilt = ensure_table(con, spec)
+    refs = quality.load_references(con)
     outcomes: list[FileOutcome] = []
+    validations = []
     inserted = deleted = 0
     if rebuilt:
         log(f"{spec.key}: the catalogue changed the table's schema; replaying applied files from the archive")
@@ -662,9 +746,10 @@ def ingest_source(
             "WHERE source_key = ? AND outcome = 'applied' ORDER BY processed_at", [spec.key]).fetchall()
         con.execute("DELETE FROM staging.file_manifest WHERE source_key = ?", [spec.key])
         for file_name, sha, archive_path, landed_at in replay:
-            out, ins, dele = _process(con, spec, paths, key, Path(archive_path), file_name, sha, landed_at,
-                                      replay=True)
+            out, ins, dele, validation = _process(con, spec, paths, key, Path(archive_path), file_name,
+                                                  sha, landed_at, refs, replay=True)
             outcomes.append(out)
+            validations += [validation] if validation else []
             inserted += ins
             deleted += dele
 
@@ -673,7 +758,9 @@ def ingest_source(
         resolved = path.resolve()
         if landing.resolve() not in resolved.parents or not resolved.is_file():
             out = FileOutcome(path.name, "", 0, "rejected",
-                              message=f"{path.name}: points outside the landing folder ({resolved}); not read")
+                              message=f"{path.name}: points outside the landing folder ({resolved}); not read",
+                              errors=[{"check": "inside_landing", "file": path.name,
+                                       "reason": "the file is a link to a place outside the landing folder"}])
             log(out.message)
             outcomes.append(out)
             continue
@@ -690,8 +777,9 @@ def ingest_source(
                 outcomes.append(out)
                 log(f"{spec.key}: {path.name} is a duplicate of {first}; skipped")
             continue
-        out, ins, dele = _process(con, spec, paths, key, path, path.name, sha, _mtime(path))
+        out, ins, dele, validation = _process(con, spec, paths, key, path, path.name, sha, _mtime(path), refs)
         outcomes.append(out)
+        validations += [validation] if validation else []
         inserted += ins
         deleted += dele
         if out.outcome == "rejected":
@@ -700,31 +788,55 @@ def ingest_source(
     total, lo, hi = con.execute(
         f"SELECT count(*), min(known_date)::VARCHAR, max(known_date)::VARCHAR FROM staging.{spec.key}"
     ).fetchone()
-    return SourceReport(spec.key, outcomes, total, inserted, deleted, lo, hi, rebuilt)
+    return SourceReport(spec.key, outcomes, total, inserted, deleted, lo, hi, rebuilt,
+                        seconds=time.perf_counter() - started, validations=validations)
 
 
 def _mtime(path: Path) -> datetime:
     return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).replace(tzinfo=None)
 
 
-def _process(con, spec, paths, key, path, file_name, sha, landed_at, *, replay=False):
+def _process(con, spec, paths, key, path, file_name, sha, landed_at, refs, *, replay=False):
+    import quality
+
     size = path.stat().st_size
     archive_path = path if replay else _archive(paths, spec, path, sha)
+
+    def reject(errors: list[dict], message: str, validation_seconds: float = 0.0):
+        _drop_temp(con)
+        out = FileOutcome(file_name, sha, size, "rejected", message=message, errors=errors,
+                          validation_seconds=validation_seconds)
+        if not replay:
+            _quarantine(paths, spec, path, sha, errors)
+        _record(con, spec, out, landed_at, archive_path)
+        return out, 0, 0, None
+
     try:
         staged = read_file(con, spec, path, key, display_name=file_name, scratch=paths.home / "tmp")
     except IngestError as error:
-        _drop_temp(con)
-        out = FileOutcome(file_name, sha, size, "rejected", message=error.message, error=error.to_dict())
-        if not replay:
-            _quarantine(paths, spec, path, sha, error)
-        _record(con, spec, out, landed_at, archive_path)
-        return out, 0, 0
+        return reject([error.to_dict()], error.message)
+
+    ctx = quality.file_context(con, spec.key, file_name, headers=staged.headers,
+                               exported_on=quality.export_date(path), period=staged.period,
+                               references=refs)
+    validation = quality.check_file(spec, quality.read_typed(con), ctx)
+    if validation.errors:
+        first = validation.errors[0].message
+        more = len(validation.errors) - 1
+        out = reject([f.to_dict() for f in validation.failures],
+                     first + (f" (and {more} more failed check{'s' if more > 1 else ''})" if more else ""),
+                     validation.seconds)
+        return out[:3] + (validation,)
     out = FileOutcome(file_name, sha, size, "applied", encoding=staged.encoding, period=staged.period,
-                      rows_read=staged.rows_read, rows_kept=staged.rows_kept,
-                      drop_reasons=staged.drop_reasons, unknown_headers=staged.unknown_headers)
+                      rows_read=staged.rows_read, rows_kept=staged.rows_kept, days=staged.days,
+                      drop_reasons=staged.drop_reasons, unknown_headers=staged.unknown_headers,
+                      warnings=[f.to_dict() for f in validation.warnings],
+                      validation_seconds=validation.seconds)
+    if staged.unknown_headers:
+        out.message = f"unknown columns ignored: {', '.join(staged.unknown_headers)}"
     ins, dele = _apply(con, spec, staged, out, landed_at, archive_path)
     _drop_temp(con)
-    return out, ins, dele
+    return out, ins, dele, validation
 
 
 def outcome_dicts(outcomes: Iterable[FileOutcome]) -> list[dict]:
