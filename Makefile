@@ -17,7 +17,7 @@ demo: $(STAMP)
 	$(BIN)/toda demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 ui: $(STAMP)
 	$(BIN)/toda ui

@@ -29,8 +29,8 @@ class References:
 
 def _rows(con, table: str) -> bool:
     exists = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'staging' "
-                         "AND table_name = ?", [table]).fetchone()[0]
-    return bool(exists) and bool(con.execute(f"SELECT EXISTS (SELECT 1 FROM staging.{table})").fetchone()[0])
+                         "AND table_name = ?", [table]).fetchall()[0][0]
+    return bool(exists) and bool(con.execute(f"SELECT EXISTS (SELECT 1 FROM staging.{table})").fetchall()[0][0])
 
 
 def load_references(con: duckdb.DuckDBPyConnection) -> References:
@@ -57,7 +57,7 @@ def previous_volumes(con: duckdb.DuckDBPyConnection, source_key: str, before_per
     file being validated left out, so a re-export is compared with the other months.
     """
     exists = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'staging' "
-                         "AND table_name = 'file_manifest'").fetchone()[0]
+                         "AND table_name = 'file_manifest'").fetchall()[0][0]
     if not exists:
         return []
     rows = con.execute(

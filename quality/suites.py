@@ -529,8 +529,7 @@ def read_typed(con, table: str = "_typed") -> pd.DataFrame:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    relation = con.sql(f"SELECT * FROM {table}")
-    arrow = relation.to_arrow_table() if hasattr(relation, "to_arrow_table") else relation.arrow()
+    arrow = con.sql(f"SELECT * FROM {table}").to_arrow_table()
     columns = []
     for name in arrow.column_names:
         col = arrow[name]

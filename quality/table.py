@@ -41,12 +41,12 @@ def _lit(value) -> str:
 def _table_exists(con, schema: str, name: str) -> bool:
     return bool(con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-        [schema, name]).fetchone()[0])
+        [schema, name]).fetchall()[0][0])
 
 
 def _has_rows(con, schema: str, name: str) -> bool:
     return _table_exists(con, schema, name) and bool(
-        con.execute(f"SELECT EXISTS (SELECT 1 FROM {schema}.{_q(name)})").fetchone()[0])
+        con.execute(f"SELECT EXISTS (SELECT 1 FROM {schema}.{_q(name)})").fetchall()[0][0])
 
 
 class _Files:
@@ -85,7 +85,7 @@ def check_table(con: duckdb.DuckDBPyConnection, spec: SourceSpec) -> TableValida
     present = {r[0] for r in con.execute(
         "SELECT column_name FROM information_schema.columns WHERE table_schema = 'staging' "
         "AND table_name = ?", [spec.key]).fetchall()}
-    rows = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    rows = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
     files = _Files(con, spec)
     failures: list[Failure] = []
     checks: list[str] = []
@@ -114,7 +114,7 @@ def check_table(con: duckdb.DuckDBPyConnection, spec: SourceSpec) -> TableValida
         # hash (about twice as fast as grouping by the key columns on 14M rows); only when
         # some hash repeats are the rows behind it grouped by their real key.
         repeats = con.execute(f"SELECT count(*) - count(DISTINCT hash({kcols})) FROM {table} "
-                              f"WHERE {not_null}").fetchone()[0]
+                              f"WHERE {not_null}").fetchall()[0][0]
         n_keys = n_rows = 0
         if repeats:
             suspects = (f"SELECT * FROM {table} WHERE {not_null} AND hash({kcols}) IN "
@@ -122,7 +122,7 @@ def check_table(con: duckdb.DuckDBPyConnection, spec: SourceSpec) -> TableValida
             n_keys, n_rows = con.execute(f"""
                 SELECT count(*), coalesce(sum(n), 0) FROM (
                     SELECT count(*) AS n FROM ({suspects}) GROUP BY {kcols} HAVING count(*) > 1)
-            """).fetchone()
+            """).fetchall()[0]
         if n_keys:
             sample = con.execute(f"""
                 WITH dup AS (SELECT {kcols} FROM ({suspects}) GROUP BY {kcols}
@@ -179,7 +179,7 @@ def check_table(con: duckdb.DuckDBPyConnection, spec: SourceSpec) -> TableValida
     if rules:
         checks += sorted({r[0] for r in rules})
         counts = con.execute("SELECT " + ", ".join(
-            f"count(*) FILTER (WHERE {cond})" for _, _, cond, _, _ in rules) + f" FROM {table}").fetchone()
+            f"count(*) FILTER (WHERE {cond})" for _, _, cond, _, _ in rules) + f" FROM {table}").fetchall()[0]
         for (check, name, cond, expectation, problem), n in zip(rules, counts):
             if not n:
                 continue
@@ -230,7 +230,7 @@ def validate_table(con: duckdb.DuckDBPyConnection, spec: SourceSpec) -> list[Fai
 
 
 def _unknown(con, table, files, label, spec, check, column, select, severity, what) -> list[Failure]:
-    n, distinct = con.execute(f"SELECT count(*), count(DISTINCT v) FROM ({select})").fetchone()
+    n, distinct = con.execute(f"SELECT count(*), count(DISTINCT v) FROM ({select})").fetchall()[0]
     if not n:
         return []
     sample = con.execute(f"SELECT * FROM ({select}) ORDER BY _file_sha256, _line LIMIT {SAMPLE_ROWS}").fetchall()

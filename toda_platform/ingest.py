@@ -27,6 +27,7 @@ How a file travels (see the README, "Ingestion semantics"):
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
@@ -38,7 +39,7 @@ import tempfile
 import time
 import unicodedata
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -58,6 +59,11 @@ _NUMERIC_FROM = "０１２３４５６７８９．－−，"
 _NUMERIC_TO = "0123456789.--,"
 _SCHOOL_CODE = re.compile(r"^[A-Z]\d{12}$")
 _TIME = re.compile(r"^(\d{1,2}):(\d{2})(?::\d{2})?$")
+# The dates pandas (and so the quality checks) can hold: datetime64[ns] runs 1677-09-21 ..
+# 2262-04-11, and a later date silently wraps round to one ~584 years earlier (2590 → 2005).
+_FIRST_DAY = date(1678, 1, 1)
+_LAST_DAY = date(2261, 12, 31)
+_ENCODING_NAMES = {"utf-8": "UTF-8", "utf-8-sig": "UTF-8", "cp932": "CP932 (Shift_JIS)"}
 
 
 class IngestError(Exception):
@@ -97,6 +103,7 @@ class IngestError(Exception):
     def to_dict(self) -> dict:
         return {
             "check": self.check,
+            "severity": "error",
             "file": self.file,
             "lines": self.lines,
             "column": self.column,
@@ -218,13 +225,13 @@ def ensure_table(con: duckdb.DuckDBPyConnection, spec: SourceSpec) -> bool:
     before: the caller then replays those files from the archive.
     """
     ensure_base_schema(con)
-    row = con.execute(
+    row = next(iter(con.execute(
         "SELECT fingerprint FROM staging._schema_versions WHERE source_key = ?", [spec.key]
-    ).fetchone()
+    ).fetchall()), None)
     exists = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema='staging' AND table_name=?",
         [spec.key],
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     if exists and row and row[0] == schema_fingerprint(spec):
         return False
     _create_table(con, spec)
@@ -314,11 +321,11 @@ class _Converter:
         col = self.col
         kind = col.kind
         if kind in ("date", "timestamp_date"):
-            day = parsing.parse_date(raw)
+            day = _representable(raw, parsing.parse_date(raw))
             # A birth date is personal; its month is all that age-based features need.
             return day.replace(day=1) if day is not None and col.pii == "birth_month" else day
         if kind == "month":
-            return parsing.parse_month(raw)
+            return _representable(raw, parsing.parse_month(raw))
         if kind == "school_year":
             return parsing.parse_school_year(raw)
         if kind == "grade":
@@ -367,6 +374,13 @@ class _Converter:
                 "BOOLEAN": pa.bool_(), "DOUBLE": pa.float64()}.get(sql, pa.string())
 
 
+def _representable(raw: str, day: date | None) -> date | None:
+    if day is not None and not _FIRST_DAY <= day <= _LAST_DAY:
+        raise parsing.ParseError(raw, f"not a plausible date: the year {day.year} (dates must lie between "
+                                      f"{_FIRST_DAY.year} and {_LAST_DAY.year})")
+    return day
+
+
 _CONVERTERS: dict[tuple[str, str, bytes], _Converter] = {}
 
 
@@ -412,14 +426,18 @@ def read_file(
     except parsing.ParseError as e:
         raise IngestError(name, f"cannot be read as text: {e.reason}", check="encoding") from e
 
-    text, _ = parsing.decode_bytes(data)
-    headers = _first_record(text[:65536].split("\n", 1)[0])
+    utf8 = encoding in ("utf-8", "utf-8-sig")
+    # detect_encoding has already decoded a UTF-8 file strictly: DuckDB reads it as it is, and
+    # only its first line is needed here. Anything else is decoded once and transcoded below.
+    text = None if utf8 else parsing.decode_bytes(data)[0]
+    head = data[:65536].decode(encoding, errors="ignore") if utf8 else text[:65536]
+    headers = _first_record((head.splitlines() or [""])[0])
     if not any(h.strip() for h in headers):
         raise IngestError(name, "the first line holds no headers", line=1, check="headers")
     positions, unknown = map_headers(spec, headers, name)
 
     csv_path, tmp = path, None
-    if encoding not in ("utf-8", "utf-8-sig"):
+    if not utf8:
         # DuckDB reads UTF-8 only (its other encodings need a downloaded extension): hand it a
         # transcoded copy. Decoding is strict, so nothing is silently replaced.
         scratch = scratch or Path(tempfile.gettempdir())
@@ -428,7 +446,7 @@ def read_file(
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             f.write(text)
         csv_path = tmp = Path(tmp_name)
-    del text, data
+    del text, data, head
     try:
         return _read_csv(con, spec, csv_path, name, encoding, headers, positions, unknown, key)
     finally:
@@ -442,8 +460,10 @@ def _read_csv(con, spec, csv_path, name, encoding, headers, positions, unknown, 
     wanted = {c.name: positions[c.name] for c in spec.staged_columns if c.name in positions}
     # The reader gives NULL for an empty field, so a row of bare commas is all NULL.
     blank = " AND ".join(f"c{i} IS NULL" for i in range(n))
+    # every marker contains 計: trimming only the cells that do keeps this cheap on big files
+    markers = ", ".join(_sql_str(m) for m in TOTAL_MARKERS)
     total = " OR ".join(
-        f"trim(c{i}, ' 　') IN ({', '.join(_sql_str(m) for m in TOTAL_MARKERS)})" for i in range(min(n, 3))
+        f"(contains(c{i}, '計') AND trim(c{i}, ' 　') IN ({markers}))" for i in range(min(n, 3))
     )
     keep = ", ".join(f"c{i}" for i in sorted(set(wanted.values())))
     try:
@@ -466,7 +486,7 @@ def _read_csv(con, spec, csv_path, name, encoding, headers, positions, unknown, 
 
     rows_read, blank_rows, total_rows = con.execute(
         "SELECT count(*), count(*) FILTER (_drop = 'blank_row'), count(*) FILTER (_drop = 'total_row') FROM _raw"
-    ).fetchone()
+    ).fetchall()[0]
     drops = {k: v for k, v in (("blank_row", blank_rows), ("total_row", total_rows)) if v}
     if rows_read - sum(drops.values()) == 0:
         raise IngestError(name, "the file has a header but no data rows", check="has_rows")
@@ -512,7 +532,7 @@ def _read_csv(con, spec, csv_path, name, encoding, headers, positions, unknown, 
     header_map = {col: headers[pos] for col, pos in positions.items()}
     days = None
     if spec.event_date:
-        days, = con.execute(f'SELECT count(DISTINCT "{spec.event_date}") FROM _typed').fetchone()
+        days, = con.execute(f'SELECT count(DISTINCT "{spec.event_date}") FROM _typed').fetchall()[0]
     return _StagedFile(encoding, periods[0], rows_read, kept, drops, unknown, header_map, days)
 
 
@@ -542,7 +562,7 @@ def _check_values(con, name, columns: list[Column], positions, headers) -> None:
         return
     counts = con.execute(
         "SELECT " + ", ".join(f"count(*) FILTER ({cond})" for _, _, cond, _ in rules)
-        + " FROM _raw r WHERE r._drop IS NULL").fetchone()
+        + " FROM _raw r WHERE r._drop IS NULL").fetchall()[0]
     for (col, check, cond, reason), n in zip(rules, counts):
         if not n:
             continue
@@ -594,7 +614,7 @@ def _check_required(con, spec: SourceSpec, name: str, positions, headers) -> Non
     """A required value that is blank (its typed value is NULL), in one scan of the file."""
     required = [c for c in spec.staged_columns if not c.nullable and c.name in positions]
     counts = con.execute("SELECT " + ", ".join(
-        f'count(*) FILTER ("{c.staged_name}" IS NULL)' for c in required) + " FROM _typed").fetchone()
+        f'count(*) FILTER ("{c.staged_name}" IS NULL)' for c in required) + " FROM _typed").fetchall()[0]
     for col, n in zip(required, counts):
         if n:
             header = headers[positions[col.name]]
@@ -607,7 +627,7 @@ def _check_required(con, spec: SourceSpec, name: str, positions, headers) -> Non
 
 def _check_unique_key(con, spec: SourceSpec, name: str) -> None:
     keys = ", ".join(f'"{k}"' for k in spec.key_columns)
-    if not con.execute(f"SELECT count(*) FROM (SELECT 1 FROM _typed GROUP BY {keys} HAVING count(*) > 1)").fetchone()[0]:
+    if not con.execute(f"SELECT count(*) FROM (SELECT 1 FROM _typed GROUP BY {keys} HAVING count(*) > 1)").fetchall()[0][0]:
         return
     dup = con.execute(f"""
         SELECT list(_line ORDER BY _line) FROM _typed GROUP BY {keys}
@@ -696,7 +716,7 @@ def _apply(con, spec: SourceSpec, staged: _StagedFile, out: FileOutcome, landed_
         if old:
             deleted, = con.execute(
                 f"SELECT count(*) FROM staging.{spec.key} WHERE _file_sha256 IN (SELECT unnest(?))",
-                [old]).fetchone()
+                [old]).fetchall()[0]
             con.execute(f"DELETE FROM staging.{spec.key} WHERE _file_sha256 IN (SELECT unnest(?))", [old])
             con.execute(
                 "UPDATE staging.file_manifest SET outcome = 'superseded', superseded_by = ? "
@@ -787,7 +807,7 @@ def ingest_source(
 
     total, lo, hi = con.execute(
         f"SELECT count(*), min(known_date)::VARCHAR, max(known_date)::VARCHAR FROM staging.{spec.key}"
-    ).fetchone()
+    ).fetchall()[0]
     return SourceReport(spec.key, outcomes, total, inserted, deleted, lo, hi, rebuilt,
                         seconds=time.perf_counter() - started, validations=validations)
 
