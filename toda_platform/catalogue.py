@@ -450,7 +450,7 @@ HEALTH_CHECKUP = SourceSpec(
         _grade(),
         Column("sex", ("性別",), "category", values=SEX),
         Column("height_cm", ("身長",), "float", min=90, max=200, unit="cm"),
-        Column("weight_kg", ("体重",), "float", min=12, max=150, unit="kg"),
+        Column("weight_kg", ("体重",), "float", min=8, max=150, unit="kg"),
         Column("obesity_index", ("肥満度",), "float", min=-60, max=150, unit="%",
                description="(実測 − 標準体重)/標準体重 × 100"),
         Column("vision_right", ("視力右", "視力（右）"), "category", nullable=True,
