@@ -44,6 +44,7 @@ from toda_platform.catalogue import Column, SourceSpec
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
+_NS_DATES = (dt.date(1677, 9, 22), dt.date(2262, 4, 11))  # what pandas' datetime64[ns] holds
 PARTIAL_COUNT = 20  # rows GX reports per failing expectation (lines and samples come from these)
 FAR_FUTURE = dt.datetime(2999, 12, 31)
 _NUMERIC_SQL = ("INTEGER", "TINYINT", "DOUBLE")
@@ -535,6 +536,12 @@ def read_typed(con, table: str = "_typed") -> pd.DataFrame:
         col = arrow[name]
         if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
             col = pc.dictionary_encode(col)
+        elif pa.types.is_date32(col.type) and col.null_count < len(col):
+            lo, hi = (v.as_py() for v in pc.min_max(col).values())
+            if lo < _NS_DATES[0] or hi > _NS_DATES[1]:
+                # datetime64[ns] cannot hold it and the conversion wraps round silently (2590
+                # becomes 2005, a plausible date): as text, the type check reports it as it is
+                col = pc.cast(col, pa.string())
         columns.append(col)
     table_ = pa.Table.from_arrays(columns, names=arrow.column_names)
     return table_.to_pandas(date_as_object=False, coerce_temporal_nanoseconds=True)

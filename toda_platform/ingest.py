@@ -16,9 +16,12 @@ How a file travels (see the README, "Ingestion semantics"):
    identifiers are pseudonymised or dropped before anything is written; dropped columns are never
    even loaded into a temporary table.
 4. **Applied or quarantined.** A file that cannot be read (bad encoding, missing column,
-   unreadable value, ragged row, duplicate key, no data) is moved to
+   unreadable value, ragged row, duplicate key, no data, cut off inside a character) is moved to
    ``quarantine/<source_key>/`` with a ``.reasons.json`` beside it and its rows are not applied;
-   the table keeps its last good content and the other files still apply.
+   the table keeps its last good content and the other files still apply. Every reason names the
+   file, the line in the *original* file, the column and its header as written. A symlink that
+   leads out of the landing folder is never opened: the link itself is quarantined. Columns the
+   catalogue does not know are ignored with a warning (``unknown_columns``); the file applies.
 5. **Corrected re-exports.** Every file covers one *period* (the catalogue's ``period``
    expression: a month for monthly files, a school year, a survey round). A newer file for a
    period that already has an applied file **supersedes** it: the old file's rows are deleted and
@@ -96,7 +99,10 @@ class IngestError(Exception):
         if self.lines:
             shown = ", ".join(str(n) for n in self.lines[:ERROR_SAMPLE])
             where.append(f"line{'s' if len(self.lines) > 1 else ''} {shown}")
-        if self.column:
+        if self.column and ", " in self.column:  # a key of several columns
+            headers = ", ".join(f"'{h}'" for h in (self.header or "").split(", ") if h)
+            where.append(f"columns {self.column}" + (f" (headers {headers})" if headers else ""))
+        elif self.column:
             where.append(f"column {self.column}" + (f" (header '{self.header}')" if self.header else ""))
         return f"{', '.join(where)}: {self.reason}"
 
@@ -287,6 +293,176 @@ def _duckdb_line(error: Exception) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def _column_at(spec: SourceSpec, headers: list[str], index: int) -> tuple[str | None, str | None]:
+    """(canonical column, header as written) of the index-th field of a line."""
+    if not 0 <= index < len(headers):
+        return None, None
+    header = headers[index]
+    written = normalise_header(header)
+    for col in spec.columns:
+        if any(normalise_header(h) == written for h in col.headers):
+            return col.name, header
+    return header, header
+
+
+def _field_index(line_prefix: str) -> int:
+    """Which field (0-based) a position is in, given the text of its line up to it."""
+    try:
+        return max(len(next(csv.reader([line_prefix.replace("\r", " ")]), [""])) - 1, 0)
+    except csv.Error:
+        return 0
+
+
+def _line_bounds(data: bytes, pos: int) -> tuple[int, int, int]:
+    """(line number, start, end) of the line holding byte ``pos``."""
+    newline = b"\n" if b"\n" in data else b"\r"
+    start = data.rfind(newline, 0, pos) + 1
+    end = data.find(newline, pos)
+    return data.count(newline, 0, pos) + 1, start, len(data) if end < 0 else end
+
+
+def _header_fields(data: bytes, encoding: str) -> list[str]:
+    first = data[:65536].decode(encoding, errors="replace").replace("\ufeff", "")
+    return _first_record((first.splitlines() or [""])[0])
+
+
+def _encoding_error(spec: SourceSpec, data: bytes, name: str, reason: str) -> IngestError:
+    """Where a file stops being text: its line, column and bytes, in the encoding it reads furthest
+    in (a UTF-8 BOM settles which). A line pasted from a CP932 file into a UTF-8 one is the usual
+    cause, and the message says so."""
+    if b"\x00" in data and not data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return IngestError(name, f"cannot be read as text: {reason}", check="encoding")
+    failures = []
+    for encoding in ("utf-8", "cp932"):
+        skip = len(codecs.BOM_UTF8) if encoding == "utf-8" and data.startswith(codecs.BOM_UTF8) else 0
+        try:
+            data[skip:].decode(encoding)
+        except UnicodeDecodeError as e:
+            failures.append((e.start + skip, e.end + skip, encoding))
+    if not failures:
+        return IngestError(name, f"cannot be read as text: {reason}", check="encoding")
+    pos, end, encoding = max(failures)
+    if data.startswith(codecs.BOM_UTF8):
+        pos, end, encoding = next(f for f in failures if f[2] == "utf-8")
+    line, start, line_end = _line_bounds(data, pos)
+    if line == 1:  # not even a header line: binary data or an unsupported encoding
+        return IngestError(name, f"cannot be read as text: {reason}", check="encoding")
+    column, header = _column_at(spec, _header_fields(data, encoding), _field_index(
+        data[start:pos].decode(encoding, errors="replace")))
+    stop = pos + 1
+    while stop < min(line_end, pos + 4) and data[stop] >= 0x40:
+        stop += 1
+    shown = " ".join(f"{b:02X}" for b in data[pos:stop])
+    label = _ENCODING_NAMES[encoding]
+    other = "cp932" if encoding == "utf-8" else "utf-8"
+    hint = ""
+    field_start, field_end = data.rfind(b",", start, pos), data.find(b",", pos, line_end)
+    try:
+        value = data[start if field_start < 0 else field_start + 1:line_end if field_end < 0 else field_end]
+        value = value.decode(other).strip('"\r')
+        if value:
+            hint = f" (in {_ENCODING_NAMES[other]} the value reads '{value[:20]}')"
+    except UnicodeDecodeError:
+        pass
+    return IngestError(
+        name, f"the file is {label} up to here, but the bytes {shown} are not {label}{hint}: a line "
+              f"pasted from a file in another encoding? Save the whole file again in one encoding "
+              f"(UTF-8 or CP932)",
+        line=line, column=column, header=header, values=[shown], check="encoding")
+
+
+def _japanese(encoding: str) -> bool:
+    """An encoding a Japanese export can come in: UTF-8/16, CP932 (Shift_JIS), EUC-JP, ISO-2022-JP."""
+    name = codecs.lookup(encoding).name
+    return name in ("utf-8", "utf-8-sig", "utf-16", "cp932") or name.startswith(("euc_j", "iso2022_jp"))
+
+
+def _cut_inside_character(data: bytes, encoding: str) -> bool:
+    """True when the file ends part-way through a multi-byte character: it was cut off.
+
+    In UTF-8 and CP932 a byte below 0x40 is never part of a multi-byte character, so decoding from
+    the last such byte settles it without decoding the whole file again.
+    """
+    if encoding not in ("utf-8", "utf-8-sig", "cp932"):
+        return False
+    i, stop = len(data), max(len(data) - 4096, 0)
+    while i > stop and data[i - 1] >= 0x40:
+        i -= 1
+    if i == stop and stop > 0:
+        return False  # no character boundary in sight: cannot tell cheaply
+    try:
+        data[i:].decode(encoding)
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+def _truncation_error(spec: SourceSpec, data: bytes, name: str, encoding: str) -> IngestError:
+    line, start, _ = _line_bounds(data, len(data) - 1)
+    column, header = _column_at(spec, _header_fields(data, encoding),
+                                _field_index(data[start:].decode(encoding, errors="ignore")))
+    return IngestError(
+        name, "the file ends part-way through a character: it was cut off while being exported or "
+              "copied (truncated), so its last line is incomplete",
+        line=line, column=column, header=header, check="truncated")
+
+
+def _structure_problem(text: str, n: int, unterminated: bool) -> tuple[int, str] | None:
+    """(line, reason) of the first record that does not fit the header, found in the text itself."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    previous = start = 0
+    try:
+        for i, fields in enumerate(reader):
+            start, previous = previous + 1, reader.line_num
+            if i == 0 or not fields or unterminated:
+                continue
+            if len(fields) < n or (len(fields) > n and any(f.strip() for f in fields[n:])):
+                try:
+                    cut = len(fields) < n and not any(any(f.strip() for f in later) for later in reader)
+                except csv.Error:
+                    cut = False
+                return start, (f"the row has {len(fields)} value{'s' if len(fields) != 1 else ''} but the "
+                               f"header has {n} columns" + (" — it is the last line: was the file cut off "
+                                                            "(truncated)?" if cut else ""))
+    except csv.Error:
+        return None
+    if unterminated and start > 1:
+        return start, "a quoted value is never closed (the file may be truncated)"
+    return None
+
+
+def _record_lines(text: str) -> list[int] | None:
+    """The line each data record starts on, counted as DuckDB reads records: empty lines skipped,
+    a quoted value may span lines. None if the text cannot be parsed."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    starts, previous = [], 0
+    try:
+        for fields in reader:
+            if fields:
+                starts.append(previous + 1)
+            previous = reader.line_num
+    except csv.Error:
+        return None
+    return starts[1:]
+
+
+def _one_period_error(con, spec: SourceSpec, name: str, periods: list, header_map: dict[str, str]):
+    """A file spanning periods: the rows outside the period most of it covers, and the columns
+    that decide it."""
+    cols = [c for c in spec.staged_columns if re.search(rf"\b{re.escape(c.staged_name)}\b", spec.period)]
+    counts = con.execute("SELECT _period, count(*) FROM _typed GROUP BY 1 ORDER BY 2 DESC, 1").fetchall()
+    main = next((p for p, _ in counts if p is not None), None)
+    lines = [n for (n,) in con.execute(
+        f"SELECT _line FROM _typed WHERE _period IS DISTINCT FROM ? ORDER BY 1 LIMIT {ERROR_SAMPLE}",
+        [main]).fetchall()]
+    shown = ", ".join(str(p) if p is not None else "(none)" for p in periods[:6])
+    reason = (f"a file must cover one period of {spec.key} ({spec.export.file_cadence}); this one covers "
+              f"{shown}" + (f"; most rows are in {main}" if main is not None and len(counts) > 1 else ""))
+    raise IngestError(name, reason, lines=lines, column=", ".join(c.name for c in cols) or None,
+                      header=", ".join(header_map[c.name] for c in cols if c.name in header_map) or None,
+                      check="one_period")
+
+
 class _Converter:
     """Turns distinct raw values of one column into typed values, or says why it can't.
 
@@ -424,7 +600,14 @@ def read_file(
     try:
         encoding = parsing.detect_encoding(data)
     except parsing.ParseError as e:
-        raise IngestError(name, f"cannot be read as text: {e.reason}", check="encoding") from e
+        raise _encoding_error(spec, data, name, e.reason) from e
+    if not _japanese(encoding):
+        # charset_normalizer's guess for bytes that are neither UTF-8 nor CP932: a single-byte code
+        # page (ptcp154, cp1251…) decodes anything, so a UTF-8 file with one CP932 line pasted in
+        # would be read as mojibake. Say where the file stops being what it is instead.
+        raise _encoding_error(spec, data, name, f"neither UTF-8 nor CP932 (closest guess: {encoding})")
+    if _cut_inside_character(data, encoding):
+        raise _truncation_error(spec, data, name, encoding)
 
     utf8 = encoding in ("utf-8", "utf-8-sig")
     # detect_encoding has already decoded a UTF-8 file strictly: DuckDB reads it as it is, and
@@ -446,15 +629,25 @@ def read_file(
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             f.write(text)
         csv_path = tmp = Path(tmp_name)
+    # Lines in the file, trailing blank ones aside: when they outnumber the records (blank lines,
+    # values spanning lines), line numbers are worked out from the text instead of the row number.
+    newline = b"\n" if b"\n" in data else b"\r"
+    physical_lines = data.rstrip(b"\r\n").count(newline) + 1
     del text, data, head
+
+    def reread() -> str:
+        return parsing.decode_bytes(path.read_bytes())[0]
+
     try:
-        return _read_csv(con, spec, csv_path, name, encoding, headers, positions, unknown, key)
+        return _read_csv(con, spec, csv_path, name, encoding, headers, positions, unknown, key,
+                         physical_lines, reread)
     finally:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
 
 
-def _read_csv(con, spec, csv_path, name, encoding, headers, positions, unknown, key) -> _StagedFile:
+def _read_csv(con, spec, csv_path, name, encoding, headers, positions, unknown, key,
+              physical_lines: int | None = None, reread: Callable[[], str] | None = None) -> _StagedFile:
     n = len(headers)
     all_cols = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(n))
     wanted = {c.name: positions[c.name] for c in spec.staged_columns if c.name in positions}
@@ -478,22 +671,39 @@ def _read_csv(con, spec, csv_path, name, encoding, headers, positions, unknown, 
     except duckdb.Error as e:
         first = str(e).split("\n")[0]
         detail = re.search(r"Expected Number of Columns: (\d+) Found: (\d+)", str(e))
-        reason = (f"the row has {detail.group(2)} values but the header has {detail.group(1)} columns"
-                  if detail else first.replace("Invalid Input Error: ", ""))
+        reason = (f"the row has {detail.group(2)} value{'s' if detail.group(2) != '1' else ''} but the "
+                  f"header has {detail.group(1)} columns" if detail else first.replace("Invalid Input Error: ", ""))
+        line = _duckdb_line(e)
         if "unterminated quote" in str(e):
             reason = "a quoted value is never closed (the file may be truncated)"
-        raise IngestError(name, reason, line=_duckdb_line(e), check="csv_structure") from e
+        # DuckDB counts a value spanning lines as one line: find the row in the text itself
+        found = _structure_problem(reread(), n, "unterminated quote" in str(e)) if reread is not None else None
+        if found is not None:
+            line, reason = found
+        raise IngestError(name, reason, line=line, check="csv_structure") from e
 
     rows_read, blank_rows, total_rows = con.execute(
         "SELECT count(*), count(*) FILTER (_drop = 'blank_row'), count(*) FILTER (_drop = 'total_row') FROM _raw"
     ).fetchall()[0]
     drops = {k: v for k, v in (("blank_row", blank_rows), ("total_row", total_rows)) if v}
     if rows_read - sum(drops.values()) == 0:
-        raise IngestError(name, "the file has a header but no data rows", check="has_rows")
+        raise IngestError(name, "the file has a header but no data rows", line=1, check="has_rows")
+
+    line_sql = "(r.rowid + 2)"  # one line per record, the header on line 1
+    if physical_lines is not None and reread is not None and physical_lines != rows_read + 1:
+        starts = _record_lines(reread())
+        if starts is not None and len(starts) == rows_read:
+            con.register("_lines_arrow", pa.table({"_ln": pa.array(starts, pa.int32())}))
+            con.execute("CREATE OR REPLACE TEMP TABLE _raw_ln AS SELECT r.*, l._ln FROM _raw r "
+                        "POSITIONAL JOIN _lines_arrow l")
+            con.unregister("_lines_arrow")
+            con.execute("DROP TABLE _raw")
+            con.execute("ALTER TABLE _raw_ln RENAME TO _raw")
+            line_sql = "r._ln"
 
     present = [c for c in spec.staged_columns if c.name in positions]
-    _check_values(con, name, present, positions, headers)
-    select = [f"(r.rowid + 2)::INTEGER AS _line"]
+    _check_values(con, name, present, positions, headers, line_sql)
+    select = [f"{line_sql}::INTEGER AS _line"]
     joins = []
     school_code_pos = positions.get("school_code")
     for col in spec.staged_columns:
@@ -508,7 +718,7 @@ def _read_csv(con, spec, csv_path, name, encoding, headers, positions, unknown, 
             alias = f"m{positions[col.name]}"
             by_school_type = col.kind == "grade" and school_code_pos is not None
             school_type_sql = f"trim(r.c{school_code_pos}, ' 　')" if by_school_type else None
-            _build_map(con, name, _converter(spec, col, key), header, raw, school_type_sql, alias)
+            _build_map(con, name, _converter(spec, col, key), header, raw, school_type_sql, alias, line_sql)
             cond = f"{raw} = {alias}.raw" + (f" AND {school_type_sql} = {alias}.stype" if by_school_type else "")
             joins.append(f"LEFT JOIN {alias} ON {cond}")
             select.append(f"{alias}.value AS \"{col.staged_name}\"")
@@ -519,17 +729,13 @@ def _read_csv(con, spec, csv_path, name, encoding, headers, positions, unknown, 
         SELECT {typed_cols}, _line, ({spec.known_from})::DATE AS known_date, ({spec.period})::VARCHAR AS _period
         FROM (SELECT {', '.join(select)} FROM _raw r {' '.join(joins)} WHERE r._drop IS NULL)
     """)
+    header_map = {col: headers[pos] for col, pos in positions.items()}
     _check_required(con, spec, name, positions, headers)
-    _check_unique_key(con, spec, name)
+    _check_unique_key(con, spec, name, header_map)
     periods = [p for (p,) in con.execute("SELECT DISTINCT _period FROM _typed ORDER BY 1").fetchall()]
     if len(periods) != 1 or periods[0] is None:
-        raise IngestError(
-            name, f"a file must cover one period of {spec.key} ({spec.export.file_cadence}); "
-                  f"this one covers {', '.join(str(p) for p in periods[:6])}",
-            check="one_period",
-        )
+        _one_period_error(con, spec, name, periods, header_map)
     kept = rows_read - sum(drops.values())
-    header_map = {col: headers[pos] for col, pos in positions.items()}
     days = None
     if spec.event_date:
         days, = con.execute(f'SELECT count(DISTINCT "{spec.event_date}") FROM _typed').fetchall()[0]
@@ -543,14 +749,17 @@ def _numeric_expr(raw: str, col: Column) -> str:
         # "12.0" from a spreadsheet is still the integer 12; "12.5" is not.
         return (f"(CASE WHEN TRY_CAST({cleaned} AS DOUBLE) = round(TRY_CAST({cleaned} AS DOUBLE)) "
                 f"THEN TRY_CAST(TRY_CAST({cleaned} AS DOUBLE) AS INTEGER) END)")
-    return f"TRY_CAST(NULLIF({cleaned}, '') AS {target})"
+    value = f"TRY_CAST(NULLIF({cleaned}, '') AS {target})"
+    # DuckDB reads 'nan' and 'inf' as doubles; pandas then takes NaN for a blank, so a range check
+    # would wave it through: neither is a measurement
+    return f"(CASE WHEN isfinite({value}) THEN {value} END)"
 
 
 def _blank(raw: str) -> str:
     return f"coalesce(trim({raw}, ' 　'), '') = ''"
 
 
-def _check_values(con, name, columns: list[Column], positions, headers) -> None:
+def _check_values(con, name, columns: list[Column], positions, headers, line_sql="(r.rowid + 2)") -> None:
     """Unreadable numbers, for all numeric columns in one scan of the file."""
     rules = []
     for col in columns:
@@ -567,7 +776,7 @@ def _check_values(con, name, columns: list[Column], positions, headers) -> None:
         if not n:
             continue
         raw = f"r.c{positions[col.name]}"
-        bad = con.execute(f"SELECT (r.rowid + 2)::INTEGER, {raw} FROM _raw r WHERE r._drop IS NULL AND {cond} "
+        bad = con.execute(f"SELECT {line_sql}::INTEGER, {raw} FROM _raw r WHERE r._drop IS NULL AND {cond} "
                           f"ORDER BY 1 LIMIT {ERROR_SAMPLE}").fetchall()
         reason = f"'{bad[0][1]}' is not {reason} ({n} such value{'s' if n > 1 else ''})"
         raise IngestError(name, reason, lines=[b[0] for b in bad], column=col.name,
@@ -575,7 +784,7 @@ def _check_values(con, name, columns: list[Column], positions, headers) -> None:
                           check=check)
 
 
-def _build_map(con, name, convert: _Converter, header, raw, school_type_sql, alias) -> None:
+def _build_map(con, name, convert: _Converter, header, raw, school_type_sql, alias, line_sql="(r.rowid + 2)") -> None:
     """Convert each distinct raw value once; register the result as a join table."""
     col = convert.col
     stype_select = f", {school_type_sql} AS stype" if school_type_sql else ""
@@ -596,7 +805,7 @@ def _build_map(con, name, convert: _Converter, header, raw, school_type_sql, ali
     if errors:
         bad_values = [e[0] for e in errors]
         lines = [r[0] for r in con.execute(
-            f"SELECT (r.rowid + 2)::INTEGER FROM _raw r WHERE r._drop IS NULL AND {raw} IN "
+            f"SELECT {line_sql}::INTEGER FROM _raw r WHERE r._drop IS NULL AND {raw} IN "
             f"(SELECT unnest(?)) ORDER BY 1 LIMIT {ERROR_SAMPLE}", [bad_values]).fetchall()]
         raise IngestError(name, errors[0][2], lines=lines, column=col.name, header=header,
                           values=bad_values[:ERROR_SAMPLE], check="parse")
@@ -625,7 +834,7 @@ def _check_required(con, spec: SourceSpec, name: str, positions, headers) -> Non
                               lines=lines, column=col.name, header=header, check="not_null")
 
 
-def _check_unique_key(con, spec: SourceSpec, name: str) -> None:
+def _check_unique_key(con, spec: SourceSpec, name: str, header_map: dict[str, str] | None = None) -> None:
     keys = ", ".join(f'"{k}"' for k in spec.key_columns)
     if not con.execute(f"SELECT count(*) FROM (SELECT 1 FROM _typed GROUP BY {keys} HAVING count(*) > 1)").fetchall()[0][0]:
         return
@@ -638,6 +847,7 @@ def _check_unique_key(con, spec: SourceSpec, name: str) -> None:
             name, f"{len(dup)}+ key(s) appear more than once (key: {', '.join(spec.key_columns)}); "
                   f"lines {', '.join(' and '.join(map(str, ls)) for (ls,) in dup)}",
             lines=lines, column=", ".join(spec.key_columns), check="unique_key",
+            header=", ".join(header_map[k] for k in spec.key_columns if k in header_map) if header_map else None,
         )
 
 
@@ -683,9 +893,9 @@ def _quarantine(paths: Paths, spec: SourceSpec, path: Path, sha: str, errors: li
     folder = paths.quarantine / spec.key
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / path.name
-    if target.exists():
-        target = folder / f"{path.stem}.{sha[:12]}{path.suffix}"
-    shutil.move(str(path), target)
+    if os.path.lexists(target):
+        target = folder / f"{path.stem}.{sha[:12] or time.time_ns()}{path.suffix}"
+    shutil.move(str(path), target)  # a symlink is moved as a link: its target is not touched
     reasons = {"source_key": spec.key, "sha256": sha, "quarantined_at": _now().isoformat(),
                "errors": errors}
     Path(f"{target}.reasons.json").write_text(json.dumps(reasons, ensure_ascii=False, indent=2),
@@ -774,14 +984,15 @@ def ingest_source(
             deleted += dele
 
     landing = paths.landing_dir(spec.key)
+    inside = paths.landing.resolve() / spec.key  # the folder itself may not be a link elsewhere
     for path in landed_files(landing):
-        resolved = path.resolve()
-        if landing.resolve() not in resolved.parents or not resolved.is_file():
-            out = FileOutcome(path.name, "", 0, "rejected",
-                              message=f"{path.name}: points outside the landing folder ({resolved}); not read",
-                              errors=[{"check": "inside_landing", "file": path.name,
-                                       "reason": "the file is a link to a place outside the landing folder"}])
-            log(out.message)
+        try:
+            resolved = path.resolve()
+        except (OSError, RuntimeError):  # a symlink loop
+            resolved = None
+        if resolved is None or inside not in resolved.parents or not resolved.is_file():
+            out = _not_a_landed_file(con, paths, spec, path, resolved, ours=landing.resolve() == inside)
+            log(f"{spec.key}: {out.message}")
             outcomes.append(out)
             continue
         sha = sha256_of(path)
@@ -812,6 +1023,29 @@ def ingest_source(
                         seconds=time.perf_counter() - started, validations=validations)
 
 
+def _not_a_landed_file(con, paths: Paths, spec: SourceSpec, path: Path, resolved: Path | None, *,
+                       ours: bool) -> FileOutcome:
+    """A link to somewhere outside the landing folder (or a FIFO, a device…): never opened.
+
+    The link itself is an entry of the landing folder, so it is moved to quarantine like any
+    rejected file (its target is neither read nor touched) and the rejection recorded. When the
+    source's folder is itself a link elsewhere, its entries are not ours to move: only reported.
+    """
+    where = "a symlink loop" if resolved is None else str(resolved)
+    reason = (f"a link to {where}, outside the landing folder {paths.landing / spec.key}: not read"
+              if resolved is None or (paths.landing.resolve() / spec.key) not in resolved.parents
+              else "not a regular file: not read")
+    message = f"{path.name}: {reason}"
+    error = {"check": "inside_landing", "severity": "error", "file": path.name, "lines": [],
+             "column": None, "header": None, "sample_values": [], "reason": reason, "message": message}
+    out = FileOutcome(path.name, "", 0, "rejected", message=message, errors=[error])
+    if ours:
+        landed_at = datetime.fromtimestamp(path.lstat().st_mtime, timezone.utc).replace(tzinfo=None)
+        _quarantine(paths, spec, path, "", [error])
+        _record(con, spec, out, landed_at, None)
+    return out
+
+
 def _mtime(path: Path) -> datetime:
     return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).replace(tzinfo=None)
 
@@ -840,23 +1074,49 @@ def _process(con, spec, paths, key, path, file_name, sha, landed_at, refs, *, re
                                exported_on=quality.export_date(path), period=staged.period,
                                references=refs)
     validation = quality.check_file(spec, quality.read_typed(con), ctx)
+    if staged.unknown_headers:
+        validation.failures.append(_unknown_columns(file_name, staged.unknown_headers))
     if validation.errors:
         first = validation.errors[0].message
         more = len(validation.errors) - 1
-        out = reject([f.to_dict() for f in validation.failures],
+        out = reject([_finding(f, spec, ctx) for f in validation.failures],
                      first + (f" (and {more} more failed check{'s' if more > 1 else ''})" if more else ""),
                      validation.seconds)
         return out[:3] + (validation,)
     out = FileOutcome(file_name, sha, size, "applied", encoding=staged.encoding, period=staged.period,
                       rows_read=staged.rows_read, rows_kept=staged.rows_kept, days=staged.days,
                       drop_reasons=staged.drop_reasons, unknown_headers=staged.unknown_headers,
-                      warnings=[f.to_dict() for f in validation.warnings],
+                      warnings=[_finding(f, spec, ctx) for f in validation.warnings],
                       validation_seconds=validation.seconds)
     if staged.unknown_headers:
         out.message = f"unknown columns ignored: {', '.join(staged.unknown_headers)}"
     ins, dele = _apply(con, spec, staged, out, landed_at, archive_path)
     _drop_temp(con)
     return out, ins, dele, validation
+
+
+def _unknown_columns(file_name: str, unknown: list[str]):
+    """Headers the catalogue does not know: a warning, not an error; the file still applies."""
+    import quality
+
+    shown = ", ".join(f"'{h}'" for h in unknown)
+    n = len(unknown)
+    return quality.Failure(
+        "unknown_columns", "custom", quality.WARN, None, n, [1], list(unknown),
+        f"{file_name}, line 1: {n} column{'s' if n > 1 else ''} not in the catalogue, ignored (not "
+        f"loaded): {shown}; if {'they are' if n > 1 else 'it is'} needed, add the header to the catalogue")
+
+
+def _finding(failure, spec: SourceSpec, ctx) -> dict:
+    """A quality failure as the reasons file and the manifest keep it: with the file and the
+    Japanese header(s) as they appeared, like the reader's own errors."""
+    from quality.rules import header
+
+    found = failure.to_dict()
+    columns = [c for c in (failure.column or "").split(", ") if c]
+    found["file"] = ctx.file_name
+    found["header"] = ", ".join(h for h in (header(spec, ctx, c) for c in columns) if h) or None
+    return found
 
 
 def outcome_dicts(outcomes: Iterable[FileOutcome]) -> list[dict]:
