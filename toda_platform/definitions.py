@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import dagster as dg
 
+from assets.marts import mart_assets, mart_checks, nightly_with_marts, partition_range_tags
+from assets.models import model_assets, scoring_assets
 from assets.sensors import landing_zone_sensor, nightly_refresh
 from assets.sources import staging_assets, staging_checks
+from resources.mlflow import mlflow_resource
 from resources.toda import build_resources
 from toda_platform.settings import Paths
 
@@ -13,11 +16,12 @@ from toda_platform.settings import Paths
 def build_definitions(paths: Paths | None = None) -> dg.Definitions:
     paths = paths or Paths.from_env()
     return dg.Definitions(
-        assets=[*staging_assets],
-        asset_checks=[*staging_checks],
+        assets=[*staging_assets, *mart_assets, *model_assets, *scoring_assets],
+        asset_checks=[*staging_checks, *mart_checks],
         sensors=[landing_zone_sensor],
-        schedules=[nightly_refresh],
-        resources=build_resources(paths),
+        # the nightly refresh of everything, carrying the partition range the marts need
+        schedules=[nightly_with_marts(nightly_refresh)],
+        resources={**build_resources(paths), "mlflow": mlflow_resource(paths)},
         # DuckDB allows one writer per file: every step of a run executes in one process, one
         # after another, and the instance's run queue (dagster.yaml) lets one run go at a time.
         executor=dg.in_process_executor,
@@ -49,10 +53,16 @@ def prepare_dagster_home(paths: Paths) -> None:
 
 
 def materialise_all(paths: Paths, *, instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
-    """Materialise every asset (and run every check) in one in-process run."""
+    """Materialise every asset (and run every check) in one in-process run.
+
+    The partitioned marts (monthly as-of partitions) are built over their whole partition range
+    in the same run: the run carries Dagster's partition-range tags, which unpartitioned assets
+    ignore and the marts' single-run backfill policy reads as one range (see assets/marts.py).
+    """
     if instance is None:
         prepare_dagster_home(paths)
         instance = dg.DagsterInstance.get()
     job = build_definitions(paths).resolve_implicit_global_asset_job_def()
     quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
-    return job.execute_in_process(instance=instance, raise_on_error=False, run_config=quiet)
+    return job.execute_in_process(instance=instance, raise_on_error=False, run_config=quiet,
+                                  tags=partition_range_tags())

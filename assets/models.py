@@ -1,0 +1,335 @@
+"""Models (group ``models``) and risk scores (group ``scoring``).
+
+``models/futoukou_risk``   temporal evaluation of the rule baseline, logistic regression and
+                           LightGBM; every run in MLflow; the latest fold's LightGBM registered
+                           and moved to ``champion`` or ``challenger`` by the promotion gate
+``models/source_ablation`` leave-one-source-out and single-source runs with bootstrap intervals
+``models/fairness_audit``  flag rate, precision, recall, FPR by sex, grade, school, context band
+``outputs/risk_scores``    the cohort at the latest as-of date, scored by the version behind
+                           ``champion`` (loaded through the registry), with bands and reasons
+``outputs/known_cases``    pupils already meeting the definition: listed apart, never scored
+
+The heavy lifting is in :mod:`ml.pipeline`, :mod:`ml.ablation`, :mod:`ml.fairness`; these
+assets read the marts with SQL, call those functions and write small result tables to the
+warehouse (schemas ``models`` and ``outputs``).
+"""
+
+
+import dagster as dg
+import pandas as pd
+from dagster_duckdb import DuckDBResource
+
+from assets.marts import FEATURES_KEY, LABELS_KEY
+from assets.sources import staging_key
+from resources.mlflow import MlflowTracking
+
+MODEL_KEY = dg.AssetKey(["models", "futoukou_risk"])
+ABLATION_KEY = dg.AssetKey(["models", "source_ablation"])
+FAIRNESS_KEY = dg.AssetKey(["models", "fairness_audit"])
+RISK_SCORES_KEY = dg.AssetKey(["outputs", "risk_scores"])
+KNOWN_CASES_KEY = dg.AssetKey(["outputs", "known_cases"])
+
+
+class TrainingConfig(dg.Config):
+    n_test_years: int = 2
+    lgb_rounds: int = 600
+    early_stopping: int = 50
+    lead_draws: int = 20
+
+
+class AblationRunConfig(dg.Config):
+    train_months: list[int] = [11]  # the headline month: see ml/ablation.py
+    lgb_rounds: int = 300
+    early_stopping: int = 30
+    n_boot: int = 200
+    groups: list[str] = []  # default: every source group
+
+
+def _write(con, table: str, frame: pd.DataFrame) -> None:
+    """Replace a small result table with ``frame`` (whole-table results, rebuilt each run)."""
+    schema = table.split(".")[0]
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    con.register("_result", frame)
+    try:
+        con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM _result")
+    finally:
+        con.unregister("_result")
+
+
+def _calendar(con) -> list:
+    return [r[0] for r in con.execute(
+        "SELECT DISTINCT date FROM staging.attendance_daily ORDER BY date").fetchall()]
+
+
+def _md(frame: pd.DataFrame, digits: int = 3) -> dg.MetadataValue:
+    return dg.MetadataValue.md(frame.round(digits).to_markdown(index=False))
+
+
+HEADLINE_COLUMNS = ["test_year", "model", "subset", "as_of_date", "n", "positives",
+                    "precision_top", "recall_top", "precision_school", "recall_school",
+                    "roc_auc", "pr_auc", "brier", "ece", "lead_median", "lead_mean",
+                    "lead_share_listed"]
+
+
+@dg.asset(
+    key=MODEL_KEY,
+    group_name="models",
+    kinds={"lightgbm", "mlflow", "duckdb"},
+    deps=[FEATURES_KEY, LABELS_KEY, staging_key("attendance_daily")],
+    description="Temporal evaluation (for each of the last two completed school years: train on "
+                "earlier years, early-stop and calibrate on the year before, test on the year) of "
+                "the rule baseline, logistic regression and LightGBM; one MLflow run per model and "
+                "fold; the latest fold's LightGBM registered as a new version of futoukou_risk and "
+                "made champion only if it beats the current champion (or, without one, the rule "
+                "baseline) on precision@5% without worse calibration. Tables "
+                "models.evaluation_metrics (per as-of date) and models.headline.",
+)
+def futoukou_risk(context: dg.AssetExecutionContext, config: TrainingConfig,
+                  warehouse: DuckDBResource, mlflow: MlflowTracking) -> dg.MaterializeResult:
+    from ml.dataset import load_frame, model_feature_columns
+    from ml.pipeline import TrainConfig, train_and_register
+
+    with warehouse.get_connection() as con:
+        features = model_feature_columns(con)
+        frame = load_frame(con, labelled_only=True, features=features)
+        calendar = _calendar(con)
+    context.log.info(f"{len(frame)} labelled cohort rows, {len(features)} features")
+    summary = train_and_register(
+        frame, features, mlflow.tracker(), calendar,
+        TrainConfig(n_test_years=config.n_test_years, lgb_rounds=config.lgb_rounds,
+                    early_stopping=config.early_stopping, lead_draws=config.lead_draws),
+        log=context.log.info)
+    headline = summary.headline.reindex(columns=HEADLINE_COLUMNS)
+    with warehouse.get_connection() as con:
+        _write(con, "models.evaluation_metrics", summary.per_date)
+        _write(con, "models.headline", headline)
+        if summary.bands is not None:
+            _write(con, "models.band_thresholds", summary.bands)
+    d = summary.decision
+    return dg.MaterializeResult(metadata={
+        "headline": _md(headline[headline.subset == "all"].drop(columns="subset")),
+        "headline_new_cases": _md(headline[headline.subset == "new"].drop(columns="subset")),
+        "folds": dg.MetadataValue.json([f.to_dict() for f in summary.folds]),
+        "registered_version": summary.version or "",
+        "gate_decision": d.alias if d else f"unchanged: same training as v{summary.unchanged_version}",
+        "gate_reason": d.reason if d else "no new version registered (no new labels, features "
+                                          "or parameters since that version)",
+        "bands": _md(summary.bands) if summary.bands is not None else "",
+        "top_features_by_gain": _md(summary.importance.head(15)) if summary.importance is not None else "",
+        "mlflow_ui": mlflow.ui_command(),
+        "training_rows": len(frame),
+    })
+
+
+@dg.asset(
+    key=ABLATION_KEY,
+    group_name="models",
+    kinds={"lightgbm", "mlflow", "duckdb"},
+    deps=[MODEL_KEY],
+    description="Which data the model needs: LightGBM without each source group "
+                "(leave-one-out) and with each group alone (single source), scored on the "
+                "latest completed year's headline as-of date, with 95% bootstrap intervals over "
+                "pupils for the change against the full model. Nested MLflow runs under "
+                "source_ablation_<year>; table models.source_ablation.",
+)
+def source_ablation(context: dg.AssetExecutionContext, config: AblationRunConfig,
+                    warehouse: DuckDBResource, mlflow: MlflowTracking) -> dg.MaterializeResult:
+    from ml import evaluation as E
+    from ml.ablation import AblationConfig, run_ablation
+    from ml.dataset import load_frame, model_feature_columns
+
+    with warehouse.get_connection() as con:
+        features = model_feature_columns(con)
+        frame = load_frame(con, labelled_only=True, features=features)
+    fold = E.production_fold(E.completed_years(frame))
+    if fold is None:
+        raise dg.Failure("not enough completed school years for an ablation")
+    tracker = mlflow.tracker()
+    cfg = AblationConfig(train_months=tuple(config.train_months) or None, lgb_rounds=config.lgb_rounds,
+                         early_stopping=config.early_stopping, n_boot=config.n_boot,
+                         groups=tuple(config.groups) or None)
+    with tracker.run(f"source_ablation_{fold.test_year}",
+                     tags={"kind": "source_ablation", "test_year": str(fold.test_year)}):
+        tracker.log_params({"train_months": list(config.train_months), "n_boot": config.n_boot,
+                            "groups": list(config.groups) or "all",
+                            "lgb_rounds": config.lgb_rounds, **{f"fold_{k}": v for k, v in fold.to_dict().items()}})
+        fitted = {}
+
+        def remember(name, kind, group, feats, model):
+            fitted[name] = (kind, group, len(feats), int(model.train_params.get("best_iteration", 0)))
+
+        result = run_ablation(frame, fold, features, cfg, log=context.log.info, on_variant=remember)
+        for name, (kind, group, n, best) in fitted.items():
+            with tracker.run(name, nested=True, tags={"kind": kind, "group": group}):
+                tracker.log_params({"kind": kind, "group": group, "n_features": n, "best_iteration": best})
+                rows = result.table[result.table.variant == name]
+                tracker.log_metrics({f"{r.metric}": r.value for r in rows.itertuples()})
+                tracker.log_metrics({f"delta_{r.metric}": r.delta for r in rows.itertuples()})
+                tracker.log_metrics({f"delta_{r.metric}_low": r.delta_low for r in rows.itertuples()})
+                tracker.log_metrics({f"delta_{r.metric}_high": r.delta_high for r in rows.itertuples()})
+        table = result.table.merge(result.variants, on="variant")
+        tracker.log_table(table, "ablation/source_ablation.csv")
+    with warehouse.get_connection() as con:
+        _write(con, "models.source_ablation", table.assign(test_year=fold.test_year,
+                                                           as_of_date=result.as_of_date))
+    pr = result.wide("pr_auc")
+    return dg.MaterializeResult(metadata={
+        "as_of_date": str(result.as_of_date.date()),
+        "test_year": fold.test_year,
+        "pr_auc_by_variant": _md(pr),
+        "precision_top3_per_school": _md(result.wide("precision_school")),
+        "sources_needed": dg.MetadataValue.json(
+            pr[(pr.kind == "leave_one_out") & (pr.delta_high < 0)].group.tolist()),
+    })
+
+
+@dg.asset(
+    key=FAIRNESS_KEY,
+    group_name="models",
+    kinds={"mlflow", "duckdb"},
+    deps=[MODEL_KEY],
+    description="Fairness audit of the champion on the latest completed year's headline as-of "
+                "date: flag rate, precision, recall and false-positive rate of the top-5% list by "
+                "sex, grade, school and school-context band, divided by the largest group's; "
+                "ratios outside 0.8–1.25 flagged. Table models.fairness_audit.",
+)
+def fairness_audit(context: dg.AssetExecutionContext, warehouse: DuckDBResource,
+                   mlflow: MlflowTracking) -> dg.MaterializeResult:
+    from ml import evaluation as E
+    from ml.dataset import load_frame
+    from ml.fairness import audit, flagged
+    from ml.pipeline import score_with
+    from ml.tracking import CHALLENGER, CHAMPION
+
+    tracker = mlflow.tracker()
+    loaded, alias = tracker.load_alias(CHAMPION), CHAMPION
+    if loaded is None:
+        loaded, alias = tracker.load_alias(CHALLENGER), CHALLENGER
+    if loaded is None:
+        raise dg.Failure("no registered model version to audit")
+    version, booster, meta = loaded
+    with warehouse.get_connection() as con:
+        frame = load_frame(con, labelled_only=True, features=meta["features"] +
+                           [c for c in ("reg_female", "ctx_school_aid_rate") if c not in meta["features"]])
+    year = max(E.completed_years(frame))
+    test = frame[frame.school_year == year]
+    d = E.headline_date(test.as_of_date)
+    test = test[test.as_of_date == d]
+    raw, _ = score_with(booster, meta, test)
+    table = audit(test, raw).assign(model_version=version, alias=alias, as_of_date=d)
+    out = flagged(table)
+    with tracker.run(f"fairness_{year}", tags={"kind": "fairness_audit", "model_version": version}):
+        tracker.log_params({"model_version": version, "alias": alias, "as_of_date": str(d.date())})
+        tracker.log_table(table, "fairness/fairness_audit.csv")
+        tracker.log_metrics({"groups_outside_band": len(out)})
+    with warehouse.get_connection() as con:
+        _write(con, "models.fairness_audit", table)
+    cols = ["attribute", "group", "n", "positives", "flag_rate", "precision", "recall", "fpr",
+            "flag_rate_ratio", "precision_ratio", "recall_ratio", "fpr_ratio", "outside_band"]
+    return dg.MaterializeResult(metadata={
+        "model_version": f"{version} ({alias})",
+        "as_of_date": str(d.date()),
+        "outside_band": _md(out[cols]) if len(out) else "none",
+        "by_sex_and_context": _md(table[table.attribute.isin(["sex", "context_band"])][cols]),
+        "groups_outside_band": len(out),
+    })
+
+
+@dg.asset(
+    key=RISK_SCORES_KEY,
+    group_name="scoring",
+    kinds={"duckdb", "mlflow"},
+    deps=[MODEL_KEY, FEATURES_KEY, LABELS_KEY],
+    description="The cohort at the latest as-of date scored by the futoukou_risk version behind "
+                "the champion alias (loaded through the MLflow registry): calibrated score, band "
+                "(赤/ピンク/橙/黄, thresholds from held-out precision), rank in school, up to five "
+                "reasons in Japanese from LightGBM contributions, model version. One list per "
+                "as-of date is kept (delete-then-insert of that date). Known cases are in "
+                "outputs.known_cases, not here.",
+    metadata={"dagster/table_name": "outputs.risk_scores"},
+)
+def risk_scores(context: dg.AssetExecutionContext, warehouse: DuckDBResource,
+                mlflow: MlflowTracking) -> dg.MaterializeResult:
+    from ml.dataset import load_frame
+    from ml.pipeline import score_cohort
+    from ml.scoring import RISK_SCORES_DDL
+    from ml.tracking import CHAMPION
+
+    tracker = mlflow.tracker()
+    loaded = tracker.load_alias(CHAMPION)
+    if loaded is None:
+        context.log.warning("no version of futoukou_risk is champion (no model has passed the "
+                            "promotion gate): no risk list is published")
+        return dg.MaterializeResult(metadata={"rows": 0, "model_version": "none",
+                                              "note": "no champion: nothing scored"})
+    version, booster, meta = loaded
+    with warehouse.get_connection() as con:
+        latest = con.execute("SELECT max(as_of_date) FROM marts.pupil_features "
+                             "WHERE as_of_kind = 'latest'").fetchone()[0]
+        if latest is None:
+            raise dg.Failure("marts.pupil_features has no 'latest' as-of date to score")
+        frame = load_frame(con, kinds=("latest",), as_of_dates=[latest], features=meta["features"])
+    scores = score_cohort(frame, booster, meta, model_name=tracker.model_name, version=version,
+                          scored_at=pd.Timestamp.now(tz="Asia/Tokyo").tz_localize(None))
+    with warehouse.get_connection() as con:
+        con.execute("CREATE SCHEMA IF NOT EXISTS outputs")
+        con.execute(RISK_SCORES_DDL)
+        con.register("_scores", scores)
+        try:
+            con.execute("BEGIN TRANSACTION")
+            con.execute("DELETE FROM outputs.risk_scores WHERE as_of_date = ?", [latest])
+            con.execute("INSERT INTO outputs.risk_scores BY NAME SELECT * FROM _scores")
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        finally:
+            con.unregister("_scores")
+    bands = scores.band.fillna("なし").value_counts().reindex(["赤", "ピンク", "橙", "黄", "なし"]).fillna(0)
+    preview = scores.sort_values("score", ascending=False).head(8)[
+        ["school_code", "grade", "score", "band", "rank_in_school", "reason_1", "reason_2"]]
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": len(scores),
+        "as_of_date": str(latest),
+        "model_version": f"{tracker.model_name} v{version} (champion)",
+        "band_thresholds": dg.MetadataValue.json(meta.get("band_thresholds", {})),
+        "pupils_per_band": dg.MetadataValue.json({k: int(v) for k, v in bands.items()}),
+        "preview": _md(preview),
+    })
+
+
+@dg.asset(
+    key=KNOWN_CASES_KEY,
+    group_name="scoring",
+    kinds={"duckdb"},
+    deps=[LABELS_KEY],
+    description="Pupils who already meet the 不登校 definition this school year at the latest "
+                "as-of date (30+ non-illness absent days): listed apart for the case meetings, "
+                "never scored.",
+    metadata={"dagster/table_name": "outputs.known_cases"},
+)
+def known_cases(warehouse: DuckDBResource) -> dg.MaterializeResult:
+    from ml.scoring import KNOWN_CASES_DDL
+
+    with warehouse.get_connection() as con:
+        latest = con.execute("SELECT max(as_of_date) FROM marts.labels WHERE as_of_kind = 'latest'"
+                             ).fetchone()[0]
+        if latest is None:
+            raise dg.Failure("marts.labels has no 'latest' as-of date")
+        con.execute("CREATE SCHEMA IF NOT EXISTS outputs")
+        con.execute(KNOWN_CASES_DDL)
+        con.execute("BEGIN TRANSACTION")
+        con.execute("DELETE FROM outputs.known_cases WHERE as_of_date = ?", [latest])
+        con.execute("INSERT INTO outputs.known_cases SELECT pupil_id, school_code, grade, as_of_date, "
+                    "nonillness_absent_days FROM marts.labels WHERE known_case AND as_of_date = ?",
+                    [latest])
+        con.execute("COMMIT")
+        n = con.execute("SELECT count(*) FROM outputs.known_cases WHERE as_of_date = ?", [latest]).fetchone()[0]
+        per_school = con.execute("SELECT school_code, count(*) AS known_cases FROM outputs.known_cases "
+                                 "WHERE as_of_date = ? GROUP BY 1 ORDER BY 1", [latest]).df()
+    return dg.MaterializeResult(metadata={"dagster/row_count": n, "as_of_date": str(latest),
+                                          "per_school": _md(per_school)})
+
+
+model_assets = [futoukou_risk, source_ablation, fairness_audit]
+scoring_assets = [risk_scores, known_cases]

@@ -1,0 +1,160 @@
+"""How close does the champion get to the best possible ranking? (evaluation only)
+
+    .venv/bin/python bench/model_quality.py [--home .toda]
+
+This is the ONLY code that reads ``$TODA_HOME/truth``: the synthetic city's hidden truth, which
+training and scoring never see (``tests/test_ml_assets.py`` proves that deleting the truth folder
+changes no score). For the cohort of the newest risk list (``outputs.risk_scores``, the
+``latest`` as-of date of the current school year) it joins, through the pupil pseudonym, the
+generator's record of that year: ``futoukou`` (whether the pupil ends up counted 不登校 — the
+outcome) and ``p_futoukou`` (the true probability — the oracle's score). It reports ROC-AUC and
+precision in the top 5 % for
+
+* the champion (the published ``score``),
+* the rule baseline (the city's earlier logic on the same rows), and
+* the oracle (``p_futoukou``),
+
+and the ratios champion/oracle and champion/baseline; then the same three at every as-of date of
+the current year (the champion loaded through the registry and scored on the fly). Writes
+``$TODA_HOME/reports/model_quality.json`` and prints a table.
+
+Note on the oracle: ``p_futoukou`` is the probability drawn at the start of the school year
+from the pupil's latent risk. By November the year's own absences already show who has begun
+to drift, which the oracle does not use; a model scoring in November can therefore rank better
+than this "oracle" (a ratio above 1 is not an error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def evaluate(home: str | os.PathLike | None = None) -> dict:
+    import duckdb
+    import pandas as pd
+
+    from ml import metrics as M
+    from ml.dataset import load_frame
+    from ml.models import RuleBaseline
+    from toda_platform.pseudonym import load_key, pseudonymise
+    from toda_platform.settings import Paths
+
+    paths = Paths.from_env(home)
+    con = duckdb.connect(str(paths.warehouse), read_only=True)
+    try:
+        latest = con.execute("SELECT max(as_of_date) FROM outputs.risk_scores").fetchone()[0]
+        if latest is None:
+            raise SystemExit("outputs.risk_scores is empty: materialise outputs/risk_scores first")
+        scores = con.execute("SELECT pupil_id, score, model_version FROM outputs.risk_scores "
+                             "WHERE as_of_date = ?", [latest]).df()
+        frame = load_frame(con, kinds=("latest",), as_of_dates=[latest],
+                           features=RuleBaseline().features)
+    finally:
+        con.close()
+    year = int(frame.school_year.iloc[0])
+    truth = pd.read_csv(paths.truth / "pupil_years.csv", dtype={"student_number": str})
+    truth = truth[truth.school_year == year]
+    key = load_key(paths.pseudonym_key_file)
+    truth["pupil_id"] = [pseudonymise(key, n) for n in truth.student_number]
+    rows = frame.merge(scores, on="pupil_id").merge(
+        truth[["pupil_id", "futoukou", "p_futoukou"]], on="pupil_id", how="left")
+    missing = int(rows.futoukou.isna().sum())
+    rows = rows[rows.futoukou.notna()]
+    y = rows.futoukou.to_numpy(dtype=float)
+    candidates = {
+        "champion": rows.score.to_numpy(dtype=float),
+        "rule_baseline": RuleBaseline().raw(rows),
+        "oracle": rows.p_futoukou.to_numpy(dtype=float),
+    }
+    result = {"as_of_date": str(latest), "school_year": year, "pupils": int(len(rows)),
+              "positives": int(y.sum()), "pupils_without_truth": missing,
+              "model_version": str(scores.model_version.iloc[0])}
+    for name, s in candidates.items():
+        result[name] = {"roc_auc": M.roc_auc(y, s), "precision_top5": M.at_fraction(y, s, 0.05)["precision"]}
+    for m in ("roc_auc", "precision_top5"):
+        c = result["champion"][m]
+        result[f"champion_over_oracle_{m}"] = c / result["oracle"][m] if result["oracle"][m] else float("nan")
+        result[f"champion_over_baseline_{m}"] = c / result["rule_baseline"][m] \
+            if result["rule_baseline"][m] else float("nan")
+    result["by_as_of_date"] = _by_as_of_date(paths, truth[["pupil_id", "futoukou", "p_futoukou"]], year)
+    out = paths.reports / "model_quality.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2), encoding="utf-8")
+    result["written_to"] = str(out)
+    return result
+
+
+def _by_as_of_date(paths, truth, year: int) -> list[dict]:
+    """The same comparison at every as-of date of the current year, the champion scored on the
+    fly through the registry: how the gap to the oracle closes as the year's data arrive."""
+    import duckdb
+
+    from ml import metrics as M
+    from ml.dataset import load_frame
+    from ml.models import RuleBaseline
+    from ml.pipeline import score_with
+    from ml.tracking import CHAMPION, Tracker, tracking_uri
+
+    loaded = Tracker(tracking_uri(paths.mlflow_db), paths.mlflow_artifacts.as_uri()).load_alias(CHAMPION)
+    if loaded is None:
+        return []
+    _, booster, meta = loaded
+    con = duckdb.connect(str(paths.warehouse), read_only=True)
+    try:
+        feats = list(dict.fromkeys(meta["features"] + RuleBaseline().features))
+        frame = load_frame(con, years=[year], kinds=("month_start", "latest"), features=feats)
+    finally:
+        con.close()
+    frame = frame.merge(truth, on="pupil_id", how="inner")
+    rows = []
+    for d, g in frame.groupby("as_of_date"):
+        y = g.futoukou.to_numpy(dtype=float)
+        raw, _ = score_with(booster, meta, g)
+        row = {"as_of_date": str(pd_date(d)), "pupils": int(len(g)), "positives": int(y.sum())}
+        for name, sc in (("champion", raw), ("rule_baseline", RuleBaseline().raw(g)),
+                         ("oracle", g.p_futoukou.to_numpy(dtype=float))):
+            row[f"{name}_roc_auc"] = M.roc_auc(y, sc)
+            row[f"{name}_precision_top5"] = M.at_fraction(y, sc, 0.05)["precision"]
+        rows.append(row)
+    return rows
+
+
+def pd_date(d):
+    import pandas as pd
+
+    return pd.Timestamp(d).date()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--home", default=os.environ.get("TODA_HOME", ".toda"))
+    r = evaluate(parser.parse_args().home)
+    print(f"as-of {r['as_of_date']} (school year {r['school_year']}), {r['pupils']} pupils in the "
+          f"cohort, {r['positives']} become 不登校; champion = futoukou_risk v{r['model_version']}")
+    print(f"{'':15s}{'ROC-AUC':>9s}{'prec@5%':>9s}")
+    for name in ("champion", "rule_baseline", "oracle"):
+        print(f"{name:15s}{r[name]['roc_auc']:9.3f}{r[name]['precision_top5']:9.3f}")
+    print(f"champion/oracle:   AUC {r['champion_over_oracle_roc_auc']:.3f}, "
+          f"prec@5% {r['champion_over_oracle_precision_top5']:.3f}")
+    print(f"champion/baseline: AUC {r['champion_over_baseline_roc_auc']:.3f}, "
+          f"prec@5% {r['champion_over_baseline_precision_top5']:.3f}")
+    if r["by_as_of_date"]:
+        print("by as-of date (champion scored through the registry)   ROC-AUC          prec@5%")
+        print(f"{'as-of':12s}{'pupils':>7s}{'pos':>5s}  {'champ':>6s}{'base':>6s}{'oracle':>7s}"
+              f"  {'champ':>6s}{'base':>6s}{'oracle':>7s}")
+        for x in r["by_as_of_date"]:
+            print(f"{x['as_of_date']:12s}{x['pupils']:7d}{x['positives']:5d}  "
+                  f"{x['champion_roc_auc']:6.3f}{x['rule_baseline_roc_auc']:6.3f}{x['oracle_roc_auc']:7.3f}  "
+                  f"{x['champion_precision_top5']:6.3f}{x['rule_baseline_precision_top5']:6.3f}"
+                  f"{x['oracle_precision_top5']:7.3f}")
+    print(f"written to {r['written_to']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,255 @@
+"""The three models compared on one cohort: the city's rule, a logistic regression, LightGBM.
+
+All three share one interface: ``fit(train, valid)`` on model frames (:mod:`ml.dataset`),
+``raw(frame)`` — the ranking score — and ``predict(frame)`` — the calibrated probability.
+
+* **Rule baseline** (:class:`RuleBaseline`): the city's earlier logic — the pupil's absence days
+  so far this year and a projection of the year's absence count. Score = projected absences for
+  the year (absences so far + the year-to-date absence rate × the school days left of a
+  :data:`SCHOOL_DAYS_PER_YEAR`-day year), ties broken by absences so far; before this year's
+  attendance exists (the first as-of date of a year) the previous year's absence count stands
+  in. It learns nothing from the labels except its calibration.
+* **Logistic regression** (:class:`LogisticModel`): median imputation with a missing
+  indicator for every column that had NULLs in training, standard scaling, L2-penalised
+  logistic regression with balanced class weights.
+* **LightGBM** (:class:`LightGBMModel`): gradient-boosted trees, positives up-weighted by
+  ``negatives / positives`` (imbalance), early stopping on the held-out slice by average
+  precision.
+
+**Calibration.** Every model's raw score is mapped to a probability by Platt scaling fitted on
+the held-out slice (a one-feature logistic regression on the raw margin). Platt, not isotonic:
+isotonic regression is a step function that ties whole blocks of pupils at the top of a list
+that a case meeting has to read in order; Platt is strictly monotone, so the calibrated
+probability ranks exactly like the raw score. A negative slope (a model that ranks the held-out
+slice backwards — e.g. with random labels) is clipped to zero: the probability is then the
+base rate for everyone, never a reversed ranking learnt from the held-out slice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ml.dataset import feature_matrix
+
+SCHOOL_DAYS_PER_YEAR = 200
+
+DEFAULT_LGB_PARAMS = {
+    "objective": "binary",
+    "learning_rate": 0.05,
+    "num_leaves": 31,
+    "min_data_in_leaf": 100,
+    "feature_fraction": 0.7,
+    "bagging_fraction": 0.8,
+    "bagging_freq": 1,
+    "lambda_l2": 1.0,
+    "metric": "average_precision",
+    "num_threads": 2,
+    "verbose": -1,
+    "seed": 7,
+    "deterministic": True,
+    "force_row_wise": True,
+}
+
+
+def _labels(frame: pd.DataFrame) -> np.ndarray:
+    y = frame["label"].to_numpy(dtype=float)
+    if np.isnan(y).any():
+        raise ValueError("training and calibration rows need a label (completed school years only)")
+    return y
+
+
+# ---------------------------------------------------------------------------------------------
+# Calibration
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class PlattCalibrator:
+    """p = sigmoid(slope · z + intercept), fitted on a held-out slice; slope clipped at 0."""
+
+    slope: float = 0.0
+    intercept: float = 0.0
+
+    def fit(self, z, y) -> "PlattCalibrator":
+        from sklearn.linear_model import LogisticRegression
+
+        z = np.asarray(z, dtype=float).reshape(-1, 1)
+        y = np.asarray(y, dtype=float)
+        if y.min() == y.max():
+            rate = np.clip(y.mean(), 1e-6, 1 - 1e-6)
+            self.slope, self.intercept = 0.0, float(np.log(rate / (1 - rate)))
+            return self
+        lr = LogisticRegression(C=1e6, max_iter=1000).fit(z, y)
+        self.slope, self.intercept = float(lr.coef_[0, 0]), float(lr.intercept_[0])
+        if self.slope <= 0:
+            rate = float(np.clip(y.mean(), 1e-6, 1 - 1e-6))
+            self.slope, self.intercept = 0.0, float(np.log(rate / (1 - rate)))
+        return self
+
+    def __call__(self, z) -> np.ndarray:
+        z = np.asarray(z, dtype=float)
+        return 1.0 / (1.0 + np.exp(-(self.slope * z + self.intercept)))
+
+    def to_dict(self) -> dict:
+        return {"method": "platt", "slope": self.slope, "intercept": self.intercept}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PlattCalibrator":
+        return cls(float(d["slope"]), float(d["intercept"]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class RuleBaseline:
+    """The city's earlier logic; see the module docstring."""
+
+    name: str = "rule_baseline"
+    features: list[str] = field(default_factory=lambda: [
+        "att_ytd_absent", "att_ytd_days", "att_prev_absent", "att_prev_days"])
+    calibrator: PlattCalibrator = field(default_factory=PlattCalibrator)
+
+    def fit(self, train: pd.DataFrame | None, valid: pd.DataFrame) -> "RuleBaseline":
+        self.calibrator = PlattCalibrator().fit(self._z(valid), _labels(valid))
+        return self
+
+    @staticmethod
+    def projection(frame: pd.DataFrame) -> np.ndarray:
+        so_far = frame["att_ytd_absent"].to_numpy(dtype=float)
+        days = frame["att_ytd_days"].to_numpy(dtype=float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rate = so_far / days
+            remaining = np.maximum(SCHOOL_DAYS_PER_YEAR - days, 0)
+            projected = so_far + rate * remaining
+        prev = frame["att_prev_absent"].to_numpy(dtype=float) if "att_prev_absent" in frame else \
+            np.full(len(frame), np.nan)
+        out = np.where(np.isfinite(projected), projected, prev)
+        return np.where(np.isfinite(out), out, 0.0)
+
+    def raw(self, frame: pd.DataFrame) -> np.ndarray:
+        so_far = np.nan_to_num(frame["att_ytd_absent"].to_numpy(dtype=float))
+        # lexicographic: projection first, absences so far breaks its ties
+        return self.projection(frame) + 1e-4 * so_far
+
+    def _z(self, frame: pd.DataFrame) -> np.ndarray:
+        return np.log1p(np.maximum(self.raw(frame), 0))
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.calibrator(self._z(frame))
+
+    def params(self) -> dict:
+        return {"school_days_per_year": SCHOOL_DAYS_PER_YEAR,
+                "score": "projected year absences; ties: absences so far"}
+
+
+@dataclass
+class LogisticModel:
+    features: Sequence[str]
+    C: float = 0.05
+    max_iter: int = 300
+    name: str = "logistic"
+    pipeline: object = None
+    calibrator: PlattCalibrator = field(default_factory=PlattCalibrator)
+
+    def fit(self, train: pd.DataFrame, valid: pd.DataFrame) -> "LogisticModel":
+        from sklearn.impute import SimpleImputer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        self.features = list(self.features)
+        y = _labels(train)
+        self.pipeline = make_pipeline(
+            SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+            StandardScaler(),
+            LogisticRegression(C=self.C, class_weight="balanced", max_iter=self.max_iter),
+        )
+        self.pipeline.fit(feature_matrix(train, self.features), y)
+        self.calibrator = PlattCalibrator().fit(self.raw(valid), _labels(valid))
+        return self
+
+    def raw(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.pipeline.decision_function(feature_matrix(frame, self.features))
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.calibrator(self.raw(frame))
+
+    def params(self) -> dict:
+        return {"C": self.C, "max_iter": self.max_iter, "class_weight": "balanced",
+                "imputation": "median + missing indicators", "scaling": "standard",
+                "features": len(self.features)}
+
+
+@dataclass
+class LightGBMModel:
+    features: Sequence[str]
+    num_boost_round: int = 600
+    early_stopping_rounds: int = 50
+    params_override: dict = field(default_factory=dict)
+    name: str = "lightgbm"
+    booster: object = None
+    calibrator: PlattCalibrator = field(default_factory=PlattCalibrator)
+    train_params: dict = field(default_factory=dict)
+
+    def fit(self, train: pd.DataFrame, valid: pd.DataFrame) -> "LightGBMModel":
+        import lightgbm as lgb
+
+        self.features = list(self.features)
+        y, yv = _labels(train), _labels(valid)
+        pos = max(y.sum(), 1.0)
+        params = {**DEFAULT_LGB_PARAMS, "scale_pos_weight": float((len(y) - y.sum()) / pos),
+                  **self.params_override}
+        params["num_threads"] = min(int(params.get("num_threads", 2)), 2)
+        dtrain = lgb.Dataset(feature_matrix(train, self.features), y, feature_name=self.features,
+                             free_raw_data=True)
+        dvalid = lgb.Dataset(feature_matrix(valid, self.features), yv, reference=dtrain)
+        callbacks = [lgb.early_stopping(self.early_stopping_rounds, verbose=False)] \
+            if yv.min() != yv.max() else []
+        self.booster = lgb.train(params, dtrain, num_boost_round=self.num_boost_round,
+                                 valid_sets=[dvalid], valid_names=["held_out"], callbacks=callbacks)
+        self.train_params = {**params, "best_iteration": int(self.booster.best_iteration or
+                                                             self.booster.current_iteration())}
+        self.calibrator = PlattCalibrator().fit(self.raw(valid), yv)
+        return self
+
+    def _iteration(self):
+        return self.booster.best_iteration or None
+
+    def raw(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.booster.predict(feature_matrix(frame, self.features), raw_score=True,
+                                    num_iteration=self._iteration())
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.calibrator(self.raw(frame))
+
+    def contributions(self, frame: pd.DataFrame) -> np.ndarray:
+        """Per-row contributions to the raw log-odds (last column: the bias)."""
+        return self.booster.predict(feature_matrix(frame, self.features), pred_contrib=True,
+                                    num_iteration=self._iteration())
+
+    def importance(self) -> pd.DataFrame:
+        gain = self.booster.feature_importance("gain", iteration=self._iteration())
+        split = self.booster.feature_importance("split", iteration=self._iteration())
+        return pd.DataFrame({"feature": self.features, "gain": gain, "splits": split})
+
+    def params(self) -> dict:
+        return {k: v for k, v in self.train_params.items() if k not in ("verbose",)}
+
+
+def build_models(features: Sequence[str], *, lgb_rounds: int = 600, early_stopping: int = 50,
+                 lgb_params: dict | None = None) -> list:
+    """The three models of the comparison, unfitted."""
+    return [RuleBaseline(), LogisticModel(features),
+            LightGBMModel(features, num_boost_round=lgb_rounds,
+                          early_stopping_rounds=early_stopping, params_override=lgb_params or {})]
+
+
+def mean_abs_contribution(contrib: np.ndarray, features: Sequence[str]) -> pd.DataFrame:
+    """Importance as the mean absolute contribution per feature (bias column dropped)."""
+    return pd.DataFrame({"feature": list(features),
+                         "mean_abs_contribution": np.abs(contrib[:, :-1]).mean(axis=0)})

@@ -1,0 +1,183 @@
+"""The model and scoring assets on a small synthetic warehouse (marts written directly), the
+registry round trip to ``outputs.risk_scores``, and the truth wall: only the bench reads it."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date, timedelta
+
+import dagster as dg
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+from dagster_duckdb import DuckDBResource
+
+from assets.models import (fairness_audit, futoukou_risk, known_cases, risk_scores,
+                           source_ablation)
+from ml.features import ID_COLUMNS
+from ml.labels import LABELS_DDL
+from resources.mlflow import mlflow_resource
+from tests.conftest import TEST_KEY
+from tests.ml_frames import FEATURES, empty_mlflow_store, make_frame
+from toda_platform.pseudonym import pseudonymise
+from toda_platform.settings import Paths
+
+LATEST = pd.Timestamp("2025-11-06")
+RUN_CONFIG = {"ops": {
+    "models__futoukou_risk": {"config": {"n_test_years": 1, "lgb_rounds": 40, "early_stopping": 10,
+                                         "lead_draws": 2}},
+    "models__source_ablation": {"config": {"train_months": [], "lgb_rounds": 30, "early_stopping": 10,
+                                           "n_boot": 20, "groups": ["attendance", "mood"]}},
+}}
+
+
+def score_z(f: pd.DataFrame, rng) -> pd.Series:
+    return (0.4 * f.att_ytd_absent / f.att_ytd_absent.std()
+            - f.mood_d30_mood_mean.fillna(3.5) / f.mood_d30_mood_mean.std()
+            + rng.normal(0, 0.3, len(f)))
+
+
+def build_warehouse(paths: Paths) -> pd.DataFrame:
+    """marts.pupil_features / marts.labels from a synthetic frame, pupils keyed by real
+    pseudonyms; 2025 is the current year (no labels) with a 'latest' as-of date; two known
+    cases; a school calendar in staging.attendance_daily. Returns the truth of 2025."""
+    f = make_frame(pupils=300, years=(2021, 2022, 2023, 2024, 2025), seed=2, unlabelled_years=(2025,))
+    # the label follows mood more than absences, with noise: the rule baseline (absences only)
+    # is beatable and no list is perfect
+    z = score_z(f, np.random.default_rng(8))
+    f["label"] = np.where(f.school_year == 2025, np.nan, (z >= np.quantile(z, 0.9)).astype(float))
+    numbers = {p: f"2019{int(p[1:]):04d}" for p in f.pupil_id.unique()}
+    ids = {p: pseudonymise(TEST_KEY.encode(), n) for p, n in numbers.items()}
+    latest = f[(f.school_year == 2025) & (f.as_of_date == f[f.school_year == 2025].as_of_date.max())]
+    latest = latest.assign(as_of_date=LATEST, as_of_kind="latest")
+    latest_z = score_z(latest, np.random.default_rng(9)).to_numpy()
+    f = pd.concat([f, latest], ignore_index=True)
+    truth = pd.DataFrame({"student_number": [numbers[p] for p in latest.pupil_id],
+                          "school_year": 2025,
+                          "p_futoukou": 1 / (1 + np.exp(-(latest_z - np.quantile(latest_z, 0.9)))),
+                          "futoukou": (latest_z >= np.quantile(latest_z, 0.9)).astype(int)})
+    f["pupil_id"] = f.pupil_id.map(ids)
+    f["in_cohort"], f["known_case"] = True, False
+    known = latest.head(2).assign(pupil_id=["k1", "k2"], in_cohort=False, known_case=True,
+                                  nonillness_absent_days=31)
+    labels = pd.concat([f, known], ignore_index=True)
+    con = duckdb.connect(str(paths.warehouse))
+    con.execute("CREATE SCHEMA marts; CREATE SCHEMA staging")
+    feats = [c for c in FEATURES if c != "grade"]
+    con.register("f", f)
+    con.execute(f"CREATE TABLE marts.pupil_features AS SELECT {', '.join(ID_COLUMNS)}, "
+                f"{', '.join(feats)} FROM f")
+    con.execute(LABELS_DDL)
+    con.register("l", labels)
+    con.execute("INSERT INTO marts.labels BY NAME SELECT pupil_id, as_of_date::DATE AS as_of_date, "
+                "as_of_kind, school_year, school_code, grade, in_cohort, known_case, "
+                "nonillness_absent_days, futoukou_prev_year, label::BOOLEAN AS label, label_available, "
+                "date_30th_nonillness_absence::DATE AS date_30th_nonillness_absence FROM l")
+    days = [date(2021, 4, 1) + timedelta(days=i) for i in range(0, 365 * 5)]
+    con.execute("CREATE TABLE staging.attendance_daily (date DATE)")
+    con.executemany("INSERT INTO staging.attendance_daily VALUES (?)", [[d] for d in days if d.weekday() < 5])
+    con.close()
+    return truth
+
+
+def materialise(paths: Paths, assets) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        assets, resources={"warehouse": DuckDBResource(database=str(paths.warehouse)),
+                           "mlflow": mlflow_resource(paths)},
+        run_config={"ops": {k: v for k, v in RUN_CONFIG["ops"].items()
+                            if any(a.key.to_python_identifier() == k for a in assets)}},
+        instance=dg.DagsterInstance.ephemeral())
+
+
+def table(paths: Paths, sql: str) -> pd.DataFrame:
+    con = duckdb.connect(str(paths.warehouse), read_only=True)
+    try:
+        return con.execute(sql).df()
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def city(tmp_path_factory):
+    """Home A: the whole model group and scoring, with a truth folder; home B: a copy of the
+    same warehouse before any model ran, and no truth folder at all."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TODA_PSEUDONYM_KEY", TEST_KEY)
+    root = tmp_path_factory.mktemp("mlcity")
+    a, b = Paths.from_env(root / "a"), Paths.from_env(root / "b")
+    a.home.mkdir(parents=True)
+    truth = build_warehouse(a)
+    a.truth.mkdir()
+    truth.to_csv(a.truth / "pupil_years.csv", index=False)
+    b.home.mkdir(parents=True)
+    shutil.copy(a.warehouse, b.warehouse)
+    empty_mlflow_store(a.mlflow_db)
+    empty_mlflow_store(b.mlflow_db)
+    result = materialise(a, [futoukou_risk, source_ablation, fairness_audit, risk_scores, known_cases])
+    yield a, b, result
+    mp.undo()
+
+
+def test_the_model_assets_materialise_and_write_their_tables(city):
+    a, _, result = city
+    assert result.success
+    head = table(a, "SELECT * FROM models.headline")
+    assert set(head.model) == {"rule_baseline", "logistic", "lightgbm"}
+    assert set(head.subset) == {"all", "new"} and set(head.test_year) == {2024}
+    abl = table(a, "SELECT DISTINCT variant, kind FROM models.source_ablation")
+    assert {"full", "without_attendance", "only_attendance", "rule_baseline"} <= set(abl.variant)
+    fair = table(a, "SELECT DISTINCT attribute FROM models.fairness_audit")
+    assert set(fair.attribute) == {"sex", "grade", "school", "context_band"}
+    meta = result.asset_materializations_for_node("models__futoukou_risk")[0].metadata
+    assert meta["gate_decision"].value in ("champion", "challenger")
+    assert "mlflow ui --backend-store-uri sqlite:///" in meta["mlflow_ui"].value
+
+
+def test_risk_scores_come_from_the_champion_with_bands_and_reasons(city):
+    a, _, _ = city
+    from resources.mlflow import mlflow_resource as res
+
+    champion = res(a).tracker().version_by_alias("champion")
+    assert champion is not None
+    s = table(a, "SELECT * FROM outputs.risk_scores")
+    cohort = table(a, f"SELECT count(*) AS n FROM marts.labels WHERE as_of_date = DATE '{LATEST.date()}' "
+                      "AND in_cohort").n[0]
+    assert len(s) == cohort and set(s.as_of_date.astype(str)) == {str(LATEST.date())}
+    assert set(s.model_version) == {str(champion.version)}
+    assert s.score.between(0, 1).all()
+    assert (s.groupby("school_code").rank_in_school.apply(lambda r: sorted(r) == list(range(1, len(r) + 1)))).all()
+    assert set(s.band.dropna()) <= {"赤", "ピンク", "橙", "黄"}
+    top = s.sort_values("score", ascending=False).head(10)
+    assert top.reason_1.notna().all()
+    assert top.reason_1.str.contains("欠席|気分").all()  # the features that drive the label
+    # known cases are listed apart, never scored
+    known = table(a, "SELECT * FROM outputs.known_cases")
+    assert set(known.pupil_id) == {"k1", "k2"} and not set(known.pupil_id) & set(s.pupil_id)
+
+
+def test_deleting_the_truth_folder_changes_no_score(city):
+    a, b, _ = city
+    assert not b.truth.exists()
+    result = materialise(b, [futoukou_risk, risk_scores])
+    assert result.success
+    cols = "pupil_id, score, band, rank_in_school, reason_1, reason_2, reason_3, model_version"
+    sa = table(a, f"SELECT {cols} FROM outputs.risk_scores ORDER BY pupil_id")
+    sb = table(b, f"SELECT {cols} FROM outputs.risk_scores ORDER BY pupil_id")
+    pd.testing.assert_frame_equal(sa, sb)
+
+
+def test_the_bench_reads_the_truth_and_compares_with_the_oracle(city):
+    a, _, _ = city
+    from bench.model_quality import evaluate
+
+    r = evaluate(a.home)
+    assert r["pupils"] == 300 and r["pupils_without_truth"] == 0
+    # the outcome here is a threshold of the score the oracle's probability is monotone in
+    assert r["oracle"]["roc_auc"] == pytest.approx(1.0)
+    assert r["champion"]["roc_auc"] > 0.9
+    assert r["champion_over_oracle_roc_auc"] == pytest.approx(r["champion"]["roc_auc"])
+    assert (a.reports / "model_quality.json").exists()
+    # and at every as-of date of the current year, the champion scored through the registry
+    assert [x["as_of_date"] for x in r["by_as_of_date"]] == ["2025-10-01", "2025-11-01", "2025-11-06"]
+    assert all(x["oracle_roc_auc"] == pytest.approx(1.0) for x in r["by_as_of_date"][2:])

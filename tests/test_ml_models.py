@@ -1,0 +1,162 @@
+"""Temporal splits, the three models and their calibration, on frames whose answer is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ml import evaluation as E
+from ml import metrics as M
+from ml.models import LightGBMModel, LogisticModel, PlattCalibrator, RuleBaseline, build_models
+from tests.ml_frames import FEATURES, make_frame
+
+FAST_LGB = {"min_data_in_leaf": 20, "learning_rate": 0.2, "num_threads": 1}
+
+
+def fast_models():
+    return build_models(FEATURES, lgb_rounds=40, early_stopping=10, lgb_params=FAST_LGB)
+
+
+# --- folds --------------------------------------------------------------------------------------
+
+def test_folds_train_on_earlier_years_and_hold_out_the_latest_of_them():
+    folds = E.temporal_folds([2021, 2022, 2023, 2024, 2025])
+    assert [f.to_dict() for f in folds] == [
+        {"test_year": 2024, "valid_years": [2023], "train_years": [2021, 2022], "strategy": "later_year"},
+        {"test_year": 2025, "valid_years": [2024], "train_years": [2021, 2022, 2023], "strategy": "later_year"},
+    ]
+    assert E.production_fold([2021, 2022, 2023, 2024, 2025]).test_year == 2025
+    # short history: one year before the test year is split by pupil; none -> no fold
+    assert [f.to_dict() for f in E.temporal_folds([2024, 2025])] == [
+        {"test_year": 2025, "valid_years": [2024], "train_years": [2024], "strategy": "pupil_holdout"}]
+    assert E.temporal_folds([2025]) == []
+
+
+def test_split_never_puts_the_test_year_or_unlabelled_rows_in_training():
+    f = make_frame(years=(2022, 2023, 2024, 2025, 2026), unlabelled_years=(2026,), pupils=50)
+    assert E.completed_years(f) == [2022, 2023, 2024, 2025]
+    for fold in E.temporal_folds(E.completed_years(f)):
+        train, valid, test = E.split(f, fold)
+        assert set(train.school_year) == set(fold.train_years)
+        assert set(valid.school_year) == set(fold.valid_years)
+        assert set(test.school_year) == {fold.test_year}
+        assert train.school_year.max() < valid.school_year.min() < fold.test_year
+        assert train.label.notna().all() and valid.label.notna().all()
+
+
+def test_pupil_holdout_separates_pupils():
+    f = make_frame(years=(2024, 2025), pupils=200)
+    (fold,) = E.temporal_folds([2024, 2025])
+    train, valid, test = E.split(f, fold)
+    assert set(train.pupil_id).isdisjoint(valid.pupil_id)
+    assert 0.15 < valid.pupil_id.nunique() / 200 < 0.35
+    assert set(test.school_year) == {2025}
+
+
+def test_headline_is_the_first_as_of_date_in_november():
+    dates = pd.to_datetime(["2025-05-01", "2025-10-01", "2025-11-04", "2025-12-01"])
+    assert E.headline_date(dates) == pd.Timestamp("2025-11-04")
+    assert E.headline_date(pd.to_datetime(["2025-06-02", "2025-12-01", "2026-01-08"])) == \
+        pd.Timestamp("2025-12-01")
+
+
+# --- the models ----------------------------------------------------------------------------------
+
+def test_rule_baseline_projects_the_years_absences():
+    f = pd.DataFrame({"att_ytd_absent": [5.0, 0.0, np.nan, 5.0],
+                      "att_ytd_days": [50.0, 50.0, np.nan, 200.0],
+                      "att_prev_absent": [0.0, 0.0, 17.0, 0.0], "att_prev_days": 200.0})
+    # 5 absences in 50 days: 5 + 0.1 x 150 left = 20; no data this year: last year's 17
+    np.testing.assert_allclose(RuleBaseline.projection(f), [20.0, 0.0, 17.0, 5.0])
+    raw = RuleBaseline().raw(f)
+    assert raw[0] > raw[2] > raw[3] > raw[1]
+
+
+def test_a_feature_that_determines_the_label_is_found_by_every_model():
+    f = make_frame(signal=True)
+    (fold,) = E.temporal_folds(E.completed_years(f), 1)
+    results = E.evaluate_fold(f, fold, fast_models())
+    for r in results:
+        test = f[f.school_year == fold.test_year]
+        auc = M.roc_auc(test.label, r.test_raw)
+        assert auc > 0.97, (r.model.name, auc)
+        assert r.metrics.query("subset == 'all'").precision_top.min() > 0.9
+
+
+def test_shuffled_labels_score_no_better_than_chance():
+    """The leakage guard: with labels drawn at random the whole pipeline (split, fit, early
+    stopping, calibration, evaluation) must not find anything."""
+    f = make_frame(signal=False, pupils=600, seed=3)
+    (fold,) = E.temporal_folds(E.completed_years(f), 1)
+    results = E.evaluate_fold(f, fold, fast_models())
+    test = f[f.school_year == fold.test_year]
+    base = test.label.mean()
+    for r in results:
+        auc = M.roc_auc(test.label, r.test_raw)
+        assert 0.42 < auc < 0.58, (r.model.name, auc)
+        top = M.at_fraction(test.label.to_numpy(), r.test_raw, 0.05)
+        assert top["precision"] < base + 0.12, (r.model.name, top, base)
+
+
+def test_shuffling_the_labels_of_a_real_signal_destroys_it():
+    f = make_frame(signal=True, pupils=600, seed=5)
+    rng = np.random.default_rng(0)
+    f["label"] = rng.permutation(f["label"].to_numpy())
+    (fold,) = E.temporal_folds(E.completed_years(f), 1)
+    (r,) = E.evaluate_fold(f, fold, [LightGBMModel(FEATURES, 40, 10, FAST_LGB)])
+    test = f[f.school_year == fold.test_year]
+    assert 0.42 < M.roc_auc(test.label, r.test_raw) < 0.58
+
+
+def test_calibrated_probabilities_match_observed_rates():
+    f = make_frame(signal=False, pupils=500, seed=1)
+    # a noisy but real signal: label probability rises with absences
+    rng = np.random.default_rng(2)
+    p_true = 1 / (1 + np.exp(-(f["att_ytd_absent"] - 8) / 2))
+    f["label"] = (rng.random(len(f)) < p_true).astype(float)
+    (fold,) = E.temporal_folds(E.completed_years(f), 1)
+    results = E.evaluate_fold(f, fold, fast_models())
+    test = f[f.school_year == fold.test_year]
+    for r in results:
+        assert abs(r.test_prob.mean() - test.label.mean()) < 0.03, r.model.name
+        assert M.expected_calibration_error(test.label, r.test_prob) < 0.05, r.model.name
+        # calibration does not change the ranking
+        assert M.roc_auc(test.label, r.test_prob) == pytest.approx(M.roc_auc(test.label, r.test_raw), abs=1e-6)
+
+
+def test_platt_never_learns_a_reversed_ranking():
+    z = np.linspace(-2, 2, 200)
+    y = (z < 0).astype(float)  # the model ranks the held-out slice backwards
+    cal = PlattCalibrator().fit(z, y)
+    assert cal.slope == 0.0
+    np.testing.assert_allclose(cal(z), 0.5)
+    cal = PlattCalibrator().fit(z, (z > 0).astype(float))
+    assert cal.slope > 0 and cal(2.0) > 0.9 and cal(-2.0) < 0.1
+    assert PlattCalibrator.from_dict(cal.to_dict()) == cal
+
+
+def test_lightgbm_contributions_sum_to_the_raw_score():
+    f = make_frame(pupils=200)
+    train, valid, test = E.split(f, E.temporal_folds(E.completed_years(f), 1)[0])
+    m = LightGBMModel(FEATURES, 30, 10, FAST_LGB).fit(train, valid)
+    contrib = m.contributions(test)
+    assert contrib.shape == (len(test), len(FEATURES) + 1)
+    np.testing.assert_allclose(contrib.sum(axis=1), m.raw(test), rtol=1e-5, atol=1e-5)
+    imp = m.importance()
+    assert imp.sort_values("gain").feature.iloc[-1] in ("att_ytd_absent", "att_d30_absent")
+
+
+def test_logistic_handles_columns_that_are_entirely_missing():
+    f = make_frame(pupils=150)
+    f["mood_d30_mood_mean"] = np.nan
+    train, valid, test = E.split(f, E.temporal_folds(E.completed_years(f), 1)[0])
+    m = LogisticModel(FEATURES).fit(train, valid)
+    assert np.isfinite(m.predict(test)).all()
+
+
+def test_models_refuse_unlabelled_training_rows():
+    f = make_frame(pupils=50)
+    f.loc[f.index[:3], "label"] = np.nan
+    with pytest.raises(ValueError, match="label"):
+        RuleBaseline().fit(None, f)
