@@ -3,11 +3,15 @@ only from what the city knew strictly before the as-of date.
 
 How point-in-time correctness is enforced
   For each as-of date ``A``, :func:`ml.asof.create_known_views` creates ``k_<source>`` views
-  (``staging.<source> WHERE known_date < A``). Every query in this module reads those views and
-  the per-as-of temp tables built from them — never ``staging.*``. The school calendar (windows
-  in school days), a source's coverage ("has this source begun?") and whether a survey round has
-  happened are themselves computed from the known views, so a record known on or after ``A``
-  cannot change anything at ``A`` (see ``tests/test_features.py`` for the property test).
+  (``staging.<source> WHERE known_date < A``). Every per-date query in this module reads those
+  views and temp tables built from them — never ``staging.*``. The one exception is
+  :func:`prepare_batch`, which reads the big daily sources once per school year and carries the
+  rule itself: each row is counted only in timeline segments that end after its
+  ``known_date``, and the calendar and coverage tables keep the date each fact became known so
+  that every as-of date filters them. The school calendar (windows in school days), a source's
+  coverage ("has this source begun?") and whether a survey round has happened are therefore
+  point-in-time too: a record known on or after ``A`` cannot change anything at ``A`` (see the
+  property tests in ``tests/test_features.py``).
 
 Missing data
   Never a silent zero for "no data yet": counts are NULL when the source had not begun for the
@@ -17,7 +21,8 @@ Missing data
   (県学調 and its questionnaire from 小4, RST from 小6, AiGROW in junior high). A zero means
   "the source was there and recorded nothing", e.g. no nurse visits.
 
-Everything is SQL in DuckDB; Python only loops over as-of dates (about ten per school year).
+Everything is SQL in DuckDB; Python only loops over school years and as-of dates (about ten
+per school year), never over pupils.
 """
 
 from __future__ import annotations
