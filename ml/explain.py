@@ -207,6 +207,8 @@ def _fmt(v: float, unit: str, column: str, digits: int = 1) -> str:
         return f"{v * 100:.{max(digits - 1, 0)}f}%" if v < 0.1 else f"{v * 100:.0f}%"
     if abs(v - round(v)) < 1e-6:
         return f"{int(round(v))}{unit}"
+    if abs(v) < 0.1:  # a grade mean of 0.02 visits is not "0.0"
+        return f"{v:.2f}{unit}"
     return f"{v:.{digits}f}{unit}"
 
 

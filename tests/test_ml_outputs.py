@@ -66,6 +66,7 @@ def test_reason_texts_a_teacher_can_read():
     # a mean near zero: the mean, not "122 times" it
     assert X.reason_text("att_d30_absent_other", 13.0, 0.34, flag=False) == \
         "直近30日の病気以外の欠席 13日（学年平均 0.3日）"
+    assert X.reason_text("cns_d30_sessions", 2.0, 0.023, flag=False) == "直近30日の教育相談 2回（学年平均 0.02回）"
     assert X.reason_text("qu_approval", None, 20.0, flag=False) == "Q-U承認得点: 記録なし"
 
 
