@@ -5,6 +5,9 @@
                            and moved to ``champion`` or ``challenger`` by the promotion gate
 ``models/source_ablation`` leave-one-source-out and single-source runs with bootstrap intervals
 ``models/fairness_audit``  flag rate, precision, recall, FPR by sex, grade, school, context band
+``scoring/feature_drift``  Evidently drift of the champion's top features, this as-of date
+                           against the same point of last year; its blocking check stops the
+                           publication of a new risk list (the last published list stays)
 ``outputs/risk_scores``    the cohort at the latest as-of date, scored by the version behind
                            ``champion`` (loaded through the registry), with bands and reasons
 ``outputs/known_cases``    pupils already meeting the definition: listed apart, never scored
@@ -22,12 +25,14 @@ from dagster_duckdb import DuckDBResource
 from assets.marts import FEATURES_KEY, LABELS_KEY
 from assets.sources import staging_key
 from resources.mlflow import MlflowTracking
+from resources.toda import TodaHome
 
 MODEL_KEY = dg.AssetKey(["models", "futoukou_risk"])
 ABLATION_KEY = dg.AssetKey(["models", "source_ablation"])
 FAIRNESS_KEY = dg.AssetKey(["models", "fairness_audit"])
 RISK_SCORES_KEY = dg.AssetKey(["outputs", "risk_scores"])
 KNOWN_CASES_KEY = dg.AssetKey(["outputs", "known_cases"])
+DRIFT_KEY = dg.AssetKey(["scoring", "feature_drift"])
 
 
 class TrainingConfig(dg.Config):
@@ -43,6 +48,17 @@ class AblationRunConfig(dg.Config):
     early_stopping: int = 30
     n_boot: int = 200
     groups: list[str] = []  # default: every source group
+
+
+class DriftConfig(dg.Config):
+    top_features: int = 30  # the champion's features by gain that are compared
+    drift_share_limit: float = 0.3  # the check fails above this share of drifted features
+    null_jump: float = 0.2  # a change in the share of missing values that counts as drift
+    # After reading the report: features whose drift is understood (a changed export, a new
+    # survey round) and accepted for the rest of the school year, with the reason. Recorded in
+    # quality.drift_acceptances; they no longer count toward the share.
+    accept_features: list[str] = []
+    accept_reason: str = ""
 
 
 def _write(con, table: str, frame: pd.DataFrame) -> None:
@@ -239,7 +255,7 @@ def fairness_audit(context: dg.AssetExecutionContext, warehouse: DuckDBResource,
     key=RISK_SCORES_KEY,
     group_name="scoring",
     kinds={"duckdb", "mlflow"},
-    deps=[MODEL_KEY, FEATURES_KEY, LABELS_KEY],
+    deps=[MODEL_KEY, FEATURES_KEY, LABELS_KEY, DRIFT_KEY],
     description="The cohort at the latest as-of date scored by the futoukou_risk version behind "
                 "the champion alias (loaded through the MLflow registry): calibrated score, band "
                 "(赤/ピンク/橙/黄, thresholds from held-out precision), rank in school, up to five "
@@ -331,5 +347,103 @@ def known_cases(warehouse: DuckDBResource) -> dg.MaterializeResult:
                                           "per_school": _md(per_school)})
 
 
+@dg.asset(
+    key=DRIFT_KEY,
+    group_name="scoring",
+    kinds={"evidently", "duckdb"},
+    deps=[MODEL_KEY, FEATURES_KEY, LABELS_KEY],
+    description="Evidently data drift of the champion's most important features: the cohort at "
+                "the latest as-of date against the cohort at the same point of last year (the "
+                "nearest as-of date one year earlier), plus jumps in missing values. Per-feature "
+                "table quality.feature_drift, one row per run in quality.feature_drift_runs, HTML "
+                "report under reports/drift/. Its blocking check drift_within_limit stops "
+                "outputs/risk_scores when too many features moved.",
+    metadata={"dagster/table_name": "quality.feature_drift"},
+)
+def feature_drift(context: dg.AssetExecutionContext, config: DriftConfig, toda: TodaHome,
+                  warehouse: DuckDBResource, mlflow: MlflowTracking) -> dg.MaterializeResult:
+    from ml.dataset import load_frame
+    from ml.tracking import CHAMPION
+    from quality import drift
+
+    tracker = mlflow.tracker()
+    loaded = tracker.load_alias(CHAMPION)
+    with warehouse.get_connection() as con:
+        drift.ensure_tables(con)
+        latest = con.execute("SELECT max(as_of_date) FROM marts.labels WHERE as_of_kind = 'latest'"
+                             ).fetchone()[0]
+        if config.accept_features:
+            drift.accept(con, config.accept_features, config.accept_reason, run_id=context.run.run_id,
+                         on=latest)
+        dates = [r[0] for r in con.execute("SELECT DISTINCT as_of_date FROM marts.labels "
+                                           "WHERE as_of_kind = 'month_start'").fetchall()]
+        ref_date = drift.reference_date(dates, latest) if latest else None
+        if loaded is None or ref_date is None:
+            status = "no champion: nothing will be published" if loaded is None else \
+                f"no as-of date near one year before {latest}: drift cannot be measured"
+            context.log.warning(status)
+            drift.record_run(con, None, run_id=context.run.run_id, as_of_date=latest, status=status,
+                             model_version=loaded[0] if loaded else None)
+            return dg.MaterializeResult(metadata={"status": status})
+        version, booster, meta = loaded
+        top = drift.top_features(booster, config.top_features)
+        current = load_frame(con, kinds=("latest",), as_of_dates=[latest], features=top)
+        reference = load_frame(con, kinds=("month_start",), as_of_dates=[ref_date], features=top)
+        accepted = drift.accepted_features(con, latest)
+    html = toda.paths.reports / "drift" / f"feature_drift_{latest}.html"
+    result = drift.feature_drift(reference, current, top, reference_date=ref_date,
+                                 current_date=latest, drift_share_limit=config.drift_share_limit,
+                                 null_jump=config.null_jump, accepted=accepted, html_path=html)
+    with warehouse.get_connection() as con:
+        drift.record_run(con, result, run_id=context.run.run_id, as_of_date=latest,
+                         status="measured", model_version=version)
+    (context.log.info if result.passed else context.log.error)(result.summary())
+    shown = result.columns.sort_values(["drifted", "score"], ascending=False).head(15)
+    return dg.MaterializeResult(metadata={
+        "summary": result.summary(),
+        "drifted_share": result.share,
+        "drifted_features": dg.MetadataValue.json(result.drifted),
+        "accepted_features": dg.MetadataValue.json(sorted(accepted & set(top))),
+        "reference_date": str(ref_date),
+        "as_of_date": str(latest),
+        "model_version": f"{tracker.model_name} v{version} (champion)",
+        "report": dg.MetadataValue.path(str(result.report_path or "")),
+        "features": _md(shown[["column", "method", "score", "threshold", "null_share_reference",
+                               "null_share_current", "drifted", "reason"]]),
+    })
+
+
+@dg.asset_check(
+    asset=DRIFT_KEY,
+    name="drift_within_limit",
+    blocking=True,
+    description="Fails when the share of drifted scoring features (not accepted) is above the "
+                "limit. Blocking: outputs/risk_scores is then skipped and the list published "
+                "before stays as it was. Read the HTML report; fix the source, or accept the "
+                "features with the asset's accept_features config.",
+)
+def drift_within_limit(context: dg.AssetCheckExecutionContext,
+                       warehouse: DuckDBResource) -> dg.AssetCheckResult:
+    from quality import drift
+
+    with warehouse.get_connection() as con:
+        run = drift.latest_run(con, context.run.run_id)
+    if run is None:
+        return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.ERROR,
+                                   description="no drift measurement recorded")
+    measured = run["status"] == "measured"
+    return dg.AssetCheckResult(
+        passed=bool(run["passed"]),
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=run["summary"],
+        metadata={"as_of_date": str(run["as_of_date"]), "status": run["status"],
+                  "drifted_share": float(run["drifted_share"]) if measured else 0.0,
+                  "drifted_features": dg.MetadataValue.json([str(x) for x in (
+                      run["drifted_features"] if run["drifted_features"] is not None else [])]),
+                  "report": dg.MetadataValue.path(run["report_path"] or "")},
+    )
+
+
 model_assets = [futoukou_risk, source_ablation, fairness_audit]
-scoring_assets = [risk_scores, known_cases]
+scoring_assets = [feature_drift, risk_scores, known_cases]
+scoring_checks = [drift_within_limit]

@@ -13,11 +13,12 @@ import pandas as pd
 import pytest
 from dagster_duckdb import DuckDBResource
 
-from assets.models import (fairness_audit, futoukou_risk, known_cases, risk_scores,
-                           source_ablation)
+from assets.models import (drift_within_limit, fairness_audit, feature_drift, futoukou_risk,
+                           known_cases, risk_scores, source_ablation)
 from ml.features import ID_COLUMNS
 from ml.labels import LABELS_DDL
 from resources.mlflow import mlflow_resource
+from resources.toda import TodaHome
 from tests.conftest import TEST_KEY
 from tests.ml_frames import FEATURES, empty_mlflow_store, make_frame
 from toda_platform.pseudonym import pseudonymise
@@ -81,13 +82,14 @@ def build_warehouse(paths: Paths) -> pd.DataFrame:
     return truth
 
 
-def materialise(paths: Paths, assets) -> dg.ExecuteInProcessResult:
+def materialise(paths: Paths, assets, ops: dict | None = None) -> dg.ExecuteInProcessResult:
+    ops = {**RUN_CONFIG["ops"], **(ops or {})}
+    keys = {k.to_python_identifier() for a in assets for k in a.keys}
     return dg.materialize(
         assets, resources={"warehouse": DuckDBResource(database=str(paths.warehouse)),
-                           "mlflow": mlflow_resource(paths)},
-        run_config={"ops": {k: v for k, v in RUN_CONFIG["ops"].items()
-                            if any(a.key.to_python_identifier() == k for a in assets)}},
-        instance=dg.DagsterInstance.ephemeral())
+                           "mlflow": mlflow_resource(paths), "toda": TodaHome(home=str(paths.home))},
+        run_config={"ops": {k: v for k, v in ops.items() if k in keys}},
+        instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
 
 
 def table(paths: Paths, sql: str) -> pd.DataFrame:
@@ -114,7 +116,8 @@ def city(tmp_path_factory):
     shutil.copy(a.warehouse, b.warehouse)
     empty_mlflow_store(a.mlflow_db)
     empty_mlflow_store(b.mlflow_db)
-    result = materialise(a, [futoukou_risk, source_ablation, fairness_audit, risk_scores, known_cases])
+    result = materialise(a, [futoukou_risk, source_ablation, fairness_audit, feature_drift,
+                             drift_within_limit, risk_scores, known_cases])
     yield a, b, result
     mp.undo()
 
@@ -159,7 +162,7 @@ def test_risk_scores_come_from_the_champion_with_bands_and_reasons(city):
 def test_deleting_the_truth_folder_changes_no_score(city):
     a, b, _ = city
     assert not b.truth.exists()
-    result = materialise(b, [futoukou_risk, risk_scores])
+    result = materialise(b, [futoukou_risk, feature_drift, drift_within_limit, risk_scores])
     assert result.success
     cols = "pupil_id, score, band, rank_in_school, reason_1, reason_2, reason_3, model_version"
     sa = table(a, f"SELECT {cols} FROM outputs.risk_scores ORDER BY pupil_id")
@@ -181,3 +184,55 @@ def test_the_bench_reads_the_truth_and_compares_with_the_oracle(city):
     # and at every as-of date of the current year, the champion scored through the registry
     assert [x["as_of_date"] for x in r["by_as_of_date"]] == ["2025-10-01", "2025-11-01", "2025-11-06"]
     assert all(x["oracle_roc_auc"] == pytest.approx(1.0) for x in r["by_as_of_date"][2:])
+
+
+def test_the_drift_gate_passes_when_this_year_looks_like_last_year(city):
+    a, _, result = city
+    check = [e for e in result.get_asset_check_evaluations() if e.check_name == "drift_within_limit"]
+    assert len(check) == 1 and check[0].passed
+    run = table(a, "SELECT * FROM quality.feature_drift_runs")
+    assert len(run) == 1 and run.status[0] == "measured"
+    assert str(run.reference_date[0].date()) == "2024-11-01"  # one year before 2025-11-06
+    assert run.drifted_share[0] <= 0.3 and run.passed[0]
+    cols = table(a, "SELECT * FROM quality.feature_drift")
+    assert len(cols) == run.n_features[0] > 0 and cols.method.notna().all()
+    assert (a.reports / "drift" / "feature_drift_2025-11-06.html").stat().st_size > 10_000
+
+
+def _break_latest_rows(paths: Paths) -> None:
+    """The latest rows as if the attendance export had lost its absences: zero everywhere, and
+    the mood survey missing for everybody."""
+    con = duckdb.connect(str(paths.warehouse))
+    con.execute("UPDATE marts.pupil_features SET att_ytd_absent = 0, att_d30_absent = 0, "
+                "mood_d30_mood_mean = NULL WHERE as_of_kind = 'latest'")
+    con.close()
+
+
+def test_drifted_features_stop_the_new_list_and_keep_the_old_one(city, tmp_path):
+    a, _, _ = city
+    c = Paths.from_env(tmp_path / "c")
+    shutil.copytree(a.home, c.home)  # the registry's artifacts are addressed by absolute path
+    before = table(c, "SELECT * FROM outputs.risk_scores ORDER BY pupil_id")
+    _break_latest_rows(c)
+    result = materialise(c, [feature_drift, drift_within_limit, risk_scores])
+    assert not result.success
+    check = [e for e in result.get_asset_check_evaluations() if e.check_name == "drift_within_limit"][0]
+    assert not check.passed and "beyond" in check.description
+    assert {"att_ytd_absent", "mood_d30_mood_mean"} <= set(check.metadata["drifted_features"].value)
+    assert not result.asset_materializations_for_node("outputs__risk_scores")
+    # what was published before is untouched
+    pd.testing.assert_frame_equal(table(c, "SELECT * FROM outputs.risk_scores ORDER BY pupil_id"), before)
+    why = table(c, "SELECT reason FROM quality.feature_drift WHERE \"column\" = 'mood_d30_mood_mean' "
+                   "AND run_id = (SELECT run_id FROM quality.feature_drift_runs ORDER BY checked_at DESC LIMIT 1)")
+    assert "missing" in why.reason[0]
+
+    # an operator who read the report accepts the features, with a reason: the list is published
+    drifted = check.metadata["drifted_features"].value
+    accepted = materialise(c, [feature_drift, drift_within_limit, risk_scores], ops={
+        "scoring__feature_drift": {"config": {"accept_features": drifted,
+                                              "accept_reason": "test: export change understood"}}})
+    assert accepted.success
+    assert accepted.asset_materializations_for_node("outputs__risk_scores")
+    log = table(c, "SELECT * FROM quality.drift_acceptances")
+    assert set(log.school_year) == {2025}  # the school year of the as-of date checked
+    assert set(log["column"]) == set(drifted) and (log.reason == "test: export change understood").all()
