@@ -22,6 +22,9 @@ test: $(STAMP)
 ui: $(STAMP)
 	$(BIN)/toda ui
 
+mlflow: $(STAMP)
+	$(BIN)/toda mlflow
+
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 

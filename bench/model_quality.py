@@ -83,6 +83,7 @@ def evaluate(home: str | os.PathLike | None = None) -> dict:
         result[f"champion_over_baseline_{m}"] = c / result["rule_baseline"][m] \
             if result["rule_baseline"][m] else float("nan")
     result["by_as_of_date"] = _by_as_of_date(paths, truth[["pupil_id", "futoukou", "p_futoukou"]], year)
+    result["headline_with_oracle"] = _headline_with_oracle(paths, key)
     out = paths.reports / "model_quality.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2), encoding="utf-8")
@@ -125,6 +126,49 @@ def _by_as_of_date(paths, truth, year: int) -> list[dict]:
     return rows
 
 
+def _headline_with_oracle(paths, key: bytes) -> list[dict]:
+    """``models.headline`` (the held-out test years' early-November rows, labelled by the
+    long-absence survey) with an ``oracle`` row scored on exactly the same rows: the truth's
+    start-of-year probability against the same labels."""
+    import duckdb
+    import pandas as pd
+
+    from ml import evaluation as E
+    from ml import metrics as M
+    from ml.dataset import load_frame, table_exists
+    from toda_platform.pseudonym import pseudonymise
+
+    con = duckdb.connect(str(paths.warehouse), read_only=True)
+    try:
+        if not table_exists(con, "models.headline"):
+            return []
+        head = con.execute("SELECT * FROM models.headline ORDER BY test_year, subset, model").df()
+        dates = sorted({pd.Timestamp(d).date() for d in head.as_of_date.dropna()})
+        frame = load_frame(con, as_of_dates=dates, labelled_only=True, features=[])
+    finally:
+        con.close()
+    truth = pd.read_csv(paths.truth / "pupil_years.csv", dtype={"student_number": str},
+                        usecols=["student_number", "school_year", "p_futoukou"])
+    truth = truth[truth.school_year.isin(set(head.test_year))]
+    truth["pupil_id"] = [pseudonymise(key, n) for n in truth.student_number]
+    frame = frame.merge(truth[["pupil_id", "school_year", "p_futoukou"]], on=["pupil_id", "school_year"])
+    rows = head[["test_year", "model", "subset", "as_of_date", "n", "positives", "precision_top",
+                 "precision_school", "roc_auc", "pr_auc"]].to_dict("records")
+    for (year, d), g in frame.groupby(["school_year", "as_of_date"]):
+        for subset, part in (("all", g), ("new", g[~g.futoukou_prev_year.astype(bool)])):
+            y, s = part.label.to_numpy(dtype=float), part.p_futoukou.to_numpy(dtype=float)
+            rows.append({"test_year": int(year), "model": "oracle", "subset": subset,
+                         "as_of_date": pd.Timestamp(d), "n": len(part), "positives": int(y.sum()),
+                         "precision_top": M.at_fraction(y, s, E.FRACTION)["precision"],
+                         "precision_school": M.per_group_at_k(y, s, part.school_code.to_numpy(),
+                                                              E.K_PER_SCHOOL)["precision"],
+                         "roc_auc": M.roc_auc(y, s), "pr_auc": M.pr_auc(y, s)})
+    out = pd.DataFrame(rows).sort_values(["test_year", "subset", "model"])
+    out["as_of_date"] = out.as_of_date.map(lambda d: str(pd_date(d)))
+    return [{k: (float(v) if isinstance(v, float) else v) for k, v in r.items()}
+            for r in out.to_dict("records")]
+
+
 def pd_date(d):
     import pandas as pd
 
@@ -153,6 +197,14 @@ def main() -> None:
                   f"{x['champion_roc_auc']:6.3f}{x['rule_baseline_roc_auc']:6.3f}{x['oracle_roc_auc']:7.3f}  "
                   f"{x['champion_precision_top5']:6.3f}{x['rule_baseline_precision_top5']:6.3f}"
                   f"{x['oracle_precision_top5']:7.3f}")
+    if r["headline_with_oracle"]:
+        print("\nheld-out years, early November (labels from the long-absence survey), with the oracle")
+        print(f"{'year':6s}{'subset':7s}{'model':15s}{'as-of':12s}{'pupils':>7s}{'pos':>5s}"
+              f"{'p@5%':>7s}{'p@3/sch':>8s}{'AUC':>7s}{'PR-AUC':>8s}")
+        for x in r["headline_with_oracle"]:
+            print(f"{x['test_year']:<6d}{x['subset']:7s}{x['model']:15s}{x['as_of_date']:12s}"
+                  f"{x['n']:7d}{x['positives']:5d}{x['precision_top']:7.3f}{x['precision_school']:8.3f}"
+                  f"{x['roc_auc']:7.3f}{x['pr_auc']:8.3f}")
     print(f"written to {r['written_to']}")
 
 

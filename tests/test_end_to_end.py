@@ -130,3 +130,20 @@ def test_manifest_accounts_for_every_landed_file(city):
     m = query(paths, "SELECT source_key, file_name FROM staging.file_manifest")
     for key, names in summary.files.items():
         assert set(names) <= set(m[m.source_key == key].file_name), key
+
+
+def test_the_drift_gate_ran_before_the_list_and_the_summary_reports_both(city, capsys, monkeypatch):
+    paths, _, result = city
+    check = [e for e in result.get_asset_check_evaluations() if e.check_name == "drift_within_limit"]
+    assert len(check) == 1 and check[0].passed
+    run = query(paths, "SELECT * FROM quality.feature_drift_runs ORDER BY checked_at")
+    assert run.status.iloc[-1] == "measured" and run.n_features.iloc[-1] > 0
+    listed = query(paths, "SELECT count(*) AS n, max(as_of_date) AS d FROM outputs.risk_scores")
+    assert listed.n[0] > 0 and listed.d[0] == run.as_of_date.iloc[-1]
+    from toda_platform.cli import _print_summary
+
+    monkeypatch.setenv("COLUMNS", "200")  # rich wraps at the terminal's width
+    _print_summary(paths)
+    out = capsys.readouterr().out
+    assert "Drift gate: passed" in out and f"Risk list {listed.d[0].date()}: {listed.n[0]:,} pupils" in out
+    assert "lightgbm" in out and "rule_baseline" in out and "toda mlflow --home" in out

@@ -58,6 +58,12 @@ def build_warehouse(paths: Paths) -> pd.DataFrame:
                           "school_year": 2025,
                           "p_futoukou": 1 / (1 + np.exp(-(latest_z - np.quantile(latest_z, 0.9)))),
                           "futoukou": (latest_z >= np.quantile(latest_z, 0.9)).astype(int)})
+    # last year's truth too (the oracle beside the held-out year's headline): the share of the
+    # pupil's 2024 rows labelled 不登校 as its "true probability"
+    last = f[f.school_year == 2024].groupby("pupil_id").label.mean()
+    truth = pd.concat([truth, pd.DataFrame({"student_number": [numbers[p] for p in last.index],
+                                            "school_year": 2024, "p_futoukou": last.to_numpy(),
+                                            "futoukou": (last.to_numpy() > 0.5).astype(int)})])
     f["pupil_id"] = f.pupil_id.map(ids)
     f["in_cohort"], f["known_case"] = True, False
     known = latest.head(2).assign(pupil_id=["k1", "k2"], in_cohort=False, known_case=True,
@@ -184,6 +190,13 @@ def test_the_bench_reads_the_truth_and_compares_with_the_oracle(city):
     # and at every as-of date of the current year, the champion scored through the registry
     assert [x["as_of_date"] for x in r["by_as_of_date"]] == ["2025-10-01", "2025-11-01", "2025-11-06"]
     assert all(x["oracle_roc_auc"] == pytest.approx(1.0) for x in r["by_as_of_date"][2:])
+    # the held-out year's headline, with the oracle scored on exactly the same rows
+    h = pd.DataFrame(r["headline_with_oracle"])
+    assert set(h.model) == {"rule_baseline", "logistic", "lightgbm", "oracle"}
+    for subset in ("all", "new"):
+        part = h[(h.test_year == 2024) & (h.subset == subset)].set_index("model")
+        assert part.n.nunique() == 1 and part.positives.nunique() == 1, part
+        assert 0.8 < part.roc_auc["oracle"] <= 1.0
 
 
 def test_the_drift_gate_passes_when_this_year_looks_like_last_year(city):

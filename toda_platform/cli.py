@@ -124,6 +124,7 @@ def _print_summary(paths: Paths) -> None:
             table.add_row(key, f"{rows:,}", *(str(counts.get((key, o), 0))
                                               for o in ("applied", "duplicate", "superseded", "rejected")))
         console.print(table)
+        _print_models(console, con)
     finally:
         con.close()
     console.print(f"Warehouse: {paths.warehouse}")
@@ -131,6 +132,52 @@ def _print_summary(paths: Paths) -> None:
         console.print(f"Quarantined files and their reasons: {paths.quarantine}")
     console.print("Open the Dagster UI on it:  "
                   f"[bold]{shlex.join(['.venv/bin/toda', 'ui', '--home', str(paths.home)])}[/bold]")
+    console.print("Compare the models in MLflow:  "
+                  f"[bold]{shlex.join(['.venv/bin/toda', 'mlflow', '--home', str(paths.home)])}[/bold]")
+
+
+def _exists(con, table: str) -> bool:
+    schema, name = table.split(".")
+    return bool(con.execute("SELECT count(*) FROM information_schema.tables "
+                            "WHERE table_schema = ? AND table_name = ?", [schema, name]).fetchone()[0])
+
+
+def _print_models(console, con) -> None:
+    """The model headline, the drift gate and the published list, when they exist."""
+    from rich.table import Table
+
+    if _exists(con, "models.headline"):
+        head = con.execute("SELECT test_year, model, as_of_date, n, positives, precision_top, "
+                           "precision_school, roc_auc, pr_auc, lead_median FROM models.headline "
+                           "WHERE subset = 'all' ORDER BY test_year, model").fetchall()
+        table = Table(title="models: early-November headline, whole cohort (held-out years)")
+        for name in ("year", "model", "as of", "pupils", "不登校", "p@5%", "p@3/school",
+                     "ROC-AUC", "PR-AUC", "median lead (days)"):
+            table.add_column(name, justify="left" if name in ("model", "as of") else "right")
+        for y, m, d, n, pos, p5, p3, auc, pr, lead in head:
+            table.add_row(str(y), m, str(d)[:10], f"{n:,}", f"{pos:,}",
+                          *(f"{v:.3f}" if v is not None else "–" for v in (p5, p3, auc, pr)),
+                          f"{lead:.0f}" if lead is not None else "–")
+        console.print(table)
+    if _exists(con, "quality.feature_drift_runs"):
+        run = con.execute("SELECT summary, passed, report_path FROM quality.feature_drift_runs "
+                          "ORDER BY checked_at DESC LIMIT 1").fetchone()
+        if run:
+            colour = "green" if run[1] else "red"
+            console.print(f"Drift gate: [{colour}]{'passed' if run[1] else 'FAILED'}[/{colour}] — {run[0]}")
+            if run[2]:
+                console.print(f"  report: {run[2]}")
+    if _exists(con, "outputs.risk_scores"):
+        rows = con.execute("SELECT as_of_date, model_version, count(*), count(band) FROM outputs.risk_scores "
+                           "WHERE as_of_date = (SELECT max(as_of_date) FROM outputs.risk_scores) "
+                           "GROUP BY ALL").fetchall()
+        for d, version, n, banded in rows:
+            console.print(f"Risk list {d}: {n:,} pupils scored by futoukou_risk v{version}, "
+                          f"{banded:,} in a band (outputs.risk_scores)")
+    if _exists(con, "outputs.known_cases"):
+        n = con.execute("SELECT count(*) FROM outputs.known_cases WHERE as_of_date = "
+                        "(SELECT max(as_of_date) FROM outputs.known_cases)").fetchone()[0]
+        console.print(f"Known cases listed apart (not scored): {n:,} (outputs.known_cases)")
 
 
 @main.command()
@@ -145,6 +192,22 @@ def ui(home, port) -> None:
     workspace = Path(__file__).resolve().parent.parent / "workspace.yaml"
     dagster = Path(sys.executable).parent / "dagster"  # the one installed beside this Python
     os.execv(dagster, [str(dagster), "dev", "-w", str(workspace), "-p", str(port)])
+
+
+@main.command()
+@home_option
+@click.option("--port", default=5000, show_default=True)
+def mlflow(home, port) -> None:
+    """Start the MLflow UI on this TODA_HOME's tracking store (runs, ablations, registry)."""
+    from ml.tracking import tracking_uri
+
+    paths = _paths(home)
+    if not paths.mlflow_db.exists():
+        raise click.ClickException(f"no MLflow store at {paths.mlflow_db}: run `toda demo` first")
+    binary = Path(sys.executable).parent / "mlflow"
+    os.execv(binary, [str(binary), "ui", "--backend-store-uri", tracking_uri(paths.mlflow_db),
+                      "--default-artifact-root", paths.mlflow_artifacts.as_uri(),
+                      "--port", str(port)])
 
 
 if __name__ == "__main__":
