@@ -44,9 +44,10 @@ class TrainingConfig(dg.Config):
 
 class AblationRunConfig(dg.Config):
     train_months: list[int] = [11]  # the headline month: see ml/ablation.py
-    lgb_rounds: int = 300
+    lgb_rounds: int = 600
     early_stopping: int = 30
     n_boot: int = 200
+    refits: int = 3  # refits of the full model on resampled pupils: the noise floor
     groups: list[str] = []  # default: every source group
 
 
@@ -163,7 +164,7 @@ def source_ablation(context: dg.AssetExecutionContext, config: AblationRunConfig
     tracker = mlflow.tracker()
     cfg = AblationConfig(train_months=tuple(config.train_months) or None, lgb_rounds=config.lgb_rounds,
                          early_stopping=config.early_stopping, n_boot=config.n_boot,
-                         groups=tuple(config.groups) or None)
+                         groups=tuple(config.groups) or None, refits=config.refits)
     with tracker.run(f"source_ablation_{fold.test_year}",
                      tags={"kind": "source_ablation", "test_year": str(fold.test_year)}):
         tracker.log_params({"train_months": list(config.train_months), "n_boot": config.n_boot,
@@ -185,6 +186,7 @@ def source_ablation(context: dg.AssetExecutionContext, config: AblationRunConfig
                 tracker.log_metrics({f"delta_{r.metric}_high": r.delta_high for r in rows.itertuples()})
         table = result.table.merge(result.variants, on="variant")
         tracker.log_table(table, "ablation/source_ablation.csv")
+        tracker.log_metrics({f"refit_sd_{m}": v for m, v in result.refit_sd.items()})
     with warehouse.get_connection() as con:
         _write(con, "models.source_ablation", table.assign(test_year=fold.test_year,
                                                            as_of_date=result.as_of_date))
@@ -194,8 +196,8 @@ def source_ablation(context: dg.AssetExecutionContext, config: AblationRunConfig
         "test_year": fold.test_year,
         "pr_auc_by_variant": _md(pr),
         "precision_top3_per_school": _md(result.wide("precision_school")),
-        "sources_needed": dg.MetadataValue.json(
-            pr[(pr.kind == "leave_one_out") & (pr.delta_high < 0)].group.tolist()),
+        "sources_needed": dg.MetadataValue.json(result.needed("pr_auc")),
+        "refit_noise_sd": dg.MetadataValue.json({m: round(v, 4) for m, v in result.refit_sd.items()}),
     })
 
 

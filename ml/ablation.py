@@ -9,9 +9,13 @@ For one fold (by default the latest completed year's), LightGBM is trained on
 and each is scored on the test year's headline as-of date (early November, whole cohort).
 Metric changes against ``full`` get 95 % intervals from a bootstrap over pupils: the test
 pupils are resampled with replacement, every variant is scored on the same resample, and the
-2.5th and 97.5th percentiles of the difference are reported. A leave-one-out interval wholly
-below zero means the model needs that source; a single-source interval above the rule
-baseline's value means the source carries signal on its own.
+2.5th and 97.5th percentiles of the difference are reported. That interval covers the test
+pupils, not the fit: two fits on slightly different data differ too (early stopping lands on
+another round). So the full model is also refitted ``refits`` times on bootstrap resamples of the
+training pupils, and the standard deviation of its test metric over those refits is the
+**refit noise** (``refit_sd``). A source is **needed** when leaving it out lowers the metric with
+an interval wholly below zero *and* by more than twice the refit noise. A single-source value
+above the rule baseline's means the source carries signal on its own.
 
 Training rows are thinned to the as-of months of :attr:`AblationConfig.train_months` — by
 default November only, the month the ablation is scored on — to keep the 2 × groups + 1 fits
@@ -40,7 +44,7 @@ METRICS = ("roc_auc", "pr_auc", "precision_top", "precision_school")
 @dataclass
 class AblationConfig:
     train_months: tuple[int, ...] | None = (11,)
-    lgb_rounds: int = 300
+    lgb_rounds: int = 600  # at 300 the slowest leave-one-out fits were still improving
     early_stopping: int = 30
     # faster than the main model (coarser bins, larger steps) and without row or feature
     # sampling, so that two variants differ by their features, not by the luck of the draw
@@ -50,6 +54,7 @@ class AblationConfig:
     n_boot: int = 200
     seed: int = 0
     groups: tuple[str, ...] | None = None  # default: every group with features
+    refits: int = 3  # refits of the full model on resampled training pupils (the noise floor)
 
 
 def _metric(name: str, y: np.ndarray, s: np.ndarray, schools: np.ndarray) -> float:
@@ -68,6 +73,23 @@ def _thin(frame: pd.DataFrame, months) -> pd.DataFrame:
     if not months:
         return frame
     return frame[pd.to_datetime(frame.as_of_date).dt.month.isin(months)]
+
+
+def resample_pupils(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """Pupils drawn with replacement, each with all their rows (a pupil's rows stay together)."""
+    pupils = frame.pupil_id.unique()
+    drawn = pd.Series(rng.choice(pupils, size=len(pupils), replace=True), name="pupil_id")
+    return frame.merge(drawn.to_frame(), on="pupil_id")
+
+
+def refit_noise(y: np.ndarray, schools: np.ndarray, scores: Sequence[np.ndarray],
+                metrics: Sequence[str] = METRICS) -> dict[str, float]:
+    """Standard deviation of each metric over fits of one model (sample SD; NaN below two)."""
+    out = {}
+    for m in metrics:
+        vals = np.array([_metric(m, y, s, schools) for s in scores], dtype=float)
+        out[m] = float(np.std(vals, ddof=1)) if len(vals) >= 2 else float("nan")
+    return out
 
 
 def bootstrap_table(y: np.ndarray, schools: np.ndarray, scores: dict[str, np.ndarray],
@@ -115,12 +137,18 @@ class AblationResult:
     fold: E.Fold
     as_of_date: pd.Timestamp
     variants: pd.DataFrame    # variant, kind, group, features, best_iteration
+    refit_sd: dict = field(default_factory=dict)  # metric -> SD of the full model over refits
 
     def wide(self, metric: str) -> pd.DataFrame:
         """One row per variant for one metric, kinds and groups as columns."""
         t = self.table[self.table.metric == metric].merge(self.variants, on="variant")
         return t[["kind", "group", "group_ja", "n_features", "value", "value_low", "value_high",
-                  "delta", "delta_low", "delta_high"]].reset_index(drop=True)
+                  "delta", "delta_low", "delta_high", "refit_sd", "needed"]].reset_index(drop=True)
+
+    def needed(self, metric: str = "pr_auc") -> list[str]:
+        """Source groups whose removal costs more than pupil sampling and refit noise explain."""
+        w = self.wide(metric)
+        return w[(w.kind == "leave_one_out") & w.needed].group.tolist()
 
 
 def run_ablation(frame: pd.DataFrame, fold: E.Fold, features: Sequence[str],
@@ -160,4 +188,16 @@ def run_ablation(frame: pd.DataFrame, fold: E.Fold, features: Sequence[str],
     variants.append({"variant": "rule_baseline", "kind": "baseline", "group": "", "group_ja": "",
                      "n_features": 4, "best_iteration": 0})
     table = bootstrap_table(y, schools, scores, "full", n_boot=cfg.n_boot, seed=cfg.seed)
-    return AblationResult(table, fold, d, pd.DataFrame(variants))
+    refit_scores = [scores["full"]] if "full" in scores else []
+    rng = np.random.default_rng(cfg.seed + 1)
+    for r in range(cfg.refits if refit_scores else 0):
+        m = LightGBMModel(list(features), num_boost_round=cfg.lgb_rounds,
+                          early_stopping_rounds=cfg.early_stopping, params_override=cfg.lgb_params)
+        m.fit(resample_pupils(train, rng), valid)
+        refit_scores.append(m.raw(test))
+        log(f"ablation refit {r + 1} of the full model: AUC {M.roc_auc(y, refit_scores[-1]):.3f}, "
+            f"best iteration {int(m.train_params.get('best_iteration', 0))}")
+    noise = refit_noise(y, schools, refit_scores)
+    table["refit_sd"] = table.metric.map(noise)
+    table["needed"] = (table.delta_high < 0) & (table.delta < -2 * table.refit_sd.fillna(0))
+    return AblationResult(table, fold, d, pd.DataFrame(variants), noise)

@@ -29,7 +29,7 @@ RUN_CONFIG = {"ops": {
     "models__futoukou_risk": {"config": {"n_test_years": 1, "lgb_rounds": 40, "early_stopping": 10,
                                          "lead_draws": 2}},
     "models__source_ablation": {"config": {"train_months": [], "lgb_rounds": 30, "early_stopping": 10,
-                                           "n_boot": 20, "groups": ["attendance", "mood"]}},
+                                           "n_boot": 20, "groups": ["attendance", "mood"], "refits": 1}},
 }}
 
 

@@ -150,3 +150,41 @@ def test_bootstrap_intervals_cover_a_real_loss_and_not_a_null_change():
     assert same_auc.delta_low <= 0 <= same_auc.delta_high or abs(same_auc.delta) < 1e-3
     full = t[(t.variant == "full") & (t.metric == "roc_auc")].iloc[0]
     assert full.delta == 0 and full.value_low < full.value < full.value_high
+
+
+def test_resampled_pupils_keep_all_their_rows():
+    from ml.ablation import resample_pupils
+
+    f = pd.DataFrame({"pupil_id": ["a", "a", "b", "c", "c", "c"], "v": range(6)})
+    r = resample_pupils(f, np.random.default_rng(3))
+    counts = f.pupil_id.value_counts()
+    drawn = r.groupby("pupil_id").size()
+    # a pupil drawn k times brings all their rows k times
+    assert all(drawn[p] % counts[p] == 0 for p in drawn.index)
+    assert r.pupil_id.nunique() <= 3 and len(r) == sum(drawn)
+
+
+def test_the_ablation_finds_the_source_that_determines_the_label_and_measures_refit_noise():
+    from ml import evaluation as E
+    from ml.ablation import AblationConfig, refit_noise, run_ablation
+    from tests.ml_frames import FEATURES, make_frame
+
+    frame = make_frame(pupils=300, years=(2021, 2022, 2023), seed=4)
+    fold = E.temporal_folds(E.completed_years(frame), 1)[-1]
+    feats = [c for c in FEATURES if c in frame.columns]
+    r = run_ablation(frame, fold, feats, AblationConfig(train_months=None, lgb_rounds=40,
+                                                       early_stopping=10, n_boot=30, refits=2,
+                                                       groups=("attendance", "mood")),
+                     log=lambda *_: None)
+    assert set(r.refit_sd) == {"roc_auc", "pr_auc", "precision_top", "precision_school"}
+    assert all(np.isfinite(v) and 0 <= v < 0.1 for v in r.refit_sd.values())
+    # the label is a threshold of this year's absences: only attendance is needed
+    assert r.needed("pr_auc") == ["attendance"]
+    w = r.wide("pr_auc").set_index("kind")
+    assert (w.refit_sd == r.refit_sd["pr_auc"]).all()
+    # the noise of identical fits is zero; of two different scorers it is not
+    y = np.array([0, 1, 0, 1, 1, 0, 0, 1], dtype=float)
+    s = np.linspace(0, 1, 8)
+    schools = np.zeros(8)
+    assert refit_noise(y, schools, [s, s.copy()])["roc_auc"] == 0
+    assert refit_noise(y, schools, [s, s[::-1]])["roc_auc"] > 0
