@@ -73,6 +73,15 @@ def _write(con, table: str, frame: pd.DataFrame) -> None:
         con.unregister("_result")
 
 
+def _labelled_frame(warehouse: DuckDBResource) -> tuple[list[str], pd.DataFrame]:
+    """Every model feature of the warehouse, and the cohort rows whose label is known."""
+    from ml.dataset import load_frame, model_feature_columns
+
+    with warehouse.get_connection() as con:
+        features = model_feature_columns(con)
+        return features, load_frame(con, labelled_only=True, features=features)
+
+
 def _calendar(con) -> list:
     return [r[0] for r in con.execute(
         "SELECT DISTINCT date FROM staging.attendance_daily ORDER BY date").fetchall()]
@@ -103,12 +112,10 @@ HEADLINE_COLUMNS = ["test_year", "model", "subset", "as_of_date", "n", "positive
 )
 def futoukou_risk(context: dg.AssetExecutionContext, config: TrainingConfig,
                   warehouse: DuckDBResource, mlflow: MlflowTracking) -> dg.MaterializeResult:
-    from ml.dataset import load_frame, model_feature_columns
     from ml.pipeline import TrainConfig, train_and_register
 
+    features, frame = _labelled_frame(warehouse)
     with warehouse.get_connection() as con:
-        features = model_feature_columns(con)
-        frame = load_frame(con, labelled_only=True, features=features)
         calendar = _calendar(con)
     context.log.info(f"{len(frame)} labelled cohort rows, {len(features)} features")
     summary = train_and_register(
@@ -153,11 +160,8 @@ def source_ablation(context: dg.AssetExecutionContext, config: AblationRunConfig
                     warehouse: DuckDBResource, mlflow: MlflowTracking) -> dg.MaterializeResult:
     from ml import evaluation as E
     from ml.ablation import AblationConfig, run_ablation
-    from ml.dataset import load_frame, model_feature_columns
 
-    with warehouse.get_connection() as con:
-        features = model_feature_columns(con)
-        frame = load_frame(con, labelled_only=True, features=features)
+    features, frame = _labelled_frame(warehouse)
     fold = E.production_fold(E.completed_years(frame))
     if fold is None:
         raise dg.Failure("not enough completed school years for an ablation")

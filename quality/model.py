@@ -50,8 +50,39 @@ class FileContext:
     previous_volumes: list[int] = field(default_factory=list)  # rows of earlier files, oldest first
 
 
+class _Outcome:
+    """What a file's and a table's validation share: failures split by severity, the verdict."""
+
+    source_key: str
+    rows: int
+    failures: list[Failure]
+    seconds: float
+    validated_at: dt.datetime
+    skipped: list[str]
+
+    @property
+    def errors(self) -> list[Failure]:
+        return [f for f in self.failures if f.severity == ERROR]
+
+    @property
+    def warnings(self) -> list[Failure]:
+        return [f for f in self.failures if f.severity == WARN]
+
+    @property
+    def passed(self) -> bool:
+        """True when nothing blocks (warnings allowed)."""
+        return not self.errors
+
+    def _outcome_dict(self, **specific) -> dict:
+        return {"source_key": self.source_key, **specific, "rows": self.rows,
+                "passed": self.passed, "errors": len(self.errors), "warnings": len(self.warnings),
+                "seconds": round(self.seconds, 4),
+                "validated_at": self.validated_at.isoformat(timespec="seconds"),
+                "skipped": list(self.skipped), "failures": [f.to_dict() for f in self.failures]}
+
+
 @dataclass
-class FileValidation:
+class FileValidation(_Outcome):
     """Everything one file's validation produced: the failures and the GX result behind them."""
 
     source_key: str
@@ -66,38 +97,13 @@ class FileValidation:
     docs_page: str | None = None  # set by render_data_docs: this file's page
     timings: dict[str, float] = field(default_factory=dict)  # seconds: prepare, gate, details
 
-    @property
-    def errors(self) -> list[Failure]:
-        return [f for f in self.failures if f.severity == ERROR]
-
-    @property
-    def warnings(self) -> list[Failure]:
-        return [f for f in self.failures if f.severity == WARN]
-
-    @property
-    def passed(self) -> bool:
-        """True when nothing blocks the file (warnings allowed)."""
-        return not self.errors
-
     def to_dict(self) -> dict:
-        return {
-            "source_key": self.source_key,
-            "file_name": self.file_name,
-            "rows": self.rows,
-            "passed": self.passed,
-            "errors": len(self.errors),
-            "warnings": len(self.warnings),
-            "expectations": self.expectations,
-            "seconds": round(self.seconds, 4),
-            "timings": {k: round(v, 4) for k, v in self.timings.items()},
-            "validated_at": self.validated_at.isoformat(timespec="seconds"),
-            "skipped": list(self.skipped),
-            "failures": [f.to_dict() for f in self.failures],
-        }
+        return self._outcome_dict(file_name=self.file_name, expectations=self.expectations,
+                                  timings={k: round(v, 4) for k, v in self.timings.items()})
 
 
 @dataclass
-class TableValidation:
+class TableValidation(_Outcome):
     """Whole-table checks on ``staging.<source_key>`` (run as a blocking Dagster asset check)."""
 
     source_key: str
@@ -108,31 +114,8 @@ class TableValidation:
     checks: list[str] = field(default_factory=list)  # the checks that ran
     skipped: list[str] = field(default_factory=list)
 
-    @property
-    def errors(self) -> list[Failure]:
-        return [f for f in self.failures if f.severity == ERROR]
-
-    @property
-    def warnings(self) -> list[Failure]:
-        return [f for f in self.failures if f.severity == WARN]
-
-    @property
-    def passed(self) -> bool:
-        return not self.errors
-
     def to_dict(self) -> dict:
-        return {
-            "source_key": self.source_key,
-            "rows": self.rows,
-            "passed": self.passed,
-            "errors": len(self.errors),
-            "warnings": len(self.warnings),
-            "seconds": round(self.seconds, 4),
-            "validated_at": self.validated_at.isoformat(timespec="seconds"),
-            "checks": list(self.checks),
-            "skipped": list(self.skipped),
-            "failures": [f.to_dict() for f in self.failures],
-        }
+        return self._outcome_dict(checks=list(self.checks))
 
 
 # ---------------------------------------------------------------------------------------------
