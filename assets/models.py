@@ -385,8 +385,12 @@ def feature_drift(context: dg.AssetExecutionContext, config: DriftConfig, toda: 
                                            "WHERE as_of_kind = 'month_start'").fetchall()]
         ref_date = drift.reference_date(dates, latest) if latest else None
         if loaded is None or ref_date is None:
-            status = "no champion: nothing will be published" if loaded is None else \
-                f"no as-of date near one year before {latest}: drift cannot be measured"
+            if loaded is None:
+                status = "no champion: nothing will be published"
+            elif latest is None:
+                status = "marts.labels has no latest as-of date: nothing to compare"
+            else:
+                status = f"no as-of date near one year before {latest}: drift cannot be measured"
             context.log.warning(status)
             drift.record_run(con, None, run_id=context.run.run_id, as_of_date=latest, status=status,
                              model_version=loaded[0] if loaded else None)

@@ -16,6 +16,9 @@ from toda_platform.settings import Paths
 from toda_platform.synth import CityConfig, generate_city
 
 SMALL = CityConfig(pupils=900, elementary_schools=2, junior_high_schools=1, years=3)
+# every asset runs for real; the ablation (unit-tested in test_ml_outputs) over two groups only
+OPS = {"models__source_ablation": {"config": {"groups": ["attendance", "mood"], "refits": 1,
+                                              "n_boot": 50}}}
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +30,7 @@ def city(tmp_path_factory):
     mp.setenv("TODA_PSEUDONYM_KEY", "e2e-key")
     paths = Paths.from_env(home)
     summary = generate_city(paths.home, SMALL, progress=False)
-    result = materialise_all(paths, instance=dg.DagsterInstance.ephemeral())
+    result = materialise_all(paths, instance=dg.DagsterInstance.ephemeral(), ops=OPS)
     yield paths, summary, result
     mp.undo()
 
@@ -74,7 +77,7 @@ def test_rerun_changes_nothing(city):
     paths, _, _ = city
     before = query(paths, "SELECT source_key, count(*) n FROM staging.file_manifest GROUP BY 1 ORDER BY 1")
     rows_before = query(paths, "SELECT count(*) n FROM staging.attendance_daily").n[0]
-    result = materialise_all(paths, instance=dg.DagsterInstance.ephemeral())
+    result = materialise_all(paths, instance=dg.DagsterInstance.ephemeral(), ops=OPS)
     assert result.success
     assert before.equals(query(paths, "SELECT source_key, count(*) n FROM staging.file_manifest GROUP BY 1 ORDER BY 1"))
     assert query(paths, "SELECT count(*) n FROM staging.attendance_daily").n[0] == rows_before

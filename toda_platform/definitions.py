@@ -52,8 +52,10 @@ def prepare_dagster_home(paths: Paths) -> None:
     os.environ["DAGSTER_HOME"] = str(paths.dagster_home)
 
 
-def materialise_all(paths: Paths, *, instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
-    """Materialise every asset (and run every check) in one in-process run.
+def materialise_all(paths: Paths, *, instance: dg.DagsterInstance | None = None,
+                    ops: dict | None = None) -> dg.ExecuteInProcessResult:
+    """Materialise every asset (and run every check) in one in-process run; ``ops`` overrides
+    assets' config (the tests make the ablation smaller).
 
     The partitioned marts (monthly as-of partitions) are built over their whole partition range
     in the same run: the run carries Dagster's partition-range tags, which unpartitioned assets
@@ -63,6 +65,8 @@ def materialise_all(paths: Paths, *, instance: dg.DagsterInstance | None = None)
         prepare_dagster_home(paths)
         instance = dg.DagsterInstance.get()
     job = build_definitions(paths).resolve_implicit_global_asset_job_def()
-    quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
-    return job.execute_in_process(instance=instance, raise_on_error=False, run_config=quiet,
+    run_config = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+    if ops:  # per-asset config, e.g. {"models__source_ablation": {"config": {...}}}
+        run_config["ops"] = ops
+    return job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config,
                                   tags=partition_range_tags())
