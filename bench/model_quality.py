@@ -165,7 +165,8 @@ def _headline_with_oracle(paths, key: bytes) -> list[dict]:
                          "roc_auc": M.roc_auc(y, s), "pr_auc": M.pr_auc(y, s)})
     out = pd.DataFrame(rows).sort_values(["test_year", "subset", "model"])
     out["as_of_date"] = out.as_of_date.map(lambda d: str(pd_date(d)))
-    return [{k: (float(v) if isinstance(v, float) else v) for k, v in r.items()}
+    ints = ("test_year", "n", "positives")
+    return [{k: (int(v) if k in ints else float(v) if isinstance(v, float) else v) for k, v in r.items()}
             for r in out.to_dict("records")]
 
 
@@ -202,8 +203,8 @@ def main() -> None:
         print(f"{'year':6s}{'subset':7s}{'model':15s}{'as-of':12s}{'pupils':>7s}{'pos':>5s}"
               f"{'p@5%':>7s}{'p@3/sch':>8s}{'AUC':>7s}{'PR-AUC':>8s}")
         for x in r["headline_with_oracle"]:
-            print(f"{x['test_year']:<6d}{x['subset']:7s}{x['model']:15s}{x['as_of_date']:12s}"
-                  f"{x['n']:7d}{x['positives']:5d}{x['precision_top']:7.3f}{x['precision_school']:8.3f}"
+            print(f"{int(x['test_year']):<6d}{x['subset']:7s}{x['model']:15s}{x['as_of_date']:12s}"
+                  f"{int(x['n']):7d}{int(x['positives']):5d}{x['precision_top']:7.3f}{x['precision_school']:8.3f}"
                   f"{x['roc_auc']:7.3f}{x['pr_auc']:8.3f}")
     print(f"written to {r['written_to']}")
 

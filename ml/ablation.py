@@ -199,5 +199,7 @@ def run_ablation(frame: pd.DataFrame, fold: E.Fold, features: Sequence[str],
             f"best iteration {int(m.train_params.get('best_iteration', 0))}")
     noise = refit_noise(y, schools, refit_scores)
     table["refit_sd"] = table.metric.map(noise)
-    table["needed"] = (table.delta_high < 0) & (table.delta < -2 * table.refit_sd.fillna(0))
+    kinds = {v["variant"]: v["kind"] for v in variants}
+    table["needed"] = ((table.variant.map(kinds) == "leave_one_out") & (table.delta_high < 0)
+                       & (table.delta < -2 * table.refit_sd.fillna(0)))
     return AblationResult(table, fold, d, pd.DataFrame(variants), noise)

@@ -180,8 +180,9 @@ def test_the_ablation_finds_the_source_that_determines_the_label_and_measures_re
     assert all(np.isfinite(v) and 0 <= v < 0.1 for v in r.refit_sd.values())
     # the label is a threshold of this year's absences: only attendance is needed
     assert r.needed("pr_auc") == ["attendance"]
-    w = r.wide("pr_auc").set_index("kind")
+    w = r.wide("pr_auc")
     assert (w.refit_sd == r.refit_sd["pr_auc"]).all()
+    assert not w[w.kind != "leave_one_out"].needed.any()  # "needed" speaks of leaving a source out
     # the noise of identical fits is zero; of two different scorers it is not
     y = np.array([0, 1, 0, 1, 1, 0, 0, 1], dtype=float)
     s = np.linspace(0, 1, 8)
