@@ -276,6 +276,7 @@ def risk_scores(context: dg.AssetExecutionContext, warehouse: DuckDBResource,
     from ml.pipeline import score_cohort
     from ml.scoring import RISK_SCORES_DDL
     from ml.tracking import CHAMPION
+    from quality import drift
 
     tracker = mlflow.tracker()
     loaded = tracker.load_alias(CHAMPION)
@@ -288,9 +289,15 @@ def risk_scores(context: dg.AssetExecutionContext, warehouse: DuckDBResource,
     with warehouse.get_connection() as con:
         latest = con.execute("SELECT max(as_of_date) FROM marts.pupil_features "
                              "WHERE as_of_kind = 'latest'").fetchone()[0]
-        if latest is None:
-            raise dg.Failure("marts.pupil_features has no 'latest' as-of date to score")
-        frame = load_frame(con, kinds=("latest",), as_of_dates=[latest], features=meta["features"])
+        # the gate holds even when this asset is materialised alone, without the check in the run
+        refusal = None if latest is None else drift.publication_refused(drift.latest_run(con), latest, version)
+        frame = None if latest is None or refusal else load_frame(
+            con, kinds=("latest",), as_of_dates=[latest], features=meta["features"])
+    # raised outside the connection's block: dagster-duckdb does not close it on an exception
+    if latest is None:
+        raise dg.Failure("marts.pupil_features has no 'latest' as-of date to score")
+    if refusal:
+        raise dg.Failure(f"risk list of {pd.Timestamp(latest).date()} not published: {refusal}")
     scores = score_cohort(frame, booster, meta, model_name=tracker.model_name, version=version,
                           scored_at=pd.Timestamp.now(tz="Asia/Tokyo").tz_localize(None))
     with warehouse.get_connection() as con:

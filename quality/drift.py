@@ -260,3 +260,21 @@ def latest_run(con, run_id: str | None = None) -> dict | None:
     row = con.execute("SELECT * FROM quality.feature_drift_runs ORDER BY (run_id = ?) DESC, "
                       "checked_at DESC LIMIT 1", [run_id or ""]).df()
     return None if row.empty else row.iloc[0].to_dict()
+
+
+def publication_refused(run: dict | None, as_of_date, model_version: str) -> str | None:
+    """Why a risk list of ``as_of_date`` by ``model_version`` may not be published, or None.
+
+    Publication needs a drift measurement of that date and that model that passed — so that a
+    list is never published around the gate (e.g. ``outputs/risk_scores`` materialised alone)."""
+    if run is None:
+        return "no drift measurement: materialise scoring/feature_drift first"
+    if pd.Timestamp(run["as_of_date"]) != pd.Timestamp(as_of_date):
+        return (f"the latest drift measurement is of {pd.Timestamp(run['as_of_date']).date()}, "
+                f"not {pd.Timestamp(as_of_date).date()}: materialise scoring/feature_drift first")
+    if run["status"] == "measured" and str(run["model_version"]) != str(model_version):
+        return (f"drift was measured on the features of version {run['model_version']}, the "
+                f"champion is now {model_version}: materialise scoring/feature_drift again")
+    if not run["passed"]:
+        return f"the drift gate failed: {run['summary']}"
+    return None

@@ -50,3 +50,23 @@ def test_sensor_requests_a_run_for_a_settled_new_file(paths):
     os.utime(f, (1_600_000_100, 1_600_000_100))
     with dg.build_sensor_context(cursor=result.cursor, resources={"toda": defs.resources["toda"]}) as ctx:
         assert len(sensor.evaluate_tick(ctx).run_requests) == 1
+
+
+def test_the_warehouse_connection_is_closed_when_the_block_raises(tmp_path):
+    import duckdb
+    import pytest
+
+    from resources.toda import Warehouse
+
+    db = tmp_path / "w.duckdb"
+    wh = Warehouse(database=str(db))
+    with wh.get_connection() as con:
+        con.execute("CREATE TABLE t AS SELECT 1 AS x")
+    with pytest.raises(ValueError):
+        with wh.get_connection() as con:
+            con.execute("INSERT INTO t VALUES (2)")
+            raise ValueError("an asset fails")
+    # a read-only reader in the same process (a different configuration) can open the file
+    reader = duckdb.connect(str(db), read_only=True)
+    assert reader.execute("SELECT sum(x) FROM t").fetchone()[0] == 3
+    reader.close()

@@ -160,3 +160,17 @@ def test_the_record_the_check_reads_and_acceptances_by_school_year():
     per_feature = con.execute("SELECT \"column\", drifted, accepted FROM quality.feature_drift "
                               "WHERE run_id = 'r1' ORDER BY 1").fetchall()
     assert ("absent", True, True) in per_feature and ("mood", True, False) in per_feature
+
+
+def test_publication_needs_a_passed_measurement_of_that_date_and_model():
+    ok = {"as_of_date": pd.Timestamp(CUR), "status": "measured", "model_version": "3", "passed": True,
+          "summary": "0 of 30"}
+    assert drift.publication_refused(ok, CUR, "3") is None
+    assert "materialise scoring/feature_drift first" in drift.publication_refused(None, CUR, "3")
+    assert "not 2026-11-07" in drift.publication_refused(ok, date(2026, 11, 7), "3")
+    assert "version 3, the champion is now 4" in drift.publication_refused(ok, CUR, "4")
+    failed = {**ok, "passed": False, "summary": "12 of 30 drifted"}
+    assert drift.publication_refused(failed, CUR, "3") == "the drift gate failed: 12 of 30 drifted"
+    # without a measurement for a reason that lets a list out (no reference date yet), it passes
+    unmeasured = {**ok, "status": "no as-of date near one year before", "model_version": "3"}
+    assert drift.publication_refused(unmeasured, CUR, "3") is None

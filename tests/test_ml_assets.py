@@ -11,14 +11,13 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
-from dagster_duckdb import DuckDBResource
 
 from assets.models import (drift_within_limit, fairness_audit, feature_drift, futoukou_risk,
                            known_cases, risk_scores, source_ablation)
 from ml.features import ID_COLUMNS
 from ml.labels import LABELS_DDL
 from resources.mlflow import mlflow_resource
-from resources.toda import TodaHome
+from resources.toda import TodaHome, Warehouse
 from tests.conftest import TEST_KEY
 from tests.ml_frames import FEATURES, empty_mlflow_store, make_frame
 from toda_platform.pseudonym import pseudonymise
@@ -92,7 +91,7 @@ def materialise(paths: Paths, assets, ops: dict | None = None) -> dg.ExecuteInPr
     ops = {**RUN_CONFIG["ops"], **(ops or {})}
     keys = {k.to_python_identifier() for a in assets for k in a.keys}
     return dg.materialize(
-        assets, resources={"warehouse": DuckDBResource(database=str(paths.warehouse)),
+        assets, resources={"warehouse": Warehouse(database=str(paths.warehouse)),
                            "mlflow": mlflow_resource(paths), "toda": TodaHome(home=str(paths.home))},
         run_config={"ops": {k: v for k, v in ops.items() if k in keys}},
         instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
@@ -249,3 +248,18 @@ def test_drifted_features_stop_the_new_list_and_keep_the_old_one(city, tmp_path)
     log = table(c, "SELECT * FROM quality.drift_acceptances")
     assert set(log.school_year) == {2025}  # the school year of the as-of date checked
     assert set(log["column"]) == set(drifted) and (log.reason == "test: export change understood").all()
+
+
+def test_the_list_is_not_published_around_the_gate(city, tmp_path):
+    """outputs/risk_scores materialised alone, after a failed drift measurement, refuses too."""
+    a, _, _ = city
+    c = Paths.from_env(tmp_path / "c")
+    shutil.copytree(a.home, c.home)
+    before = table(c, "SELECT * FROM outputs.risk_scores ORDER BY pupil_id")
+    _break_latest_rows(c)
+    assert not materialise(c, [feature_drift, drift_within_limit]).success
+    alone = materialise(c, [risk_scores])
+    assert not alone.success
+    failure = [e for e in alone.all_events if e.is_step_failure][0]
+    assert "not published: the drift gate failed" in failure.step_failure_data.user_failure_data.description
+    pd.testing.assert_frame_equal(table(c, "SELECT * FROM outputs.risk_scores ORDER BY pupil_id"), before)
