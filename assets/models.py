@@ -40,6 +40,7 @@ class TrainingConfig(dg.Config):
     lgb_rounds: int = 600
     early_stopping: int = 50
     lead_draws: int = 20
+    force: bool = False  # retrain even when the labelled rows, config and code are unchanged
 
 
 class AblationRunConfig(dg.Config):
@@ -48,6 +49,7 @@ class AblationRunConfig(dg.Config):
     early_stopping: int = 30
     n_boot: int = 200
     refits: int = 3  # refits of the full model on resampled pupils: the noise floor
+    force: bool = False  # rerun even when the labelled rows, config and code are unchanged
     groups: list[str] = []  # default: every source group
 
 
@@ -82,6 +84,50 @@ def _labelled_frame(warehouse: DuckDBResource) -> tuple[list[str], pd.DataFrame]
         return features, load_frame(con, labelled_only=True, features=features)
 
 
+INPUT_KEYS_DDL = """CREATE SCHEMA IF NOT EXISTS models;
+CREATE TABLE IF NOT EXISTS models.input_keys (asset VARCHAR, input_key VARCHAR,
+                                              computed_at TIMESTAMP, note VARCHAR)"""
+
+
+def _input_key(frame: pd.DataFrame, features: list[str], config: dg.Config) -> str:
+    """What a model asset's result depends on: the labelled rows and their features, the
+    asset's config (without ``force``) and the code of ``ml/``. Labels change once a year (the
+    long-absence survey), so most nightly runs find this unchanged."""
+    import hashlib
+    import json
+    from pathlib import Path
+
+    from ml.dataset import fingerprint
+
+    h = hashlib.sha256(fingerprint(frame, features)["sha256"].encode())
+    h.update(json.dumps({k: v for k, v in config.model_dump().items() if k != "force"},
+                        sort_keys=True).encode())
+    for path in sorted((Path(__file__).resolve().parents[1] / "ml").glob("*.py")):
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _computed_at(con, asset: str, key: str):
+    """When this asset last computed from exactly these inputs (None: never)."""
+    con.execute(INPUT_KEYS_DDL)
+    row = con.execute("SELECT max(computed_at) FROM models.input_keys WHERE asset = ? AND input_key = ?",
+                      [asset, key]).fetchone()
+    return row[0] if row else None
+
+
+def _remember(con, asset: str, key: str, note: str = "") -> None:
+    con.execute(INPUT_KEYS_DDL)
+    con.execute("INSERT INTO models.input_keys VALUES (?, ?, ?, ?)",
+                [asset, key, pd.Timestamp.now(tz="Asia/Tokyo").tz_localize(None), note])
+
+
+def _unchanged_result(asset: str, since, key: str) -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata={
+        "unchanged_since": str(since), "input_key": key[:16],
+        "note": f"{asset}: same labelled rows, features, config and ml/ code as the run of "
+                f"{since}; its tables and MLflow runs stand (config force=true reruns)"})
+
+
 def _calendar(con) -> list:
     return [r[0] for r in con.execute(
         "SELECT DISTINCT date FROM staging.attendance_daily ORDER BY date").fetchall()]
@@ -113,13 +159,21 @@ HEADLINE_COLUMNS = ["test_year", "model", "subset", "as_of_date", "n", "positive
 def futoukou_risk(context: dg.AssetExecutionContext, config: TrainingConfig,
                   warehouse: DuckDBResource, mlflow: MlflowTracking) -> dg.MaterializeResult:
     from ml.pipeline import TrainConfig, train_and_register
+    from ml.tracking import CHALLENGER, CHAMPION
 
     features, frame = _labelled_frame(warehouse)
+    key = _input_key(frame, features, config)
+    tracker = mlflow.tracker()
+    registered = tracker.version_by_alias(CHAMPION) or tracker.version_by_alias(CHALLENGER)
     with warehouse.get_connection() as con:
+        since = None if config.force or registered is None else _computed_at(con, "futoukou_risk", key)
         calendar = _calendar(con)
+    if since is not None:
+        context.log.info(f"inputs unchanged since {since}: no retraining")
+        return _unchanged_result("futoukou_risk", since, key)
     context.log.info(f"{len(frame)} labelled cohort rows, {len(features)} features")
     summary = train_and_register(
-        frame, features, mlflow.tracker(), calendar,
+        frame, features, tracker, calendar,
         TrainConfig(n_test_years=config.n_test_years, lgb_rounds=config.lgb_rounds,
                     early_stopping=config.early_stopping, lead_draws=config.lead_draws),
         log=context.log.info)
@@ -129,6 +183,7 @@ def futoukou_risk(context: dg.AssetExecutionContext, config: TrainingConfig,
         _write(con, "models.headline", headline)
         if summary.bands is not None:
             _write(con, "models.band_thresholds", summary.bands)
+        _remember(con, "futoukou_risk", key, f"version {summary.version}")
     d = summary.decision
     return dg.MaterializeResult(metadata={
         "headline": _md(headline[headline.subset == "all"].drop(columns="subset")),
@@ -162,6 +217,12 @@ def source_ablation(context: dg.AssetExecutionContext, config: AblationRunConfig
     from ml.ablation import AblationConfig, run_ablation
 
     features, frame = _labelled_frame(warehouse)
+    key = _input_key(frame, features, config)
+    with warehouse.get_connection() as con:
+        since = None if config.force else _computed_at(con, "source_ablation", key)
+    if since is not None:
+        context.log.info(f"inputs unchanged since {since}: the ablation stands")
+        return _unchanged_result("source_ablation", since, key)
     fold = E.production_fold(E.completed_years(frame))
     if fold is None:
         raise dg.Failure("not enough completed school years for an ablation")
@@ -194,6 +255,7 @@ def source_ablation(context: dg.AssetExecutionContext, config: AblationRunConfig
     with warehouse.get_connection() as con:
         _write(con, "models.source_ablation", table.assign(test_year=fold.test_year,
                                                            as_of_date=result.as_of_date))
+        _remember(con, "source_ablation", key)
     pr = result.wide("pr_auc")
     return dg.MaterializeResult(metadata={
         "as_of_date": str(result.as_of_date.date()),

@@ -263,3 +263,36 @@ def test_the_list_is_not_published_around_the_gate(city, tmp_path):
     failure = [e for e in alone.all_events if e.is_step_failure][0]
     assert "not published: the drift gate failed" in failure.step_failure_data.user_failure_data.description
     pd.testing.assert_frame_equal(table(c, "SELECT * FROM outputs.risk_scores ORDER BY pupil_id"), before)
+
+
+def test_unchanged_inputs_are_not_retrained_until_forced_or_changed(city, tmp_path):
+    a, _, _ = city
+    c = Paths.from_env(tmp_path / "c")
+    shutil.copytree(a.home, c.home)
+    client = mlflow_resource(c).tracker()
+    runs_before = len(client.client.search_runs([client.experiment_id], max_results=1000))
+    again = materialise(c, [futoukou_risk, source_ablation])
+    assert again.success
+    for node in ("models__futoukou_risk", "models__source_ablation"):
+        meta = again.asset_materializations_for_node(node)[0].metadata
+        assert "unchanged_since" in meta and "force=true" in meta["note"].value
+    assert len(client.client.search_runs([client.experiment_id], max_results=1000)) == runs_before
+
+    # a corrected label is a new input: the evaluation runs again
+    con = duckdb.connect(str(c.warehouse))
+    con.execute("UPDATE marts.labels SET label = NOT label WHERE pupil_id = "
+                "(SELECT min(pupil_id) FROM marts.labels WHERE label_available)")
+    con.close()
+    changed = materialise(c, [futoukou_risk])
+    meta = changed.asset_materializations_for_node("models__futoukou_risk")[0].metadata
+    assert "unchanged_since" not in meta and "headline" in meta
+    ablation_config = RUN_CONFIG["ops"]["models__source_ablation"]["config"]
+
+    def ablation_meta(force: bool):
+        r = materialise(c, [source_ablation], ops={"models__source_ablation": {"config": {
+            **ablation_config, "force": force}}})
+        return r.asset_materializations_for_node("models__source_ablation")[0].metadata
+
+    assert "unchanged_since" not in ablation_meta(False)  # the corrected label
+    assert "unchanged_since" in ablation_meta(False)      # nothing new since
+    assert "unchanged_since" not in ablation_meta(True)   # forced
