@@ -469,7 +469,7 @@ def feature_drift(context: dg.AssetExecutionContext, config: DriftConfig, toda: 
         current = load_frame(con, kinds=("latest",), as_of_dates=[latest], features=top)
         reference = load_frame(con, kinds=("month_start",), as_of_dates=[ref_date], features=top)
         accepted = drift.accepted_features(con, latest)
-    html = toda.paths.reports / "drift" / f"feature_drift_{latest}.html"
+    html = toda.paths.reports / "drift" / f"feature_drift_{pd.Timestamp(latest).date()}.html"
     result = drift.feature_drift(reference, current, top, reference_date=ref_date,
                                  current_date=latest, drift_share_limit=config.drift_share_limit,
                                  null_jump=config.null_jump, accepted=accepted, html_path=html)
