@@ -55,7 +55,7 @@ class AblationRunConfig(dg.Config):
 
 class DriftConfig(dg.Config):
     top_features: int = 30  # the champion's features by gain that are compared
-    drift_share_limit: float = 0.3  # the check fails above this share of drifted features
+    drift_share_limit: float = 0.3  # the check fails above this share of importance drifted
     null_jump: float = 0.2  # a change in the share of missing values that counts as drift
     # After reading the report: features whose drift is understood (a changed export, a new
     # survey round) and accepted for the rest of the school year, with the reason. Recorded in
@@ -465,14 +465,15 @@ def feature_drift(context: dg.AssetExecutionContext, config: DriftConfig, toda: 
                              model_version=loaded[0] if loaded else None)
             return dg.MaterializeResult(metadata={"status": status})
         version, booster, meta = loaded
-        top = drift.top_features(booster, config.top_features)
-        current = load_frame(con, kinds=("latest",), as_of_dates=[latest], features=top)
-        reference = load_frame(con, kinds=("month_start",), as_of_dates=[ref_date], features=top)
+        top = drift.top_features(booster, config.top_features)  # feature -> gain
+        current = load_frame(con, kinds=("latest",), as_of_dates=[latest], features=list(top))
+        reference = load_frame(con, kinds=("month_start",), as_of_dates=[ref_date], features=list(top))
         accepted = drift.accepted_features(con, latest)
     html = toda.paths.reports / "drift" / f"feature_drift_{pd.Timestamp(latest).date()}.html"
-    result = drift.feature_drift(reference, current, top, reference_date=ref_date,
+    result = drift.feature_drift(reference, current, list(top), reference_date=ref_date,
                                  current_date=latest, drift_share_limit=config.drift_share_limit,
-                                 null_jump=config.null_jump, accepted=accepted, html_path=html)
+                                 null_jump=config.null_jump, accepted=accepted, weights=top,
+                                 html_path=html)
     with warehouse.get_connection() as con:
         drift.record_run(con, result, run_id=context.run.run_id, as_of_date=latest,
                          status="measured", model_version=version)
@@ -487,7 +488,7 @@ def feature_drift(context: dg.AssetExecutionContext, config: DriftConfig, toda: 
         "as_of_date": str(latest),
         "model_version": f"{tracker.model_name} v{version} (champion)",
         "report": dg.MetadataValue.path(str(result.report_path or "")),
-        "features": _md(shown[["column", "method", "score", "threshold", "null_share_reference",
+        "features": _md(shown[["column", "weight", "method", "score", "threshold", "null_share_reference",
                                "null_share_current", "drifted", "reason"]]),
     })
 
@@ -496,9 +497,10 @@ def feature_drift(context: dg.AssetExecutionContext, config: DriftConfig, toda: 
     asset=DRIFT_KEY,
     name="drift_within_limit",
     blocking=True,
-    description="Fails when the share of drifted scoring features (not accepted) is above the "
-                "limit. Blocking: outputs/risk_scores is then skipped and the list published "
-                "before stays as it was. Read the HTML report; fix the source, or accept the "
+    description="Fails when the drifted scoring features (not accepted) carry more than the "
+                "limit's share of the features' importance (gain). Blocking: "
+                "outputs/risk_scores is then skipped and the list published before stays as it "
+                "was. Read the HTML report; fix the source, or accept the "
                 "features with the asset's accept_features config.",
 )
 def drift_within_limit(context: dg.AssetCheckExecutionContext,

@@ -10,8 +10,11 @@ export that lost a column, a code list that moved, a department that stopped sen
 Evidently scores each column (above 1,000 rows: Wasserstein distance normed by the reference's
 spread for numbers, threshold 0.1). It ignores missing values, so a source that silently stops
 arriving would pass: the share of missing values is compared here too, and a jump beyond
-``null_jump`` marks the column as drifted. The gate fails when the share of drifted columns
-exceeds ``drift_share_limit``.
+``null_jump`` marks the column as drifted. The gate fails when the drifted columns carry more
+than ``drift_share_limit`` of the compared features' importance (their LightGBM gain): ten
+minor features moving matter less than the two the model leans on, and a whole source going
+missing (all of attendance) must trip the gate even when its features are a third of the list.
+Without weights every column weighs the same.
 
 Pure Python: the ``scoring/feature_drift`` asset and its blocking check call this.
 """
@@ -53,7 +56,10 @@ class DriftResult:
 
     @property
     def share(self) -> float:
-        return len(self.drifted) / len(self.columns) if len(self.columns) else 0.0
+        """The share of importance (weight) carried by the drifted features that count."""
+        c = self.columns
+        total = c.weight.sum()
+        return float(c.loc[c.drifted & ~c.accepted, "weight"].sum() / total) if total > 0 else 0.0
 
     @property
     def passed(self) -> bool:
@@ -61,8 +67,9 @@ class DriftResult:
 
     def summary(self) -> str:
         verdict = "within" if self.passed else "beyond"
-        return (f"{len(self.drifted)} of {len(self.columns)} scoring features drifted "
-                f"({self.share:.0%}, limit {self.drift_share_limit:.0%}: {verdict}) between "
+        return (f"{len(self.drifted)} of {len(self.columns)} scoring features drifted, carrying "
+                f"{self.share:.0%} of their importance (limit {self.drift_share_limit:.0%}: "
+                f"{verdict}) between "
                 f"{self.reference_date} ({self.n_reference} pupils) and {self.current_date} "
                 f"({self.n_current} pupils)")
 
@@ -90,9 +97,11 @@ def _one_year_before(d: date) -> date:
 def feature_drift(reference: pd.DataFrame, current: pd.DataFrame, columns: Sequence[str], *,
                   reference_date: date, current_date: date,
                   drift_share_limit: float = DRIFT_SHARE_LIMIT, null_jump: float = NULL_JUMP,
-                  accepted: Iterable[str] = (), html_path: Path | None = None) -> DriftResult:
+                  accepted: Iterable[str] = (), weights: dict[str, float] | None = None,
+                  html_path: Path | None = None) -> DriftResult:
     """Compare ``columns`` of two frames; write Evidently's HTML report to ``html_path``.
-    Drift in an ``accepted`` column is reported but does not count toward the share."""
+    Drift in an ``accepted`` column is reported but does not count toward the share; ``weights``
+    (e.g. gain) weigh each column's drift, equal when None."""
     if reference.empty or current.empty:
         raise ValueError(f"drift needs rows on both dates: {len(reference)} on {reference_date}, "
                          f"{len(current)} on {current_date}")
@@ -137,6 +146,10 @@ def feature_drift(reference: pd.DataFrame, current: pd.DataFrame, columns: Seque
                                                        f"{rows[c]['null_share_current']:.0%}") if x)
     table = pd.DataFrame(list(rows.values()))
     table["accepted"] = table.column.isin(set(accepted))
+    raw = table.column.map(weights or {}).fillna(0.0) if weights else pd.Series(1.0, index=table.index)
+    if raw.sum() <= 0:
+        raw = pd.Series(1.0, index=table.index)
+    table["weight"] = raw / raw.sum()
     return DriftResult(table, reference_date, current_date, len(reference), len(current),
                        drift_share_limit, html_path if scorable else None, notes)
 
@@ -191,6 +204,7 @@ CREATE TABLE IF NOT EXISTS quality.feature_drift (
     run_id VARCHAR, as_of_date DATE, reference_date DATE, "column" VARCHAR, method VARCHAR,
     score DOUBLE, threshold DOUBLE, null_share_reference DOUBLE, null_share_current DOUBLE,
     drifted BOOLEAN, accepted BOOLEAN, reason VARCHAR);
+ALTER TABLE quality.feature_drift ADD COLUMN IF NOT EXISTS weight DOUBLE;
 CREATE TABLE IF NOT EXISTS quality.drift_acceptances (
     school_year INTEGER, "column" VARCHAR, reason VARCHAR, accepted_at TIMESTAMP, run_id VARCHAR);
 """
@@ -224,11 +238,12 @@ def accepted_features(con, as_of: date) -> set[str]:
         [_school_year(as_of)]).fetchall()}
 
 
-def top_features(booster, n: int) -> list[str]:
-    """The ``n`` features of a LightGBM booster with the largest total gain (ties by name)."""
+def top_features(booster, n: int) -> dict[str, float]:
+    """The ``n`` features of a LightGBM booster with the largest total gain (ties by name),
+    with their gain, largest first. Features the model never split on are left out."""
     gain = booster.feature_importance(importance_type="gain")
-    ranked = sorted(zip(booster.feature_name(), gain), key=lambda x: (-x[1], x[0]))
-    return [name for name, g in ranked[:n] if g > 0] or [name for name, _ in ranked[:n]]
+    ranked = sorted(zip(booster.feature_name(), map(float, gain)), key=lambda x: (-x[1], x[0]))
+    return dict([(name, g) for name, g in ranked[:n] if g > 0] or ranked[:n])
 
 
 def record_run(con, result: DriftResult | None, *, run_id: str, as_of_date, status: str,

@@ -135,8 +135,23 @@ class FakeBooster:
 
 
 def test_top_features_by_gain_leave_out_unused_ones():
-    assert drift.top_features(FakeBooster(), 3) == ["c", "a", "d"]
-    assert drift.top_features(FakeBooster(), 10) == ["c", "a", "d"]
+    assert list(drift.top_features(FakeBooster(), 3).items()) == [("c", 9.0), ("a", 5.0), ("d", 5.0)]
+    assert list(drift.top_features(FakeBooster(), 10)) == ["c", "a", "d"]
+
+
+def test_the_share_is_of_importance_when_weights_are_given():
+    ref, cur = frames(2000)
+    cur["absent"] = cur.absent + 5  # one of five features drifts
+    gains = {"absent": 8.0, "mood": 1.0, "qu_group": 0.5, "flag": 0.5, "constant": 0.0}
+    r = run(ref, cur, weights=gains)
+    assert r.drifted == ["absent"] and r.share == pytest.approx(0.8)
+    assert not r.passed and "carrying 80% of their importance" in r.summary()
+    assert r.columns.weight.sum() == pytest.approx(1.0)
+    # the same drift in a minor feature passes
+    cur2 = frames(2000)[1]
+    cur2["flag"] = 1 - cur2.flag
+    minor = run(ref, cur2, weights=gains)
+    assert minor.drifted == ["flag"] and minor.share == pytest.approx(0.05) and minor.passed
 
 
 def test_the_record_the_check_reads_and_acceptances_by_school_year():
@@ -152,6 +167,7 @@ def test_the_record_the_check_reads_and_acceptances_by_school_year():
     cur["absent"] = cur.absent + 5
     cur["mood"] = cur.mood + 2
     r = run(ref, cur, accepted=drift.accepted_features(con, CUR), drift_share_limit=0.1)
+    assert r.share == pytest.approx(0.2)  # equal weights: mood is one of five
     drift.record_run(con, r, run_id="r1", as_of_date=CUR, status="measured", model_version="3")
     drift.record_run(con, None, run_id="r2", as_of_date=CUR, status="no champion", model_version=None)
     mine = drift.latest_run(con, "r1")
