@@ -190,3 +190,14 @@ def test_publication_needs_a_passed_measurement_of_that_date_and_model():
     # without a measurement for a reason that lets a list out (no reference date yet), it passes
     unmeasured = {**ok, "status": "no as-of date near one year before", "model_version": "3"}
     assert drift.publication_refused(unmeasured, CUR, "3") is None
+
+
+def test_small_samples_are_tested_at_a_corrected_level_and_large_ones_measured():
+    small = drift._methods(999, 30)
+    assert small["num_method"] == "ks" and small["num_threshold"] == pytest.approx(0.05 / 30)
+    large = drift._methods(1000, 30)
+    assert large["num_method"] == "wasserstein" and large["num_threshold"] == 0.1
+    ref, cur = frames(400)
+    r = run(ref, cur)
+    assert set(r.columns.method.dropna()) == {"ks", "constant in reference"}
+    assert (r.columns.threshold.dropna() == pytest.approx(0.05 / 5)).all()
