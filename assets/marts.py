@@ -184,6 +184,26 @@ def features_unique(warehouse: DuckDBResource) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(passed=dup == 0, metadata={"rows": rows, "duplicate_keys": dup})
 
 
+@dg.asset_check(asset=FEATURES_KEY, name="features_plausible", blocking=True,
+                description="Rules from the column names, over the whole table (quality/marts.py): "
+                            "no count below zero, absence rates within 0–1, no more attendance "
+                            "marks than school days in a window. Failing blocks the models and "
+                            "scores downstream.")
+def features_plausible(warehouse: DuckDBResource) -> dg.AssetCheckResult:
+    from quality.marts import check_features
+
+    with warehouse.get_connection() as con:
+        if not asof.has_table(con, "marts", "pupil_features"):
+            return dg.AssetCheckResult(passed=True, metadata={"rows": 0})
+        result = check_features(con)
+    v = result["violations"]
+    return dg.AssetCheckResult(
+        passed=not v,
+        description="; ".join(f"{x['rule']} in {x['column']} ({x['rows']} rows)" for x in v[:5]) or None,
+        metadata={"rows": result["rows"], "rules": result["rules"],
+                  "violations": dg.MetadataValue.json(v[:50])})
+
+
 @dg.asset_check(asset=AGGREGATES_KEY, name="no_small_cells", blocking=True,
                 description="A school-year whose enrolment is suppressed shows no pupil figure; "
                             "no flagged cell holds a value.")
@@ -203,7 +223,7 @@ def no_small_cells(warehouse: DuckDBResource) -> dg.AssetCheckResult:
 
 
 mart_assets = [pupil_features, labels_asset, school_aggregates]
-mart_checks = [features_unique, no_small_cells]
+mart_checks = [features_unique, features_plausible, no_small_cells]
 
 
 def nightly_with_marts(schedule: dg.ScheduleDefinition) -> dg.ScheduleDefinition:
