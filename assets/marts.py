@@ -48,6 +48,11 @@ warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=dg.Bet
 as_of_months = dg.MonthlyPartitionsDefinition(
     start_date=HISTORY_START, timezone="Asia/Tokyo", fmt="%Y-%m", end_offset=1)
 
+# eager: after any dependency updates, once none is missing or running; AND the deps' blocking
+# checks, which eager does not wait for by itself across runs
+AGGREGATES_AUTOMATION = (dg.AutomationCondition.eager()
+                         & dg.AutomationCondition.all_deps_blocking_checks_passed())
+
 FEATURES_KEY = dg.AssetKey(["marts", "pupil_features"])
 LABELS_KEY = dg.AssetKey(["marts", "labels"])
 AGGREGATES_KEY = dg.AssetKey(["marts", "school_aggregates"])
@@ -156,6 +161,9 @@ def labels_asset(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -
                 "context ratios, teacher stress check, questionnaire and overtime. A cell from "
                 "fewer than 10 pupils (or teachers) is NULL with <cell>_suppressed = true.",
     metadata={"dagster/table_name": aggregates.TABLE},
+    # a few seconds for every year: rebuilt as soon as a source it reads is restaged (by the
+    # landing sensor) and that source's blocking checks passed, not only at night
+    automation_condition=AGGREGATES_AUTOMATION,
 )
 def school_aggregates(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
     with warehouse.get_connection() as con:

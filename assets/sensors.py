@@ -49,6 +49,18 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext, toda: TodaHome):
     return requests or dg.SkipReason("no new or changed files in the landing zone")
 
 
+# Dagster creates a stopped default sensor for automation conditions; this one is on from the
+# start, so an asset declared eager (marts/school_aggregates) follows its sources by itself.
+automation_sensor = dg.AutomationConditionSensorDefinition(
+    name="automation_sensor",
+    target=dg.AssetSelection.all(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=60,
+    description="Evaluates the assets' automation conditions (marts/school_aggregates: eager, "
+                "once its sources' blocking checks passed) and starts the runs they request.",
+)
+
+
 nightly_refresh = dg.ScheduleDefinition(
     name="nightly_refresh",
     target=dg.AssetSelection.all(),

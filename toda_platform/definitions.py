@@ -6,7 +6,7 @@ import dagster as dg
 
 from assets.marts import mart_assets, mart_checks, nightly_with_marts, partition_range_tags
 from assets.models import model_assets, scoring_assets, scoring_checks
-from assets.sensors import landing_zone_sensor, nightly_refresh
+from assets.sensors import automation_sensor, landing_zone_sensor, nightly_refresh
 from assets.sources import staging_assets, staging_checks
 from resources.mlflow import mlflow_resource
 from resources.toda import build_resources
@@ -18,7 +18,7 @@ def build_definitions(paths: Paths | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=[*staging_assets, *mart_assets, *model_assets, *scoring_assets],
         asset_checks=[*staging_checks, *mart_checks, *scoring_checks],
-        sensors=[landing_zone_sensor],
+        sensors=[landing_zone_sensor, automation_sensor],
         # the nightly refresh of everything, carrying the partition range the marts need
         schedules=[nightly_with_marts(nightly_refresh)],
         resources={**build_resources(paths), "mlflow": mlflow_resource(paths)},
