@@ -144,21 +144,27 @@ def _exists(con, table: str) -> bool:
 
 def _print_models(console, con) -> None:
     """The model headline, the drift gate and the published list, when they exist."""
+    from rich import box
     from rich.table import Table
 
     if _exists(con, "models.headline"):
         head = con.execute("SELECT test_year, model, as_of_date, n, positives, precision_top, "
                            "precision_school, roc_auc, pr_auc, lead_median FROM models.headline "
                            "WHERE subset = 'all' ORDER BY test_year, model").fetchall()
-        table = Table(title="models: early-November headline, whole cohort (held-out years)")
-        for name in ("year", "model", "as of", "pupils", "不登校", "p@5%", "p@3/school",
-                     "ROC-AUC", "PR-AUC", "median lead (days)"):
-            table.add_column(name, justify="left" if name in ("model", "as of") else "right")
-        for y, m, d, n, pos, p5, p3, auc, pr, lead in head:
-            table.add_row(str(y), m, str(d)[:10], f"{n:,}", f"{pos:,}",
+        dates = ", ".join(sorted({str(r[2])[:10] for r in head}))
+        # compact enough for an 80-column terminal
+        table = Table(title=f"models on held-out years, whole cohort at {dates}",
+                      box=box.SIMPLE_HEAD, pad_edge=False)
+        for name in ("year", "model", "pupils", "cases", "p@5%", "p@3/sch", "AUC", "PR-AUC", "lead"):
+            table.add_column(name, justify="left" if name == "model" else "right", no_wrap=True,
+                             min_width=len(name) if name != "model" else 13)
+        for y, m, _, n, pos, p5, p3, auc, pr, lead in head:
+            table.add_row(str(y), m, f"{int(n):,}", f"{int(pos):,}",
                           *(f"{v:.3f}" if v is not None else "–" for v in (p5, p3, auc, pr)),
                           f"{lead:.0f}" if lead is not None else "–")
         console.print(table)
+        console.print("  p@5%: precision in the top 5 % of the cohort; p@3/sch: in each school's top 3; "
+                      "lead: median school days before the 30th absence")
     if _exists(con, "quality.feature_drift_runs"):
         run = con.execute("SELECT summary, passed, report_path FROM quality.feature_drift_runs "
                           "ORDER BY checked_at DESC LIMIT 1").fetchone()
