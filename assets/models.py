@@ -18,6 +18,10 @@ warehouse (schemas ``models`` and ``outputs``).
 """
 
 
+import hashlib
+import json
+from pathlib import Path
+
 import dagster as dg
 import pandas as pd
 from dagster_duckdb import DuckDBResource
@@ -93,10 +97,6 @@ def _input_key(frame: pd.DataFrame, features: list[str], config: dg.Config) -> s
     """What a model asset's result depends on: the labelled rows and their features, the
     asset's config (without ``force``) and the code of ``ml/``. Labels change once a year (the
     long-absence survey), so most nightly runs find this unchanged."""
-    import hashlib
-    import json
-    from pathlib import Path
-
     from ml.dataset import fingerprint
 
     h = hashlib.sha256(fingerprint(frame, features)["sha256"].encode())

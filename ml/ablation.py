@@ -170,12 +170,18 @@ def run_ablation(frame: pd.DataFrame, fold: E.Fold, features: Sequence[str],
         plan.append((f"without_{g}", "leave_one_out", g, [c for c in features if c not in by_group[g]]))
         plan.append((f"only_{g}", "single_source", g, list(by_group[g])))
     scores, variants = {}, []
+
+    def fit(feats, rows) -> LightGBMModel:
+        """Every variant and refit fitted alike: only the features or the training rows differ."""
+        m = LightGBMModel(feats, num_boost_round=cfg.lgb_rounds,
+                          early_stopping_rounds=cfg.early_stopping, params_override=cfg.lgb_params)
+        m.fit(rows, valid)
+        return m
+
     for name, kind, group, feats in plan:
         if not feats:
             continue
-        m = LightGBMModel(feats, num_boost_round=cfg.lgb_rounds,
-                          early_stopping_rounds=cfg.early_stopping, params_override=cfg.lgb_params)
-        m.fit(train, valid)
+        m = fit(feats, train)
         scores[name] = m.raw(test)
         variants.append({"variant": name, "kind": kind, "group": group,
                          "group_ja": BY_KEY[group].title_ja if group else "",
@@ -191,9 +197,7 @@ def run_ablation(frame: pd.DataFrame, fold: E.Fold, features: Sequence[str],
     refit_scores = [scores["full"]] if "full" in scores else []
     rng = np.random.default_rng(cfg.seed + 1)
     for r in range(cfg.refits if refit_scores else 0):
-        m = LightGBMModel(list(features), num_boost_round=cfg.lgb_rounds,
-                          early_stopping_rounds=cfg.early_stopping, params_override=cfg.lgb_params)
-        m.fit(resample_pupils(train, rng), valid)
+        m = fit(list(features), resample_pupils(train, rng))
         refit_scores.append(m.raw(test))
         log(f"ablation refit {r + 1} of the full model: AUC {M.roc_auc(y, refit_scores[-1]):.3f}, "
             f"best iteration {int(m.train_params.get('best_iteration', 0))}")

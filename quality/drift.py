@@ -241,8 +241,9 @@ def ensure_tables(con) -> None:
 
 
 def _school_year(d) -> int:
-    d = pd.Timestamp(d)
-    return d.year if d.month >= 4 else d.year - 1
+    from ml.asof import school_year_of
+
+    return school_year_of(pd.Timestamp(d).date())
 
 
 def _now() -> pd.Timestamp:

@@ -136,16 +136,12 @@ def _print_summary(paths: Paths) -> None:
                   f"[bold]{shlex.join(['.venv/bin/toda', 'mlflow', '--home', str(paths.home)])}[/bold]")
 
 
-def _exists(con, table: str) -> bool:
-    schema, name = table.split(".")
-    return bool(con.execute("SELECT count(*) FROM information_schema.tables "
-                            "WHERE table_schema = ? AND table_name = ?", [schema, name]).fetchone()[0])
-
-
 def _print_models(console, con) -> None:
     """The model headline, the drift gate and the published list, when they exist."""
     from rich import box
     from rich.table import Table
+
+    from ml.dataset import table_exists as _exists
 
     if _exists(con, "models.headline"):
         head = con.execute("SELECT test_year, model, as_of_date, n, positives, precision_top, "
