@@ -67,6 +67,16 @@ class Paths:
         return self.home / "mlartifacts"
 
     @property
+    def identity(self) -> Path:
+        """Names, kana, class and seat numbers (toda_platform.identity): never in the warehouse."""
+        return self.home / "identity"
+
+    @property
+    def serving(self) -> Path:
+        """Immutable snapshots of what the portal's pages need, the newest swapped in atomically."""
+        return self.home / "serving"
+
+    @property
     def dagster_home(self) -> Path:
         return self.home / "dagster"
 
