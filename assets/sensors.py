@@ -12,18 +12,14 @@ from resources.toda import TodaHome
 from toda_platform.catalogue import CATALOGUE
 from toda_platform.ingest import landed_files
 
-# A file still being copied keeps changing; one untouched this long is taken as complete.
-SETTLE_SECONDS = 30
-
-
 def landing_signature(toda: TodaHome, source_key: str, now: float | None = None) -> str | None:
-    """A fingerprint of the settled files of one landing folder (None when there are none)."""
+    """A fingerprint of the settled files of one landing folder (None when there are none).
+
+    "Settled" is the ingestion's own rule (``scan_landing``: untouched for TODA_SETTLE_SECONDS),
+    so the sensor and a manual or nightly run agree on which files are complete."""
     now = time.time() if now is None else now
-    files = [
-        (p.name, st.st_size, st.st_mtime_ns)
-        for p in landed_files(toda.paths.landing_dir(source_key))
-        if (st := p.stat()).st_mtime <= now - SETTLE_SECONDS
-    ]
+    files = [(p.name, st.st_size, st.st_mtime_ns)
+             for p in landed_files(toda.paths.landing_dir(source_key), now=now) if (st := p.lstat())]
     if not files:
         return None
     return hashlib.sha256(json.dumps(sorted(files)).encode()).hexdigest()[:16]

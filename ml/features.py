@@ -216,7 +216,7 @@ ATT_YEAR_MEASURES = {
     **ATT_MEASURES,
     "suspended": "status = 'suspended'",
     "mourning": "status = 'mourning'",
-    "reluctant": "status = 'absent_other' AND sub_reason = '登校しぶり'",
+    "reluctant": "status = 'absent_other' AND sub_reason = 'reluctant'",
     "monday_absent": "absent AND monday",
     "after_break_absent": "absent AND after_break",
 }

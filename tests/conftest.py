@@ -14,6 +14,9 @@ TEST_KEY = "test-key-not-secret"
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# Tests land a file and read it at once: the wait for a file to settle (30 s in production) is
+# off unless a test sets it (tests/test_landing.py does).
+os.environ["TODA_SETTLE_SECONDS"] = "0"
 
 
 @pytest.fixture

@@ -521,21 +521,32 @@ def test_an_unknown_extra_column_warns_and_the_file_applies(city, paths, db, key
     _same_rows_as_the_original(city, paths, db, key, ATT, batch, "出欠_2026-05.csv")
 
 
-def test_formula_looking_text_is_stored_as_the_literal_text(city, paths, db, key):
-    texts = [FORMULA, "=1+1", "+SUM(A1:A9)", "@cmd", "-2+3"]
+def test_free_text_in_a_coded_column_is_counted_never_stored(city, paths, db, key):
+    """A teacher's note in 理由 (naming a classmate) or formula-looking text: not a code of the
+    catalogue, so it is counted and dropped; the file applies and no message quotes it."""
+    texts = ["山田さんとけんか", FORMULA, "=1+1", "+SUM(A1:A9)", "@cmd"]
 
-    def formulas(e: Export) -> Export:
+    def notes(e: Export) -> Export:
         broken = e.copy()
         for i, text in enumerate(texts):
             broken.rows[K + i][e.col("理由")] = text
+        broken.rows[K + 5][e.col("理由")] = "頭痛"
         return broken
 
-    batch, _ = run_broken(city, paths, db, key, ATT, _rewrite(formulas), bad_applies=True)
+    batch, _ = run_broken(city, paths, db, key, ATT, _rewrite(notes), bad_applies=True)
     out = batch.outcome("出欠_2026-05.csv")
     assert out.outcome == "applied" and out.errors == []
     stored = db.execute("SELECT _line, sub_reason FROM staging.attendance_daily WHERE _file_sha256 = ? AND "
-                        "_line BETWEEN ? AND ? ORDER BY _line", [out.sha256, K + 2, K + 6]).fetchall()
-    assert stored == [(K + 2 + i, text) for i, text in enumerate(texts)]
+                        "_line BETWEEN ? AND ? ORDER BY _line", [out.sha256, K + 2, K + 7]).fetchall()
+    assert stored == [(K + 2 + i, None) for i in range(5)] + [(K + 7, "headache")]
+    assert out.drop_reasons["unmapped_text:sub_reason"] == 5
+    warning = next(w for w in out.warnings if w["check"] == "unmapped_text")
+    assert "5 values" in warning["message"] and "'理由'" in warning["message"]
+    row = manifest(db, ATT).set_index("file_name").loc["出欠_2026-05.csv"]
+    everything = " ".join(str(v) for v in row.to_dict().values())
+    assert not any(t in everything for t in texts)
+    assert not db.execute("SELECT count(*) FROM staging.attendance_daily WHERE sub_reason LIKE '%山田%' "
+                          "OR sub_reason LIKE '=%'").fetchall()[0][0]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -149,7 +149,7 @@ def test_rules_follow_the_shape_of_each_spec():
 
 
 @pytest.mark.parametrize("key, rows", [
-    ("attendance_daily", [{}, {}, {"status": "absent_sick", "sub_reason": "発熱"}, {"room": "nurse_room"}]),
+    ("attendance_daily", [{}, {}, {"status": "absent_sick", "sub_reason": "fever"}, {"room": "nurse_room"}]),
     ("qu_survey", [{}, {"approval": 30, "infringement": 15, "group": "unrecognised"},
                    {"approval": 45, "infringement": 25, "group": "infringed"},
                    {"approval": 20, "infringement": 35, "group": "needs_support"}]),

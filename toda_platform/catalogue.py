@@ -9,7 +9,9 @@ is the one the department's system writes), its kind, its allowed values or rang
 personal identifiers — what happens to it on the way in:
 
 * ``pseudonymise``: the number is replaced by a keyed HMAC (see ``pseudonym.py``);
-* ``drop``: never read into the warehouse (names, kana, addresses, free text);
+* ``drop``: never read into the warehouse (addresses, free text);
+* ``identity``: never read into the warehouse either; the registry's names, kana and seat numbers
+  go to the identity store (``identity.py``), the one place the portal re-attaches them;
 * ``birth_month``: a birth date is cut to its year and month.
 
 Every spec also states its **knowledge-date rule** as a DuckDB expression over the staged
@@ -39,7 +41,14 @@ Kind = Literal[
     "pupil_number",  # 学籍番号: the school system's pupil number
     "resident_number",  # 宛名番号: the resident-register number welfare departments key on
 ]
-Pii = Literal["pseudonymise", "drop", "birth_month"]
+Pii = Literal["pseudonymise", "drop", "identity", "birth_month"]
+# What a file replaces when it lands (see ingest.py, "Corrected re-exports"):
+# * "coverage": official records. A file replaces exactly the (period, school) cells its rows
+#   cover; an older export for a cell a newer one already filled is held for a person.
+# * "rows": forms (Google Forms, surveys). Each row stands alone: the latest of duplicate
+#   submissions wins, a row replaces the stored row with the same key, rows of pupils unknown to
+#   the registry are set aside one by one with reasons, and the rest applies.
+Handling = Literal["coverage", "rows"]
 
 SCHOOL_TYPES = {"B": "elementary", "C": "junior_high"}
 
@@ -57,6 +66,10 @@ class Column:
     max: float | None = None
     unit: str | None = None
     pii: Pii | None = None
+    # A category filled in by hand (a sub-reason typed by a teacher): a value outside ``values``
+    # is free text that may name a child, so it is counted and never stored, instead of
+    # rejecting the file.
+    unmapped: Literal["error", "count"] = "error"
 
     @property
     def header(self) -> str:
@@ -65,7 +78,7 @@ class Column:
 
     @property
     def staged(self) -> bool:
-        return self.pii != "drop"
+        return self.pii not in ("drop", "identity")
 
     @property
     def staged_name(self) -> str:
@@ -130,6 +143,10 @@ class SourceSpec:
     period: str  # DuckDB expression → the period a file covers (its "slot", see ingest.py)
     export: ExportStyle
     constants: Mapping[str, object] = field(default_factory=dict)  # domain facts for checks
+    handling: Handling = "coverage"
+    # for "rows": the column whose raw text orders duplicate submissions (a form's timestamp);
+    # without it the later line of the file wins
+    submitted_at: str | None = None
 
     def column(self, name: str) -> Column:
         for col in self.columns:
@@ -227,8 +244,10 @@ PUPIL_REGISTRY = SourceSpec(
         Column("resident_id", ("宛名番号",), "resident_number", pii="pseudonymise",
                description="住民基本台帳 number: links the 学齢簿 to welfare records (infant "
                            "checkups, nursery); pseudonymised with the same key"),
-        Column("name", ("氏名", "児童生徒氏名"), "str", pii="drop"),
-        Column("kana", ("ふりがな", "氏名カナ", "フリガナ"), "str", pii="drop"),
+        # names are optional: the warehouse never needs them, the portal's identity store does
+        Column("name", ("氏名", "児童生徒氏名"), "str", pii="identity", required=False, nullable=True),
+        Column("kana", ("ふりがな", "氏名カナ", "フリガナ"), "str", pii="identity", required=False,
+               nullable=True),
         Column("birth_date", ("生年月日",), "date", pii="birth_month",
                description="kept as the first day of the birth month (age in months is all "
                            "features need)"),
@@ -236,8 +255,8 @@ PUPIL_REGISTRY = SourceSpec(
         _school(),
         _grade(),
         Column("class_name", ("組", "学級"), "str", description="class within the grade"),
-        Column("seat_number", ("出席番号",), "int", pii="drop",
-               description="not needed and a quasi-identifier"),
+        Column("seat_number", ("出席番号",), "int", pii="identity", required=False, nullable=True,
+               description="not needed for analysis and a quasi-identifier: identity store only"),
         Column("address", ("住所",), "str", pii="drop", required=False, nullable=True),
         Column("enrolled_on", ("転入日", "転入学日"), "date", nullable=True,
                description="date of transfer in during the year (blank: enrolled from April)"),
@@ -253,6 +272,13 @@ PUPIL_REGISTRY = SourceSpec(
                        date_format="wareki_letter", grade_format="bare_within_school",
                        fullwidth_digits=True, trailing_blank_lines=2),
 )
+
+SUB_REASONS = {
+    "発熱": "fever", "熱": "fever", "風邪": "cold", "かぜ": "cold", "通院": "clinic", "受診": "clinic",
+    "体調不良": "unwell", "頭痛": "headache", "腹痛": "stomach_ache", "インフルエンザ": "influenza",
+    "感染症": "infection", "家庭の事情": "family", "家事都合": "family", "私用": "personal",
+    "登校しぶり": "reluctant", "親族の葬儀": "funeral", "忌引": "funeral",
+}
 
 ATTENDANCE_STATUS = {
     "出": "present", "出席": "present",
@@ -282,8 +308,10 @@ ATTENDANCE_DAILY = SourceSpec(
                values={"保健室登校": "nurse_room", "保健室": "nurse_room",
                        "別室登校": "separate_room", "別室": "separate_room"},
                description="present, but in the nurse's room or a separate room"),
-        Column("sub_reason", ("理由", "欠席理由"), "str", nullable=True, required=False,
-               description="optional sub-reason: 頭痛, 腹痛, 発熱, 体調不良, 家庭の事情…"),
+        Column("sub_reason", ("理由", "欠席理由"), "category", nullable=True, required=False,
+               values=SUB_REASONS, unmapped="count",
+               description="optional sub-reason, typed by the teacher: only the catalogue's codes "
+                           "are kept; other text (a note that may name a child) is counted, not stored"),
     ),
     key_columns=("pupil_id", "date"),
     known_from="date",
@@ -433,6 +461,7 @@ SCHOOL_LIFE_SURVEY = SourceSpec(
     export=ExportStyle(encoding="cp932", file_cadence="round",
                        file_name="学校生活アンケート_{period}.csv", date_format="wareki_letter_padded",
                        grade_format="kanji"),
+    handling="rows",
 )
 
 HEALTH_CHECKUP = SourceSpec(
@@ -656,6 +685,7 @@ CLASS_UNDERSTANDING_SURVEY = SourceSpec(
     export=ExportStyle(encoding="cp932", file_cadence="round",
                        file_name="授業理解_{period}.csv", date_format="slash",
                        grade_format="citywide"),
+    handling="rows",
 )
 
 RST = SourceSpec(
@@ -713,6 +743,8 @@ MOOD_CHECKIN = SourceSpec(
     export=ExportStyle(encoding="utf-8", file_cadence="monthly",
                        file_name="シャボテン_{period}.csv", date_format="form_timestamp",
                        fullwidth_digits=True),
+    handling="rows",
+    submitted_at="checkin_date",
 )
 
 INFANT_CHECKUP = SourceSpec(
@@ -808,6 +840,9 @@ SUPPORT_RECORDS = SourceSpec(
     period=school_year_of("decided_on"),
     export=ExportStyle(encoding="utf-8-sig", file_cadence="school_year",
                        file_name="支援記録_{period}.csv", date_format="iso"),
+    # decisions arrive one by one (the portal writes a file per entry) and a review re-sends
+    # the case with its outcome: each row stands alone, keyed by 記録番号
+    handling="rows",
 )
 
 # ---------------------------------------------------------------------------------------------

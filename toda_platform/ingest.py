@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -42,7 +43,7 @@ import tempfile
 import time
 import unicodedata
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -50,11 +51,13 @@ import duckdb
 import pyarrow as pa
 
 from toda_platform import parsing
-from toda_platform.catalogue import Column, SourceSpec
+from toda_platform.catalogue import CATALOGUE, Column, SourceSpec
+from toda_platform.identity import IdentityRecord
 from toda_platform.pseudonym import normalise_number, pseudonymise
 from toda_platform.settings import Paths
 
 META_COLUMNS = (("_file_sha256", "VARCHAR"), ("_line", "INTEGER"), ("known_date", "DATE"))
+LIST_CAP = 20  # lines, values or files quoted in one message or reasons entry
 TOTAL_MARKERS = ("合計", "計", "総計", "小計", "総合計")
 ERROR_SAMPLE = 5
 _SQL_ONLY_KINDS = {"int", "float"}
@@ -125,7 +128,7 @@ class FileOutcome:
     file_name: str
     sha256: str
     size_bytes: int
-    outcome: str  # applied | duplicate | rejected
+    outcome: str  # applied | superseded | duplicate | rejected | held | ignored
     encoding: str | None = None
     period: str | None = None
     rows_read: int = 0
@@ -138,6 +141,9 @@ class FileOutcome:
     errors: list[dict] = field(default_factory=list)  # what made the file unusable
     warnings: list[dict] = field(default_factory=list)  # WARN-level findings; the file applied
     validation_seconds: float = 0.0
+    superseded_by: str | None = None  # the file that replaced all of this one's rows (same run)
+    key_shapes: dict = field(default_factory=dict)  # widths of pupil/resident numbers (no values)
+    rows_set_aside: int = 0  # form rows not applied (unknown pupil, older than applied), with reasons
 
     @property
     def rows_dropped(self) -> int:
@@ -156,6 +162,7 @@ class SourceReport:
     rebuilt: bool = False
     seconds: float = 0.0
     validations: list = field(default_factory=list)  # quality.FileValidation per file read
+    skipped: list[dict] = field(default_factory=list)  # landing entries not read now, and why
 
     @property
     def validation_seconds(self) -> float:
@@ -213,6 +220,7 @@ def ensure_base_schema(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE SCHEMA IF NOT EXISTS staging")
     con.execute(MANIFEST_DDL)
     con.execute(SCHEMA_VERSIONS_DDL)
+    _migrate_manifest(con)
 
 
 def _create_table(con: duckdb.DuckDBPyConnection, spec: SourceSpec) -> None:
@@ -252,6 +260,11 @@ def normalise_header(header: str) -> str:
     return re.sub(r"\s+", "", unicodedata.normalize("NFKC", header.replace("\ufeff", "")))
 
 
+@functools.cache
+def _known_headers() -> frozenset[str]:
+    return frozenset(normalise_header(h) for spec in CATALOGUE.values() for c in spec.columns for h in c.headers)
+
+
 def map_headers(spec: SourceSpec, headers: list[str], file: str) -> tuple[dict[str, int], list[str]]:
     """Canonical column name → position in the file, and the headers nobody asked for."""
     normalised = [normalise_header(h) for h in headers]
@@ -269,6 +282,16 @@ def map_headers(spec: SourceSpec, headers: list[str], file: str) -> tuple[dict[s
                 positions[col.name] = pos
                 break
         if col.name not in positions and col.required:
+            if not positions and not any(normalise_header(h) in _known_headers() for h in headers):
+                # No header the catalogue knows: most likely the header line is missing and this is
+                # the first data row. Its values are personal (names, addresses): only shapes.
+                shapes = ", ".join(value_shape(h) for h in headers[:12])
+                raise IngestError(
+                    file, f"the first line holds none of the headers of {spec.key} ({len(headers)} "
+                          f"values: {shapes}{', …' if len(headers) > 12 else ''}): is the header line "
+                          f"missing? Export the file again with its header line "
+                          f"({', '.join(c.header for c in spec.columns if c.required)})",
+                    line=1, check="headers")
             raise IngestError(
                 file,
                 f"required column '{col.header}' ({col.name}) is missing; accepted headers: "
@@ -280,8 +303,39 @@ def map_headers(spec: SourceSpec, headers: list[str], file: str) -> tuple[dict[s
     return positions, unknown
 
 
-def _first_record(text_head: str) -> list[str]:
-    return next(csv.reader(io.StringIO(text_head)), [])
+def _first_record(text_head: str, delim: str = ",") -> list[str]:
+    return next(csv.reader(io.StringIO(text_head), delimiter=delim), [])
+
+
+def _delimiter(first_line: str) -> str:
+    """Comma, unless the header line is tab-separated (Excel's "Unicode text" export)."""
+    return "\t" if first_line.count("\t") > first_line.count(",") else ","
+
+
+# A value as a message may show it when the column is personal: its shape, never the value.
+_SHAPES = (
+    (re.compile(r"^\d+$"), lambda v: f"{len(v)} digits"),
+    (re.compile(r"^(令和|平成|昭和|[RHS])\s*(\d+|元)[年.]"), lambda v: "a 和暦 date"),
+    (re.compile(r"^\d{4}[-/年]\d{1,2}([-/月]\d{1,2})?"), lambda v: "a date"),
+    (re.compile(r"^[\u3041-\u309f\u30a0-\u30ff\s・ー]+$"), lambda v: f"kana, {len(v)} characters"),
+)
+
+
+def value_shape(value: str | None) -> str:
+    """'8 digits', 'a 和暦 date', 'text of 5 characters': what a value looks like, not what it is."""
+    text = unicodedata.normalize("NFKC", value or "").strip()
+    if not text:
+        return "blank"
+    for pattern, describe in _SHAPES:
+        if pattern.match(text):
+            return describe(text)
+    return f"text of {len(text)} character{'s' if len(text) != 1 else ''}"
+
+
+def personal(col: Column | None) -> bool:
+    """Whether a column's values are personal: never quoted in a message, manifest or log."""
+    return col is not None and (col.pii is not None or col.unmapped == "count"
+                                or col.kind in ("pupil_number", "resident_number"))
 
 
 def _sql_str(value: str) -> str:
@@ -360,7 +414,10 @@ def _encoding_error(spec: SourceSpec, data: bytes, name: str, reason: str) -> In
     try:
         value = data[start if field_start < 0 else field_start + 1:line_end if field_end < 0 else field_end]
         value = value.decode(other).strip('"\r')
-        if value:
+        col = next((c for c in spec.columns if c.name == column), None)
+        if value and personal(col):
+            hint = f" (in {_ENCODING_NAMES[other]} the value reads as {value_shape(value)})"
+        elif value:
             hint = f" (in {_ENCODING_NAMES[other]} the value reads '{value[:20]}')"
     except UnicodeDecodeError:
         pass
@@ -407,9 +464,9 @@ def _truncation_error(spec: SourceSpec, data: bytes, name: str, encoding: str) -
         line=line, column=column, header=header, check="truncated")
 
 
-def _structure_problem(text: str, n: int, unterminated: bool) -> tuple[int, str] | None:
+def _structure_problem(text: str, n: int, unterminated: bool, delim: str = ",") -> tuple[int, str] | None:
     """(line, reason) of the first record that does not fit the header, found in the text itself."""
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim)
     previous = start = 0
     try:
         for i, fields in enumerate(reader):
@@ -431,10 +488,10 @@ def _structure_problem(text: str, n: int, unterminated: bool) -> tuple[int, str]
     return None
 
 
-def _record_lines(text: str) -> list[int] | None:
+def _record_lines(text: str, delim: str = ",") -> list[int] | None:
     """The line each data record starts on, counted as DuckDB reads records: empty lines skipped,
     a quoted value may span lines. None if the text cannot be parsed."""
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim)
     starts, previous = [], 0
     try:
         for fields in reader:
@@ -581,6 +638,9 @@ class _StagedFile:
     unknown_headers: list[str]
     headers: dict[str, str]  # canonical column name -> the header as it appeared in the file
     days: int | None  # distinct record dates in a monthly file (volume is compared per day)
+    key_shapes: dict[str, dict] = field(default_factory=dict)  # number column -> widths, zero-led
+    unmapped: dict[str, int] = field(default_factory=dict)  # hand-typed column -> values not kept
+    identities: list[IdentityRecord] = field(default_factory=list)  # registry names, for identity/
 
 
 def read_file(
@@ -591,10 +651,13 @@ def read_file(
     *,
     display_name: str | None = None,
     scratch: Path | None = None,
+    data: bytes | None = None,
 ) -> _StagedFile:
-    """Read one landed file into the temporary table ``_typed``. Raises IngestError."""
+    """Read one landed file into the temporary table ``_typed``. Raises IngestError.
+
+    ``data`` is the file's content when the caller has already read (and hashed) it."""
     name = display_name or path.name
-    data = path.read_bytes()
+    data = path.read_bytes() if data is None else data
     if not data.strip():
         raise IngestError(name, "the file is empty", check="not_empty")
     try:
@@ -614,10 +677,13 @@ def read_file(
     # only its first line is needed here. Anything else is decoded once and transcoded below.
     text = None if utf8 else parsing.decode_bytes(data)[0]
     head = data[:65536].decode(encoding, errors="ignore") if utf8 else text[:65536]
-    headers = _first_record((head.splitlines() or [""])[0])
+    first_line = (head.lstrip("\ufeff").splitlines() or [""])[0]
+    delim = _delimiter(first_line)
+    headers = _first_record(first_line, delim)
     if not any(h.strip() for h in headers):
         raise IngestError(name, "the first line holds no headers", line=1, check="headers")
     positions, unknown = map_headers(spec, headers, name)
+    identity_cols = [c for c in spec.columns if c.pii == "identity" and c.name in _header_positions(spec, headers)]
 
     csv_path, tmp = path, None
     if not utf8:
@@ -633,21 +699,64 @@ def read_file(
     # values spanning lines), line numbers are worked out from the text instead of the row number.
     newline = b"\n" if b"\n" in data else b"\r"
     physical_lines = data.rstrip(b"\r\n").count(newline) + 1
-    del text, data, head
+    del text, head
 
     def reread() -> str:
-        return parsing.decode_bytes(path.read_bytes())[0]
+        return parsing.decode_bytes(data)[0]
 
     try:
-        return _read_csv(con, spec, csv_path, name, encoding, headers, positions, unknown, key,
-                         physical_lines, reread)
+        staged = _read_csv(con, spec, csv_path, name, encoding, headers, positions, unknown, key,
+                           physical_lines, reread, delim)
     finally:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
+    if any(c.pii == "identity" for c in spec.columns):
+        staged.identities = _identities(con, spec, reread(), delim, headers, identity_cols)
+    return staged
+
+
+def _header_positions(spec: SourceSpec, headers: list[str]) -> dict[str, int]:
+    written = {normalise_header(h): i for i, h in enumerate(headers)}
+    found = {}
+    for col in spec.columns:
+        pos = next((written[normalise_header(h)] for h in col.headers if normalise_header(h) in written), None)
+        if pos is not None:
+            found[col.name] = pos
+    return found
+
+
+def _identities(con, spec: SourceSpec, text: str, delim: str, headers: list[str],
+                identity_cols: list[Column]) -> list[IdentityRecord]:
+    """Names, kana and seat numbers of a registry file, for the identity store only.
+
+    Read with Python's csv module from the decoded text, never through DuckDB: names must not
+    enter the warehouse, not even a temporary table. Joined to the typed rows by line number, so
+    a row the reader dropped (blank, 合計) has no identity either."""
+    positions = _header_positions(spec, headers)
+    typed = {line: (pid, year, school, grade, cls) for line, pid, year, school, grade, cls in con.execute(
+        "SELECT _line, pupil_id, school_year, school_code, grade, class_name FROM _typed").fetchall()}
+    records = []
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim)
+    starts = _record_lines(text, delim) or []
+    rows = [r for r in reader if r][1:]
+    for line, fields in zip(starts, rows):
+        found = typed.get(line)
+        if found is None:
+            continue
+        values = {c.name: (fields[positions[c.name]].strip() if positions[c.name] < len(fields) else "")
+                  for c in identity_cols if c.name in positions}
+        seat = parsing.normalise_text(values.get("seat_number") or "")
+        records.append(IdentityRecord(
+            pupil_id=found[0], school_year=found[1], school_code=found[2], grade=found[3], class_name=found[4],
+            seat_number=int(seat) if seat and seat.isdigit() else None,
+            name=parsing.normalise_text(values.get("name") or "") or None,
+            kana=parsing.normalise_text(values.get("kana") or "") or None))
+    return records
 
 
 def _read_csv(con, spec, csv_path, name, encoding, headers, positions, unknown, key,
-              physical_lines: int | None = None, reread: Callable[[], str] | None = None) -> _StagedFile:
+              physical_lines: int | None = None, reread: Callable[[], str] | None = None,
+              delim: str = ",") -> _StagedFile:
     n = len(headers)
     all_cols = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(n))
     wanted = {c.name: positions[c.name] for c in spec.staged_columns if c.name in positions}
@@ -664,7 +773,7 @@ def _read_csv(con, spec, csv_path, name, encoding, headers, positions, unknown, 
             CREATE OR REPLACE TEMP TABLE _raw AS
             SELECT {keep},
                    CASE WHEN {blank} THEN 'blank_row' WHEN {total} THEN 'total_row' END AS _drop
-            FROM read_csv({_sql_str(str(csv_path))}, header = false, skip = 1, delim = ',',
+            FROM read_csv({_sql_str(str(csv_path))}, header = false, skip = 1, delim = {_sql_str(delim)},
                           quote = '"', escape = '"', auto_detect = false, strict_mode = true,
                           null_padding = false, all_varchar = true, columns = {{{all_cols}}})
         """)
@@ -677,7 +786,8 @@ def _read_csv(con, spec, csv_path, name, encoding, headers, positions, unknown, 
         if "unterminated quote" in str(e):
             reason = "a quoted value is never closed (the file may be truncated)"
         # DuckDB counts a value spanning lines as one line: find the row in the text itself
-        found = _structure_problem(reread(), n, "unterminated quote" in str(e)) if reread is not None else None
+        found = (_structure_problem(reread(), n, "unterminated quote" in str(e), delim)
+                 if reread is not None else None)
         if found is not None:
             line, reason = found
         raise IngestError(name, reason, line=line, check="csv_structure") from e
@@ -691,7 +801,7 @@ def _read_csv(con, spec, csv_path, name, encoding, headers, positions, unknown, 
 
     line_sql = "(r.rowid + 2)"  # one line per record, the header on line 1
     if physical_lines is not None and reread is not None and physical_lines != rows_read + 1:
-        starts = _record_lines(reread())
+        starts = _record_lines(reread(), delim)
         if starts is not None and len(starts) == rows_read:
             con.register("_lines_arrow", pa.table({"_ln": pa.array(starts, pa.int32())}))
             con.execute("CREATE OR REPLACE TEMP TABLE _raw_ln AS SELECT r.*, l._ln FROM _raw r "
@@ -704,7 +814,12 @@ def _read_csv(con, spec, csv_path, name, encoding, headers, positions, unknown, 
     present = [c for c in spec.staged_columns if c.name in positions]
     _check_values(con, name, present, positions, headers, line_sql)
     select = [f"{line_sql}::INTEGER AS _line"]
+    if spec.handling == "rows":
+        submitted = positions.get(spec.submitted_at) if spec.submitted_at else None
+        select.append(_timestamp_expr(f"r.c{submitted}") + " AS _order" if submitted is not None
+                      else "CAST(NULL AS TIMESTAMP) AS _order")
     joins = []
+    unmapped: dict[str, int] = {}
     school_code_pos = positions.get("school_code")
     for col in spec.staged_columns:
         if col.name not in positions:
@@ -718,20 +833,29 @@ def _read_csv(con, spec, csv_path, name, encoding, headers, positions, unknown, 
             alias = f"m{positions[col.name]}"
             by_school_type = col.kind == "grade" and school_code_pos is not None
             school_type_sql = f"trim(r.c{school_code_pos}, ' 　')" if by_school_type else None
-            _build_map(con, name, _converter(spec, col, key), header, raw, school_type_sql, alias, line_sql)
+            lost = _build_map(con, name, _converter(spec, col, key), header, raw, school_type_sql, alias, line_sql)
+            if lost:
+                unmapped[col.name] = lost
             cond = f"{raw} = {alias}.raw" + (f" AND {school_type_sql} = {alias}.stype" if by_school_type else "")
             joins.append(f"LEFT JOIN {alias} ON {cond}")
             select.append(f"{alias}.value AS \"{col.staged_name}\"")
 
     typed_cols = ", ".join(f'"{c.staged_name}"' for c in spec.staged_columns)
+    order = ", _order" if spec.handling == "rows" else ""
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _typed AS
-        SELECT {typed_cols}, _line, ({spec.known_from})::DATE AS known_date, ({spec.period})::VARCHAR AS _period
+        SELECT {typed_cols}, _line, ({spec.known_from})::DATE AS known_date, ({spec.period})::VARCHAR AS _period{order}
         FROM (SELECT {', '.join(select)} FROM _raw r {' '.join(joins)} WHERE r._drop IS NULL)
     """)
+    shapes = _number_shapes(con, spec, positions, line_sql)
     header_map = {col: headers[pos] for col, pos in positions.items()}
     _check_required(con, spec, name, positions, headers)
-    _check_unique_key(con, spec, name, header_map)
+    if spec.handling == "rows":
+        superseded = _latest_submission_wins(con, spec)
+        if superseded:
+            drops["duplicate_submission"] = superseded
+    else:
+        _check_unique_key(con, spec, name, header_map)
     periods = [p for (p,) in con.execute("SELECT DISTINCT _period FROM _typed ORDER BY 1").fetchall()]
     if len(periods) != 1 or periods[0] is None:
         _one_period_error(con, spec, name, periods, header_map)
@@ -739,7 +863,45 @@ def _read_csv(con, spec, csv_path, name, encoding, headers, positions, unknown, 
     days = None
     if spec.event_date:
         days, = con.execute(f'SELECT count(DISTINCT "{spec.event_date}") FROM _typed').fetchall()[0]
-    return _StagedFile(encoding, periods[0], rows_read, kept, drops, unknown, header_map, days)
+    return _StagedFile(encoding, periods[0], rows_read, kept, drops, unknown, header_map, days,
+                       key_shapes=shapes, unmapped=unmapped)
+
+
+def _timestamp_expr(raw: str) -> str:
+    """A form's timestamp ('2024/4/8 8:12:33', full-width digits too) as a TIMESTAMP, or NULL."""
+    cleaned = f"translate(trim({raw}, ' 　'), '{_NUMERIC_FROM}', '{_NUMERIC_TO}')"
+    return (f"coalesce(try_strptime({cleaned}, '%Y/%m/%d %H:%M:%S'), try_strptime({cleaned}, '%Y-%m-%d %H:%M:%S'), "
+            f"try_strptime({cleaned}, '%Y/%m/%d %H:%M'))")
+
+
+def _latest_submission_wins(con, spec: SourceSpec) -> int:
+    """Forms: of several submissions with one key, keep the latest (by the form's timestamp, then
+    the later line); returns how many earlier ones were dropped."""
+    keys = ", ".join(f'"{k}"' for k in spec.key_columns)
+    before, = con.execute("SELECT count(*) FROM _typed").fetchall()[0]
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _typed AS SELECT * FROM _typed
+        QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY _order DESC NULLS LAST, _line DESC) = 1""")
+    after, = con.execute("SELECT count(*) FROM _typed").fetchall()[0]
+    return before - after
+
+
+def _number_shapes(con, spec: SourceSpec, positions: dict[str, int], line_sql: str) -> dict[str, dict]:
+    """How wide each pupil or resident number is, and how many begin with 0: the shape of a key
+    (never its values), compared across files to catch numbers that lost their leading zeros."""
+    shapes = {}
+    for col in spec.staged_columns:
+        if col.kind not in ("pupil_number", "resident_number") or col.name not in positions:
+            continue
+        digits = f"translate(trim(r.c{positions[col.name]}, ' 　'), '{_NUMERIC_FROM}', '{_NUMERIC_TO}')"
+        rows = con.execute(f"""
+            SELECT length({digits}) AS w, count(*), count(*) FILTER (starts_with({digits}, '0')),
+                   list({line_sql}::INTEGER ORDER BY {line_sql})[1:{ERROR_SAMPLE}]
+            FROM _raw r WHERE r._drop IS NULL AND {digits} <> '' GROUP BY 1""").fetchall()
+        usual = max(rows, key=lambda r: r[1])[0] if rows else None
+        shapes[col.name] = {"widths": {str(w): n for w, n, _, _ in rows}, "zero_led": sum(z for _, _, z, _ in rows),
+                            "lines": sorted(n for w, _, _, ls in rows if w != usual for n in ls)[:ERROR_SAMPLE]}
+    return shapes
 
 
 def _numeric_expr(raw: str, col: Column) -> str:
@@ -784,7 +946,7 @@ def _check_values(con, name, columns: list[Column], positions, headers, line_sql
                           check=check)
 
 
-def _build_map(con, name, convert: _Converter, header, raw, school_type_sql, alias, line_sql="(r.rowid + 2)") -> None:
+def _build_map(con, name, convert: _Converter, header, raw, school_type_sql, alias, line_sql="(r.rowid + 2)") -> int:
     """Convert each distinct raw value once; register the result as a join table."""
     col = convert.col
     stype_select = f", {school_type_sql} AS stype" if school_type_sql else ""
@@ -802,13 +964,21 @@ def _build_map(con, name, convert: _Converter, header, raw, school_type_sql, ali
         raws.append(row[0])
         stypes.append(row[1] if school_type_sql else None)
         values.append(value)
-    if errors:
+    lost = 0
+    if errors and col.unmapped == "count":
+        # free text typed where a code belongs: not stored (it may name a child), only counted
+        lost, = con.execute(f"SELECT count(*) FROM _raw r WHERE r._drop IS NULL AND {raw} IN (SELECT unnest(?))",
+                            [[e[0] for e in errors]]).fetchall()[0]
+    elif errors:
         bad_values = [e[0] for e in errors]
         lines = [r[0] for r in con.execute(
             f"SELECT {line_sql}::INTEGER FROM _raw r WHERE r._drop IS NULL AND {raw} IN "
             f"(SELECT unnest(?)) ORDER BY 1 LIMIT {ERROR_SAMPLE}", [bad_values]).fetchall()]
-        raise IngestError(name, errors[0][2], lines=lines, column=col.name, header=header,
-                          values=bad_values[:ERROR_SAMPLE], check="parse")
+        reason, shown = errors[0][2], bad_values[:ERROR_SAMPLE]
+        if personal(col):
+            reason = reason.replace(f"'{errors[0][0]}'", f"a value ({value_shape(errors[0][0])})")
+            shown = [value_shape(v) for v in shown]
+        raise IngestError(name, reason, lines=lines, column=col.name, header=header, values=shown, check="parse")
     table = pa.table({
         "raw": pa.array(raws, pa.string()),
         "stype": pa.array(stypes, pa.string()),
@@ -817,6 +987,7 @@ def _build_map(con, name, convert: _Converter, header, raw, school_type_sql, ali
     con.register(f"{alias}_arrow", table)
     con.execute(f"CREATE OR REPLACE TEMP TABLE {alias} AS SELECT * FROM {alias}_arrow")
     con.unregister(f"{alias}_arrow")
+    return lost
 
 
 def _check_required(con, spec: SourceSpec, name: str, positions, headers) -> None:
@@ -859,6 +1030,10 @@ def _now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+def _utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, timezone.utc).replace(tzinfo=None)
+
+
 def sha256_of(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
@@ -867,82 +1042,344 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def landed_files(folder: Path) -> list[Path]:
-    """Candidate files, oldest first. Partial uploads and editor lock files are not candidates."""
+# ---------------------------------------------------------------------------------------------
+# What is in a landing folder: files to read, and everything else said out loud
+# ---------------------------------------------------------------------------------------------
+
+SETTLE_ENV = "TODA_SETTLE_SECONDS"
+SETTLE_SECONDS = 30.0  # a file untouched this long is taken as completely copied
+READABLE_SUFFIXES = (".csv", ".tsv", ".txt")  # .txt: Excel's "Unicode text" (UTF-16, tabs)
+_SPREADSHEETS = (".xlsx", ".xlsm", ".xls", ".ods")
+
+
+def settle_seconds() -> float:
+    """How long a landed file must stay unchanged before it is read (``TODA_SETTLE_SECONDS``)."""
+    value = os.environ.get(SETTLE_ENV, "").strip()
+    return float(value) if value else SETTLE_SECONDS
+
+
+@dataclass
+class Skipped:
+    """An entry of a landing folder that is not read, and why. ``record``: leave a manifest row
+    (once per name and modification time); transient entries (a copy in progress, an editor's
+    lock file) are only logged and shown in the run's metadata."""
+
+    name: str
+    reason: str
+    record: bool
+    mtime: float = 0.0
+
+
+@dataclass
+class Scan:
+    files: list[Path]
+    skipped: list[Skipped]
+
+
+def scan_landing(folder: Path, *, settle: float | None = None, now: float | None = None,
+                 log: Callable[[str], None] = lambda _msg: None) -> Scan:
+    """The files of a landing folder to read now, in export order, and the entries skipped.
+
+    A file is read only once it has been left alone for ``settle`` seconds: its inode change
+    time (set by every write, copy, rename or ``touch``, and by nothing a sender can back-date)
+    must be that old, so a file still being copied — by hand, by a sync tool, by the sensor's
+    own run or a nightly one — is left for the next run. A name written in CP932 bytes (a
+    Windows zip) is renamed to its readable form first.
+    """
     if not folder.is_dir():
-        return []
-    files = [
-        p for p in folder.iterdir()
-        if p.suffix.lower() == ".csv" and not p.name.startswith((".", "~$")) and not p.is_dir()
-    ]
-    return sorted(files, key=lambda p: (p.lstat().st_mtime, p.name))
+        return Scan([], [])
+    settle = settle_seconds() if settle is None else settle
+    now = time.time() if now is None else now
+    files, skipped = [], []
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        name = entry.name
+        if not _utf8(name):
+            renamed = _readable_name(folder, name, log)
+            if renamed is None:
+                skipped.append(Skipped(_shown(name), "its name is neither UTF-8 nor CP932 text: rename it "
+                                       "(letters, digits, Japanese) and land it again", True, _lmtime(entry)))
+                continue
+            name = renamed
+            entry = next(e for e in os.scandir(folder) if e.name == name)
+        if name.startswith((".", "~$")):
+            skipped.append(Skipped(name, "a hidden or temporary file (an upload in progress or an editor's lock "
+                                         "file): not read", False))
+            continue
+        suffix = Path(name).suffix.lower()
+        if entry.is_dir(follow_symlinks=False):
+            skipped.append(Skipped(name, "a folder: files in sub-folders are not read; move them directly into "
+                                         f"landing/{folder.name}/", True, _lmtime(entry)))
+            continue
+        if suffix not in READABLE_SUFFIXES:
+            why = ("an Excel workbook: save it as CSV (UTF-8 or CP932) and land the CSV" if suffix in _SPREADSHEETS
+                   else f"not a CSV file ({suffix or 'no extension'}): only .csv (and tab-separated .tsv/.txt) "
+                        f"exports are read")
+            skipped.append(Skipped(name, why, True, _lmtime(entry)))
+            continue
+        if not entry.is_symlink():
+            st = entry.stat(follow_symlinks=False)
+            age = now - st.st_ctime
+            if age < settle:
+                skipped.append(Skipped(name, f"changed {max(age, 0):.0f} s ago: still being copied? It is read once "
+                                             f"it has been left alone for {settle:.0f} s", False))
+                continue
+        files.append(folder / name)
+    files.sort(key=lambda p: (export_time(p.name, p.lstat().st_mtime, now)[0], p.name))
+    return Scan(files, skipped)
 
 
-def _archive(paths: Paths, spec: SourceSpec, path: Path, sha: str) -> Path:
-    target = paths.archive / spec.key / f"{sha}.csv"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
+def landed_files(folder: Path, *, settle: float | None = None, now: float | None = None) -> list[Path]:
+    """The files a run would read now (settled, readable kinds), in export order."""
+    return scan_landing(folder, settle=settle, now=now).files
+
+
+def _lmtime(entry: os.DirEntry) -> float:
+    try:
+        return entry.stat(follow_symlinks=False).st_mtime
+    except OSError:
+        return 0.0
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:  # undecodable bytes, kept by Python as lone surrogates
+        return False
+
+
+def _shown(name: str) -> str:
+    return os.fsencode(name).decode("utf-8", errors="backslashreplace")
+
+
+def _readable_name(folder: Path, name: str, log: Callable[[str], None]) -> str | None:
+    """Rename a file whose name is CP932 bytes to the same name in UTF-8; None if it is not CP932."""
+    try:
+        readable = os.fsencode(name).decode("cp932")
+    except UnicodeDecodeError:
+        return None
+    target = folder / readable
+    if os.path.lexists(target):
+        stem, suffix = os.path.splitext(readable)
+        target = folder / f"{stem} (CP932){suffix}"
+        if os.path.lexists(target):
+            return None
+    os.rename(folder / name, target)
+    log(f"{folder.name}: renamed a file whose name was written in CP932 (a Windows zip?) to '{target.name}'")
+    return target.name
+
+
+# The export's own time: a date (and time) in the file's name, else its modification time.
+_NAME_TIME = re.compile(r"(?<!\d)(20\d\d)[-_.]?(0[1-9]|1[0-2])[-_.]?(0[1-9]|[12]\d|3[01])"
+                        r"(?:[T_ -]?([01]\d|2[0-3]):?([0-5]\d)(?::?([0-5]\d))?)?(?!\d)")
+_PLAUSIBLE_FROM = datetime(2000, 1, 1)
+_JST = timezone(timedelta(hours=9))
+
+
+def export_time(name: str, mtime: float, now: float | None = None) -> tuple[datetime, str]:
+    """(when the department's system wrote the file, in naive UTC; where that came from).
+
+    Used to order deliveries across runs and as the date no record may come after. A date in
+    the name (出欠_20250710.csv, _2025-07-10_0930) wins; else the modification time, unless it is
+    implausible (before 2000, as a zip without dates leaves it: 1980-01-01; or in the future):
+    then the time the file is first seen, and the manifest says so."""
+    now = time.time() if now is None else now
+    m = _NAME_TIME.search(Path(name).stem)
+    if m:
+        y, mo, d, hh, mm, ss = (int(g) if g else None for g in m.groups())
         try:
-            os.link(path, target)
-        except OSError:
-            shutil.copy2(path, target)
+            at = datetime(y, mo, d, hh if hh is not None else 23, mm if hh is not None and mm else 59 if hh is None else 0,
+                          ss or (59 if hh is None else 0), tzinfo=_JST)
+            return at.astimezone(timezone.utc).replace(tzinfo=None), "file name"
+        except ValueError:
+            pass
+    modified = _utc(mtime)
+    if _PLAUSIBLE_FROM <= modified <= _utc(now + 86400):
+        return modified, "modification time"
+    return _utc(now), (f"first seen (its modification time {modified:%Y-%m-%d} cannot be when it was exported: "
+                       f"files taken out of a zip without their dates show 1980-01-01)")
+
+
+def _exported_on(at: datetime) -> date:
+    return at.replace(tzinfo=timezone.utc).astimezone(_JST).date()
+
+
+# ---------------------------------------------------------------------------------------------
+# The manifest, the coverage of each file, releases
+# ---------------------------------------------------------------------------------------------
+
+_MANIFEST_ADDED = (("exported_at", "TIMESTAMP"), ("export_time_from", "VARCHAR"), ("key_shapes", "VARCHAR"),
+                   ("references_fp", "VARCHAR"), ("rows_set_aside", "INTEGER"), ("quarantine_path", "VARCHAR"))
+
+COVERAGE_DDL = """
+CREATE TABLE IF NOT EXISTS staging.file_coverage (
+    source_key VARCHAR NOT NULL,
+    sha256 VARCHAR NOT NULL,
+    file_name VARCHAR,
+    exported_at TIMESTAMP,
+    period VARCHAR,
+    scope VARCHAR,
+    rows INTEGER,
+    replaced_by VARCHAR,
+    replaced_at TIMESTAMP
+)"""
+
+RELEASES_DDL = """
+CREATE TABLE IF NOT EXISTS staging.file_releases (
+    source_key VARCHAR NOT NULL,
+    sha256 VARCHAR NOT NULL,
+    file_name VARCHAR,
+    released_at TIMESTAMP NOT NULL,
+    note VARCHAR
+)"""
+
+
+def _migrate_manifest(con) -> None:
+    for column, sql_type in _MANIFEST_ADDED:
+        con.execute(f"ALTER TABLE staging.file_manifest ADD COLUMN IF NOT EXISTS {column} {sql_type}")
+    con.execute(COVERAGE_DDL)
+    con.execute(RELEASES_DDL)
+
+
+def _scope_sql(spec: SourceSpec, table: str = "") -> str:
+    """Within a period, what a file's rows cover: its schools (or everything, without a school)."""
+    if any(c.staged_name == "school_code" for c in spec.staged_columns):
+        return f"coalesce({table}\"school_code\", '*')"
+    return "'*'"
+
+
+def _backfill_coverage(con, spec: SourceSpec) -> None:
+    """Coverage of files applied before coverage was recorded (warehouses of earlier versions)."""
+    missing = [sha for (sha,) in con.execute(
+        "SELECT DISTINCT m.sha256 FROM staging.file_manifest m WHERE m.source_key = ? AND m.outcome = 'applied' "
+        "AND NOT EXISTS (SELECT 1 FROM staging.file_coverage c WHERE c.source_key = m.source_key "
+        "AND c.sha256 = m.sha256)", [spec.key]).fetchall()]
+    if not missing:
+        return
+    con.execute(f"""
+        INSERT INTO staging.file_coverage
+        SELECT ?, t._file_sha256, m.file_name, coalesce(m.exported_at, m.landed_at), ({spec.period})::VARCHAR,
+               {_scope_sql(spec, 't.')}, count(*)::INTEGER, NULL, NULL
+        FROM staging.{spec.key} t
+        JOIN (SELECT sha256, any_value(file_name) AS file_name, max(exported_at) AS exported_at,
+                     max(landed_at) AS landed_at
+              FROM staging.file_manifest WHERE source_key = ? AND outcome = 'applied' GROUP BY 1) m
+          ON m.sha256 = t._file_sha256
+        WHERE t._file_sha256 IN (SELECT unnest(?))
+        GROUP BY ALL""", [spec.key, spec.key, missing])
+
+
+def references_fingerprint(con) -> str:
+    """What the reference tables (school master, registries) hold now: a file rejected for an
+    unknown pupil or school is retried when this changes."""
+    rows = con.execute(
+        "SELECT string_agg(source_key || ':' || sha256, ',' ORDER BY source_key, sha256) FROM "
+        "(SELECT DISTINCT source_key, sha256 FROM staging.file_coverage WHERE replaced_by IS NULL "
+        "AND source_key IN ('school_master', 'pupil_registry'))").fetchall()
+    return hashlib.sha256((rows[0][0] or "").encode()).hexdigest()[:16]
+
+
+def release(con, spec: SourceSpec, paths: Paths, file_name: str, note: str = "") -> Path:
+    """A person decides that a held file is the right one: it goes back to landing and the next
+    run applies it whatever the order of exports. Returns where it was put."""
+    ensure_table(con, spec)
+    row = next(iter(con.execute(
+        "SELECT sha256, quarantine_path FROM staging.file_manifest WHERE source_key = ? AND file_name = ? "
+        "AND outcome = 'held' ORDER BY processed_at DESC LIMIT 1", [spec.key, file_name]).fetchall()), None)
+    if row is None:
+        raise ValueError(f"{spec.key}: no held file named '{file_name}' (see `toda files {spec.key}`)")
+    sha, held = row
+    source = Path(held) if held and Path(held).exists() else paths.archive / spec.key / f"{sha}.csv"
+    target = paths.landing_dir(spec.key) / file_name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    con.execute("INSERT INTO staging.file_releases VALUES (?, ?, ?, ?, ?)", [spec.key, sha, file_name, _now(), note])
+    if held and Path(held).exists():
+        Path(held).unlink()
+        Path(f"{held}.reasons.json").unlink(missing_ok=True)
     return target
 
 
-def _quarantine(paths: Paths, spec: SourceSpec, path: Path, sha: str, errors: list[dict]) -> Path:
+# ---------------------------------------------------------------------------------------------
+# Archive and quarantine
+# ---------------------------------------------------------------------------------------------
+
+def _archive(paths: Paths, spec: SourceSpec, data: bytes, sha: str) -> Path:
+    """A true, read-only copy of the bytes that were hashed (never a link to the landed file,
+    which its sender may still overwrite): the archive matches its name forever."""
+    target = paths.archive / spec.key / f"{sha}.csv"
+    if target.exists() and sha256_of(target) == sha:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".archiving-")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(tmp, 0o444)
+    os.replace(tmp, target)
+    return target
+
+
+def _quarantine(paths: Paths, spec: SourceSpec, path: Path | None, name: str, sha: str, reasons: dict,
+                *, data: bytes | None = None) -> Path:
+    """Move the landed file (or write the archived bytes, on a retry) to quarantine, reasons beside it."""
     folder = paths.quarantine / spec.key
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / path.name
-    if os.path.lexists(target):
-        target = folder / f"{path.stem}.{sha[:12] or time.time_ns()}{path.suffix}"
-    shutil.move(str(path), target)  # a symlink is moved as a link: its target is not touched
-    reasons = {"source_key": spec.key, "sha256": sha, "quarantined_at": _now().isoformat(),
-               "errors": errors}
-    Path(f"{target}.reasons.json").write_text(json.dumps(reasons, ensure_ascii=False, indent=2),
+    target = folder / name
+    if os.path.lexists(target) and not (path is None and _same_file(target, sha)):
+        target = folder / f"{Path(name).stem}.{sha[:12] or time.time_ns()}{Path(name).suffix}"
+    if path is not None:
+        shutil.move(str(path), target)  # a symlink is moved as a link: its target is not touched
+    elif data is not None and not os.path.lexists(target):
+        target.write_bytes(data)
+    body = {"source_key": spec.key, "sha256": sha, "quarantined_at": _now().isoformat(), **reasons}
+    Path(f"{target}.reasons.json").write_text(json.dumps(body, ensure_ascii=False, indent=2, default=str),
                                               encoding="utf-8")
     return target
 
 
-def _record(con, spec: SourceSpec, out: FileOutcome, landed_at, archive_path) -> None:
-    con.execute(
-        "INSERT INTO staging.file_manifest VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [spec.key, out.file_name, out.sha256, out.size_bytes, out.encoding, out.period, landed_at,
-         _now(), out.outcome, out.rows_read, out.rows_kept, out.rows_dropped,
-         json.dumps(out.drop_reasons, ensure_ascii=False),
-         json.dumps(out.unknown_headers, ensure_ascii=False), None, out.message,
-         str(archive_path) if archive_path else None,
-         json.dumps(out.errors + out.warnings, ensure_ascii=False, default=str) or None, out.days],
-    )
-
-
-def _apply(con, spec: SourceSpec, staged: _StagedFile, out: FileOutcome, landed_at, archive_path) -> tuple[int, int]:
-    """Delete what the file supersedes, insert its rows, record it: one transaction."""
-    con.execute("BEGIN TRANSACTION")
+def _same_file(path: Path, sha: str) -> bool:
     try:
-        old = [sha for (sha,) in con.execute(
-            "SELECT sha256 FROM staging.file_manifest WHERE source_key = ? AND period = ? "
-            "AND outcome = 'applied'", [spec.key, staged.period]).fetchall()]
-        deleted = 0
-        if old:
-            deleted, = con.execute(
-                f"SELECT count(*) FROM staging.{spec.key} WHERE _file_sha256 IN (SELECT unnest(?))",
-                [old]).fetchall()[0]
-            con.execute(f"DELETE FROM staging.{spec.key} WHERE _file_sha256 IN (SELECT unnest(?))", [old])
-            con.execute(
-                "UPDATE staging.file_manifest SET outcome = 'superseded', superseded_by = ? "
-                "WHERE source_key = ? AND sha256 IN (SELECT unnest(?)) AND outcome = 'applied'",
-                [out.sha256, spec.key, old])
-        cols = ", ".join(f'"{c.staged_name}"' for c in spec.staged_columns)
-        con.execute(
-            f"INSERT INTO staging.{spec.key} ({cols}, _file_sha256, _line, known_date) "
-            f"SELECT {cols}, ?, _line, known_date FROM _typed", [out.sha256])
-        out.superseded = old
-        _record(con, spec, out, landed_at, archive_path)
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
-    return staged.rows_kept, deleted
+        return path.is_file() and sha256_of(path) == sha
+    except OSError:
+        return False
+
+
+def _record(con, spec: SourceSpec, out: "FileOutcome", landed: "Landed | None", archive_path=None,
+            quarantine_path=None, references_fp=None) -> None:
+    values = {
+        "source_key": spec.key, "file_name": out.file_name, "sha256": out.sha256, "size_bytes": out.size_bytes,
+        "encoding": out.encoding, "period": out.period,
+        "landed_at": landed.landed_at if landed else None, "processed_at": _now(), "outcome": out.outcome,
+        "rows_read": out.rows_read, "rows_kept": out.rows_kept, "rows_dropped": out.rows_dropped,
+        "drop_reasons": json.dumps(out.drop_reasons, ensure_ascii=False),
+        "unknown_headers": json.dumps(out.unknown_headers, ensure_ascii=False), "superseded_by": None,
+        "message": out.message, "archive_path": str(archive_path) if archive_path else None,
+        "findings": json.dumps(_capped(out.errors + out.warnings), ensure_ascii=False, default=str),
+        "days": out.days,
+        "exported_at": landed.exported_at if landed else None,
+        "export_time_from": landed.export_from if landed else None,
+        "key_shapes": json.dumps(out.key_shapes) if out.key_shapes else None,
+        "references_fp": references_fp, "rows_set_aside": out.rows_set_aside or None,
+        "quarantine_path": str(quarantine_path) if quarantine_path else None,
+    }
+    con.execute(f"INSERT INTO staging.file_manifest ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
+                list(values.values()))
+
+
+def _capped(findings: list[dict]) -> list[dict]:
+    """Findings as the manifest and reasons files keep them: lists capped, never a whole column."""
+    out = []
+    for f in findings[:LIST_CAP]:
+        f = dict(f)
+        for k in ("lines", "sample_values"):
+            if isinstance(f.get(k), list) and len(f[k]) > LIST_CAP:
+                f[k] = f[k][:LIST_CAP]
+        if isinstance(f.get("message"), str) and len(f["message"]) > 2000:
+            f["message"] = f["message"][:2000] + " …"
+        out.append(f)
+    return out
 
 
 def _drop_temp(con) -> None:
@@ -952,6 +1389,304 @@ def _drop_temp(con) -> None:
         con.execute(f'DROP TABLE IF EXISTS temp."{name}"')
 
 
+# ---------------------------------------------------------------------------------------------
+# Applying: what a file replaces
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class Landed:
+    """One delivery as read: its bytes (hashed once), and when it was landed and exported."""
+
+    name: str
+    sha: str
+    data: bytes
+    landed_at: datetime  # the file's modification time at landing
+    exported_at: datetime
+    export_from: str
+    path: Path | None = None  # in landing; None when read again from the archive
+    note: str | None = None  # why it is read again (re-landed, retried, released)
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
+class _Held(Exception):
+    """The file must wait for a person; the reason is the message."""
+
+    def __init__(self, error: IngestError):
+        self.error = error
+        super().__init__(error.message)
+
+
+def _covered(con, spec: SourceSpec) -> None:
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _cov AS SELECT _period AS _cov_period, {_scope_sql(spec)} AS _cov_scope, "
+                f"count(*)::INTEGER AS _cov_rows FROM _typed GROUP BY ALL")
+
+
+def _released(con, spec: SourceSpec, sha: str) -> bool:
+    return bool(con.execute("SELECT count(*) FROM staging.file_releases WHERE source_key = ? AND sha256 = ?",
+                            [spec.key, sha]).fetchall()[0][0])
+
+
+def _apply(con, spec: SourceSpec, staged: _StagedFile, out: "FileOutcome", landed: Landed, archive_path,
+           references_fp: str | None) -> tuple[int, int]:
+    """Delete what the file replaces, insert its rows, record it: one transaction. Raises _Held."""
+    _covered(con, spec)
+    released = _released(con, spec, out.sha256)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        # read again (a retry once the registry knows more pupils): its own earlier rows and
+        # manifest row give way to this reading
+        own = con.execute(f"DELETE FROM staging.{spec.key} WHERE _file_sha256 = ?", [out.sha256]).fetchall()[0][0]
+        con.execute("DELETE FROM staging.file_manifest WHERE source_key = ? AND sha256 = ? AND outcome = 'applied'",
+                    [spec.key, out.sha256])
+        if spec.handling == "rows":
+            deleted, replaced = _replace_rows(con, spec, out, landed, released)
+        else:
+            deleted, replaced = _replace_coverage(con, spec, out, landed, released)
+        cols = ", ".join(f'"{c.staged_name}"' for c in spec.staged_columns)
+        inserted = con.execute(
+            f"INSERT INTO staging.{spec.key} ({cols}, _file_sha256, _line, known_date) "
+            f"SELECT {cols}, ?, _line, known_date FROM _typed", [out.sha256]).fetchall()[0][0]
+        con.execute("DELETE FROM staging.file_coverage WHERE source_key = ? AND sha256 = ?", [spec.key, out.sha256])
+        con.execute("INSERT INTO staging.file_coverage SELECT ?, ?, ?, ?, _cov_period, _cov_scope, _cov_rows, NULL, NULL "
+                    "FROM _cov", [spec.key, out.sha256, out.file_name, landed.exported_at])
+        out.rows_kept = inserted
+        deleted += own
+        out.superseded = sorted(replaced)
+        if replaced:
+            out.message = "; ".join(x for x in [out.message, *replaced.values()] if x)
+        _record(con, spec, out, landed, archive_path, references_fp=references_fp)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return inserted, deleted
+
+
+def _held_error(spec: SourceSpec, out: "FileOutcome", landed: Landed, newer: list[tuple], what: str) -> IngestError:
+    name, at = newer[0][1], newer[0][2]
+    return IngestError(
+        out.file_name,
+        f"older than {name} (exported {_jst(at)}; this file {_jst(landed.exported_at)}, from its "
+        f"{landed.export_from.split(' (')[0]}), which already holds {what}: not applied, so the newer data stays. "
+        f"If this file is the right one, release it: toda release {spec.key} '{out.file_name}'",
+        check="older_than_applied")
+
+
+def _jst(at: datetime) -> str:
+    return at.replace(tzinfo=timezone.utc).astimezone(_JST).strftime("%Y-%m-%d %H:%M")
+
+
+def _replace_coverage(con, spec, out, landed: Landed, released: bool) -> tuple[int, dict[str, str]]:
+    """Official records: the file replaces exactly the (period, school) cells its rows cover."""
+    live = con.execute(
+        "SELECT c.sha256, c.file_name, c.exported_at, c._cov_period, c._cov_scope, c.rows FROM "
+        "(SELECT *, period AS _cov_period, scope AS _cov_scope FROM staging.file_coverage) c "
+        "JOIN _cov n USING (_cov_period, _cov_scope) WHERE c.source_key = ? AND c.replaced_by IS NULL "
+        "AND c.sha256 <> ?", [spec.key, out.sha256]).fetchall()
+    newer = [r for r in live if (r[2], r[1]) > (landed.exported_at, landed.name)]
+    if newer and not released:
+        cells = {(r[3], r[4]) for r in newer}
+        schools = {s for _, s in cells if s != "*"}
+        what = f"period {', '.join(sorted({p for p, _ in cells}))}" + (
+            f" for {len(schools)} school{'s' if len(schools) > 1 else ''}" if schools else "")
+        raise _Held(_held_error(spec, out, landed, sorted(newer, key=lambda r: r[2], reverse=True), what))
+    if not live:
+        return 0, {}
+    old = sorted({r[0] for r in live})
+    scope = _scope_sql(spec, "t.")
+    period = spec.period  # over t's columns: _cov's own are all prefixed _cov_
+    before = dict(con.execute(f"SELECT _file_sha256, count(*) FROM staging.{spec.key} t WHERE _file_sha256 IN "
+                              f"(SELECT unnest(?)) GROUP BY 1", [old]).fetchall())
+    deleted = con.execute(
+        f"DELETE FROM staging.{spec.key} t WHERE _file_sha256 IN (SELECT unnest(?)) AND EXISTS "
+        f"(SELECT 1 FROM _cov n WHERE n._cov_period = ({period})::VARCHAR AND n._cov_scope = {scope})",
+        [old]).fetchall()[0][0]
+    after = dict(con.execute(f"SELECT _file_sha256, count(*) FROM staging.{spec.key} t WHERE _file_sha256 IN "
+                             f"(SELECT unnest(?)) GROUP BY 1", [old]).fetchall())
+    con.execute("UPDATE staging.file_coverage c SET replaced_by = ?, replaced_at = ? WHERE source_key = ? "
+                "AND replaced_by IS NULL AND sha256 <> ? AND EXISTS (SELECT 1 FROM _cov n WHERE "
+                "n._cov_period = c.period AND n._cov_scope = c.scope)", [out.sha256, _now(), spec.key, out.sha256])
+    return deleted, _mark_replaced(con, spec, out, live, before, after)
+
+
+def _mark_replaced(con, spec, out, live: list[tuple], before: dict, after: dict) -> dict[str, str]:
+    """Manifest of the files the new one replaced: superseded when nothing of theirs is left,
+    else a note of what was replaced. Returns, per file, what the new file's message says."""
+    said = {}
+    for sha in sorted({r[0] for r in live}):
+        name = next(r[1] for r in live if r[0] == sha)
+        gone = before.get(sha, 0) - after.get(sha, 0)
+        left, = con.execute("SELECT count(*) FROM staging.file_coverage WHERE source_key = ? AND sha256 = ? "
+                            "AND replaced_by IS NULL", [spec.key, sha]).fetchall()[0]
+        if spec.handling == "rows":
+            left = after.get(sha, 0)
+        cells = [r for r in live if r[0] == sha]
+        schools = sorted({r[4] for r in cells if r[4] != "*"})
+        if not left:
+            con.execute("UPDATE staging.file_manifest SET outcome = 'superseded', superseded_by = ? "
+                        "WHERE source_key = ? AND sha256 = ? AND outcome = 'applied'", [out.sha256, spec.key, sha])
+            said[sha] = f"replaces {name} ({gone:,} rows)"
+        else:
+            where_ = (f"{len(schools)} school{'s' if len(schools) > 1 else ''} ({_listed(schools)})" if schools
+                      else f"{len(cells)} part{'s' if len(cells) > 1 else ''}")
+            note = (f"partly replaced by {out.file_name}: {gone:,} rows at {where_}; its other "
+                    f"{after.get(sha, 0):,} rows stay")
+            con.execute("UPDATE staging.file_manifest SET message = CASE WHEN message IS NULL THEN ? "
+                        "ELSE message || '; ' || ? END WHERE source_key = ? AND sha256 = ? AND outcome = 'applied'",
+                        [note, note, spec.key, sha])
+            said[sha] = (f"replaces {name} only where this file has rows: {gone:,} rows at {where_}; "
+                         f"{after.get(sha, 0):,} rows of {name} elsewhere stay")
+    return said
+
+
+def _listed(items: list[str], cap: int = 5) -> str:
+    return ", ".join(items[:cap]) + (f" and {len(items) - cap} more" if len(items) > cap else "")
+
+
+def _replace_rows(con, spec, out, landed: Landed, released: bool) -> tuple[int, dict[str, str]]:
+    """Forms: a row replaces the stored row with its key, unless that row came from a newer export."""
+    on = " AND ".join(f's."{k}" IS NOT DISTINCT FROM t."{k}"' for k in spec.key_columns)
+    clash = con.execute(f"""
+        SELECT t._line, s._file_sha256, c.file_name, c.exported_at
+        FROM _typed t JOIN staging.{spec.key} s ON {on}
+        JOIN (SELECT sha256, any_value(file_name) AS file_name, max(exported_at) AS exported_at
+              FROM staging.file_coverage WHERE source_key = ? GROUP BY 1) c ON c.sha256 = s._file_sha256
+        WHERE s._file_sha256 <> ?""", [spec.key, out.sha256]).fetchall()
+    older = [r for r in clash if (r[3], r[2]) > (landed.exported_at, landed.name)] if not released else []
+    if older:
+        lines = sorted(r[0] for r in older)
+        con.execute("DELETE FROM _typed WHERE _line IN (SELECT unnest(?))", [lines])
+        _set_aside(out, "older_than_applied", lines,
+                   f"a newer export ({older[0][2]}) already holds these keys; the newer rows stay")
+        _covered(con, spec)
+    old = sorted({r[1] for r in clash if r[0] not in set(r2[0] for r2 in older)})
+    if not old:
+        return 0, {}
+    before = dict(con.execute(f"SELECT _file_sha256, count(*) FROM staging.{spec.key} WHERE _file_sha256 IN "
+                              f"(SELECT unnest(?)) GROUP BY 1", [old]).fetchall())
+    deleted = con.execute(f"DELETE FROM staging.{spec.key} s WHERE EXISTS (SELECT 1 FROM _typed t WHERE {on})"
+                          ).fetchall()[0][0]
+    after = dict(con.execute(f"SELECT _file_sha256, count(*) FROM staging.{spec.key} WHERE _file_sha256 IN "
+                             f"(SELECT unnest(?)) GROUP BY 1", [old]).fetchall())
+    live = [(sha, next(r[2] for r in clash if r[1] == sha), None, None, "*", None) for sha in old]
+    return deleted, _mark_replaced(con, spec, out, live, before, after)
+
+
+def _set_aside(out: "FileOutcome", reason: str, lines: list[int], why: str) -> None:
+    out.drop_reasons[reason] = out.drop_reasons.get(reason, 0) + len(lines)
+    out.rows_set_aside += len(lines)
+    shown = ", ".join(str(n) for n in lines[:5]) + (f" (and {len(lines) - 5:,} more)" if len(lines) > 5 else "")
+    out.warnings.append({
+        "check": reason, "severity": "warn", "file": out.file_name, "lines": lines[:LIST_CAP], "column": None,
+        "header": None, "sample_values": [], "reason": why,
+        "message": f"{out.file_name}, line{'s' if len(lines) > 1 else ''} {shown}: {len(lines):,} "
+                   f"row{'s' if len(lines) > 1 else ''} set aside: {why}; the rest of the file applied"})
+
+
+# ---------------------------------------------------------------------------------------------
+# Keys that would orphan the pupils already known
+# ---------------------------------------------------------------------------------------------
+
+KEY_HISTORY = 6  # earlier files whose number shapes a new file is compared with
+
+
+def _key_damage(con, spec: SourceSpec, staged: _StagedFile, name: str, refs) -> IngestError | None:
+    """A file whose pupil or resident numbers would give known pupils new pseudonyms.
+
+    Caught where it happens — at the registry or the keyed file — instead of later, as unknown
+    pupils blamed on attendance: numbers shorter than the earlier files' (leading zeros lost when
+    the file went through Excel), and a registry that leaves most already-known pupils out."""
+    for column, shape in staged.key_shapes.items():
+        error = _width_change(con, spec, name, staged, column, shape)
+        if error is not None:
+            return error
+    if spec.key == "pupil_registry" and refs.known_pupils:
+        return _registry_orphans(con, spec, name, staged, refs)
+    return None
+
+
+def _width_change(con, spec, name, staged, column: str, shape: dict) -> IngestError | None:
+    earlier = [json.loads(k).get(column) for (k,) in con.execute(
+        "SELECT key_shapes FROM staging.file_manifest WHERE source_key = ? AND key_shapes IS NOT NULL AND "
+        "outcome IN ('applied', 'superseded') ORDER BY processed_at DESC LIMIT ?", [spec.key, KEY_HISTORY]).fetchall()]
+    earlier = [e for e in earlier if e]
+    if not earlier:
+        return None
+    widths: dict[int, int] = {}
+    zero_before = 0
+    for e in earlier:
+        for w, n in e["widths"].items():
+            widths[int(w)] = widths.get(int(w), 0) + n
+        zero_before += e.get("zero_led", 0)
+    total_before = sum(widths.values())
+    usual = max(widths, key=widths.get)
+    if widths[usual] < 0.98 * total_before:
+        return None  # numbers of varying width are this department's normal: nothing to compare
+    now = {int(w): n for w, n in shape["widths"].items()}
+    total = sum(now.values())
+    off = {w: n for w, n in now.items() if w != usual}
+    changed = sum(off.values())
+    if not total or changed < max(3, 0.005 * total):
+        return None
+    header = staged.headers.get(column, spec.column(column).header)
+    shorter = sum(n for w, n in off.items() if w < usual)
+    share_before, share_now = zero_before / total_before, shape.get("zero_led", 0) / total
+    if shorter and share_before >= 0.01 and share_now < share_before / 4:
+        probable = ("leading zeros lost — was the file opened and saved in Excel? Export it again and land it "
+                    "without opening it in Excel (or import the column as text)")
+    else:
+        probable = "the numbers changed format: a different export setting or system?"
+    found = ", ".join(f"{n:,} of {w} digits" for w, n in sorted(off.items()))
+    return IngestError(
+        name, f"{changed:,} of {total:,} numbers in '{header}' are not the {usual} digits every earlier file had "
+              f"({found}); {share_now:.0%} begin with 0 against {share_before:.0%} before: {probable}. Held, "
+              f"because applying it would give these pupils new pseudonyms and cut them off from their "
+              f"earlier records",
+        column=column, header=header, lines=shape.get("lines", [])[:ERROR_SAMPLE], check="key_damage")
+
+
+def _registry_orphans(con, spec, name, staged: _StagedFile, refs) -> IngestError | None:
+    year = int(staged.period)
+    rows = con.execute("SELECT pupil_id, school_code, grade FROM _typed").fetchall()
+    ids = {r[0] for r in rows}
+    schools = sorted({r[1] for r in rows})
+    known_here = {pid for (pid,) in con.execute(
+        f"SELECT DISTINCT pupil_id FROM staging.{spec.key} WHERE school_year = ? AND school_code IN "
+        f"(SELECT unnest(?))", [year, schools]).fetchall()}
+    header = staged.headers.get("pupil_id", "学籍番号")
+    if known_here:
+        lost = known_here - ids
+        if len(lost) > max(10, 0.2 * len(known_here)):
+            return IngestError(
+                name, f"{len(lost):,} of the {len(known_here):,} pupils of school year {year} already known at "
+                      f"{'this school' if len(schools) == 1 else f'these {len(schools)} schools'} are not in this "
+                      f"file: applying it would orphan their records. Damaged 学籍番号 (leading zeros lost in "
+                      f"Excel?) or an incomplete export? Held for a person to check",
+                column="pupil_id", header=header, check="key_damage")
+        return None
+    last_year = refs.known_pupils.get(year - 1)
+    continuing = [r[0] for r in rows if r[2] is not None and r[2] not in (1, 7)]  # not new at a school level
+    if last_year and len(continuing) >= 20:
+        share = sum(1 for pid in continuing if pid in last_year) / len(continuing)
+        if share < 0.5:
+            return IngestError(
+                name, f"only {share:.0%} of the {len(continuing):,} pupils in grades 2–6 and 8–9 are in the "
+                      f"registry of school year {year - 1} (most move up a grade): their 学籍番号 do not match "
+                      f"(leading zeros lost in Excel?). Held, because applying it would give them new pseudonyms",
+                column="pupil_id", header=header, check="key_damage")
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# A landing folder, file by file
+# ---------------------------------------------------------------------------------------------
+
+REFERENCE_CHECKS = {"known_pupil", "known_school", "known_resident", "unknown_pupil"}
+
+
 def ingest_source(
     con: duckdb.DuckDBPyConnection,
     spec: SourceSpec,
@@ -959,33 +1694,56 @@ def ingest_source(
     key: bytes,
     *,
     log: Callable[[str], None] = lambda _msg: None,
+    settle: float | None = None,
+    now: float | None = None,
 ) -> SourceReport:
-    """Apply every new file under ``landing/<spec.key>/`` to ``staging.<spec.key>``."""
+    """Apply every new, settled file under ``landing/<spec.key>/`` to ``staging.<spec.key>``,
+    retry quarantined files whose references changed, and say what happened to each."""
     import quality
 
     started = time.perf_counter()
+    now = time.time() if now is None else now
     rebuilt = ensure_table(con, spec)
+    _backfill_coverage(con, spec)
     refs = quality.load_references(con)
-    outcomes: list[FileOutcome] = []
-    validations = []
-    inserted = deleted = 0
+    refs_fp = references_fingerprint(con)
+    report = SourceReport(spec.key, [], 0, 0, 0, None, None, rebuilt)
+
+    def add(result) -> None:
+        out, ins, dele, validation = result
+        report.files.append(out)
+        report.rows_inserted += ins
+        report.rows_deleted += dele
+        if validation is not None:
+            report.validations.append(validation)
+        if out.outcome in ("rejected", "held"):
+            log(f"{spec.key}: {out.outcome} {out.message}")
+        elif out.message:
+            log(f"{spec.key}: {out.file_name}: {out.message}")
+
     if rebuilt:
         log(f"{spec.key}: the catalogue changed the table's schema; replaying applied files from the archive")
         replay = con.execute(
-            "SELECT file_name, sha256, archive_path, landed_at FROM staging.file_manifest "
-            "WHERE source_key = ? AND outcome = 'applied' ORDER BY processed_at", [spec.key]).fetchall()
+            "SELECT file_name, sha256, archive_path, landed_at, exported_at, export_time_from FROM staging.file_manifest "
+            "WHERE source_key = ? AND outcome = 'applied' ORDER BY coalesce(exported_at, landed_at), processed_at",
+            [spec.key]).fetchall()
         con.execute("DELETE FROM staging.file_manifest WHERE source_key = ?", [spec.key])
-        for file_name, sha, archive_path, landed_at in replay:
-            out, ins, dele, validation = _process(con, spec, paths, key, Path(archive_path), file_name,
-                                                  sha, landed_at, refs, replay=True)
-            outcomes.append(out)
-            validations += [validation] if validation else []
-            inserted += ins
-            deleted += dele
+        con.execute("DELETE FROM staging.file_coverage WHERE source_key = ?", [spec.key])
+        for file_name, sha, archive_path, landed_at, exported_at, export_from in replay:
+            data = Path(archive_path).read_bytes()
+            landed = Landed(file_name, sha, data, landed_at, exported_at or landed_at,
+                            export_from or "modification time", note="replayed from the archive")
+            add(_ingest_file(con, spec, paths, key, landed, refs, refs_fp, archive_path=Path(archive_path)))
 
     landing = paths.landing_dir(spec.key)
     inside = paths.landing.resolve() / spec.key  # the folder itself may not be a link elsewhere
-    for path in landed_files(landing):
+    scan = scan_landing(landing, settle=settle, now=now, log=log)
+    for skip in scan.skipped:
+        log(f"{spec.key}: skipped {skip.name}: {skip.reason}")
+        report.skipped.append({"file": skip.name, "reason": skip.reason})
+        if skip.record:
+            _record_ignored(con, spec, skip)
+    for path in scan.files:
         try:
             resolved = path.resolve()
         except (OSError, RuntimeError):  # a symlink loop
@@ -993,34 +1751,111 @@ def ingest_source(
         if resolved is None or inside not in resolved.parents or not resolved.is_file():
             out = _not_a_landed_file(con, paths, spec, path, resolved, ours=landing.resolve() == inside)
             log(f"{spec.key}: {out.message}")
-            outcomes.append(out)
+            report.files.append(out)
             continue
-        sha = sha256_of(path)
+        landed = _land(path, now)
+        if landed is None:
+            reason = "changed while it was being read: still being copied? It is read on a later run"
+            log(f"{spec.key}: skipped {path.name}: {reason}")
+            report.skipped.append({"file": path.name, "reason": reason})
+            continue
         seen = con.execute(
-            "SELECT file_name, outcome FROM staging.file_manifest WHERE source_key = ? AND sha256 = ?",
-            [spec.key, sha]).fetchall()
-        if any(o in ("applied", "superseded") for _, o in seen) or any(n == path.name for n, _ in seen):
-            if not any(n == path.name for n, _ in seen):
-                first = next(n for n, o in seen if o in ("applied", "superseded"))
-                out = FileOutcome(path.name, sha, path.stat().st_size, "duplicate",
-                                  message=f"same bytes as {first}, already handled")
-                _record(con, spec, out, _mtime(path), None)
-                outcomes.append(out)
-                log(f"{spec.key}: {path.name} is a duplicate of {first}; skipped")
+            "SELECT file_name, outcome, landed_at FROM staging.file_manifest WHERE source_key = ? AND sha256 = ? "
+            "ORDER BY processed_at", [spec.key, landed.sha]).fetchall()
+        if any(n == landed.name and at == landed.landed_at and o in ("applied", "superseded", "duplicate")
+               for n, o, at in seen):
+            continue  # this very landing is already in the manifest
+        done = [(n, o) for n, o, _ in seen if o in ("applied", "superseded")]
+        if done:
+            first, outcome = done[-1]
+            out = FileOutcome(landed.name, landed.sha, landed.size, "duplicate",
+                              message=f"the same bytes as {first} ({outcome}) landed again: nothing changed")
+            _record(con, spec, out, landed)
+            report.files.append(out)
+            log(f"{spec.key}: {landed.name}: {out.message}")
             continue
-        out, ins, dele, validation = _process(con, spec, paths, key, path, path.name, sha, _mtime(path), refs)
-        outcomes.append(out)
-        validations += [validation] if validation else []
-        inserted += ins
-        deleted += dele
-        if out.outcome == "rejected":
-            log(f"{spec.key}: quarantined {out.message}")
+        if seen:
+            landed.note = f"landed again after it was {seen[-1][1]}: read again"
+        add(_ingest_file(con, spec, paths, key, landed, refs, refs_fp))
 
-    total, lo, hi = con.execute(
+    for landed, archive_path in _retries(con, spec, paths, refs_fp):
+        add(_ingest_file(con, spec, paths, key, landed, refs, refs_fp, archive_path=archive_path))
+
+    _final_outcomes(con, spec, report.files)
+    report.table_rows, report.known_from, report.known_until = con.execute(
         f"SELECT count(*), min(known_date)::VARCHAR, max(known_date)::VARCHAR FROM staging.{spec.key}"
     ).fetchall()[0]
-    return SourceReport(spec.key, outcomes, total, inserted, deleted, lo, hi, rebuilt,
-                        seconds=time.perf_counter() - started, validations=validations)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _land(path: Path, now: float) -> Landed | None:
+    """Read a landed file once: the bytes hashed are the bytes archived and parsed. None when it
+    changed while being read (a copy still in progress)."""
+    before = path.stat()
+    data = path.read_bytes()
+    after = path.stat()
+    if (before.st_size, before.st_mtime_ns, before.st_ctime_ns) != (after.st_size, after.st_mtime_ns,
+                                                                    after.st_ctime_ns) or len(data) != after.st_size:
+        return None
+    exported_at, export_from = export_time(path.name, after.st_mtime, now)
+    return Landed(path.name, hashlib.sha256(data).hexdigest(), data, _utc(after.st_mtime), exported_at,
+                  export_from, path=path)
+
+
+def _record_ignored(con, spec: SourceSpec, skip: Skipped) -> None:
+    """A trace, once per name and modification time, of an entry that will never be read."""
+    at = _utc(skip.mtime)
+    if con.execute("SELECT count(*) FROM staging.file_manifest WHERE source_key = ? AND file_name = ? AND "
+                   "outcome = 'ignored' AND landed_at IS NOT DISTINCT FROM ?", [spec.key, skip.name, at]).fetchall()[0][0]:
+        return
+    out = FileOutcome(skip.name, "", 0, "ignored", message=f"{skip.name}: {skip.reason}")
+    con.execute("INSERT INTO staging.file_manifest (source_key, file_name, sha256, landed_at, processed_at, outcome, "
+                "message) VALUES (?, ?, '', ?, ?, 'ignored', ?)", [spec.key, skip.name, at, _now(), out.message])
+
+
+def _retries(con, spec: SourceSpec, paths: Paths, refs_fp: str) -> list[tuple[Landed, Path]]:
+    """Quarantined files rejected for what the references said (an unknown pupil or school),
+    whose references have changed since: read again from the archive."""
+    rows = con.execute("""
+        SELECT file_name, sha256, archive_path, landed_at, exported_at, export_time_from, findings, quarantine_path
+        FROM staging.file_manifest m WHERE source_key = ? AND archive_path IS NOT NULL
+          AND (outcome = 'rejected' OR (outcome = 'applied' AND rows_set_aside > 0))
+          AND references_fp IS NOT NULL AND references_fp <> ?
+          AND processed_at = (SELECT max(processed_at) FROM staging.file_manifest x
+                              WHERE x.source_key = m.source_key AND x.sha256 = m.sha256)""",
+                       [spec.key, refs_fp]).fetchall()
+    out = []
+    for name, sha, archive_path, landed_at, exported_at, export_from, findings, held in rows:
+        found = json.loads(findings or "[]")
+        errors = {f.get("check") for f in found if f.get("severity") == "error"}
+        set_aside = {f.get("check") for f in found if f.get("severity") == "warn"}
+        rejected = bool(errors & REFERENCE_CHECKS) and held and os.path.lexists(held)
+        if not rejected and "unknown_pupil" not in set_aside:
+            continue
+        archive = Path(archive_path)
+        if not archive.exists() or sha256_of(archive) != sha:
+            continue
+        out.append((Landed(name, sha, archive.read_bytes(), landed_at, exported_at or landed_at,
+                           export_from or "modification time",
+                           note="retried: the registry or school master changed since it was quarantined"),
+                    archive))
+    return out
+
+
+def _final_outcomes(con, spec: SourceSpec, outcomes: list[FileOutcome]) -> None:
+    """A file applied and then superseded in the same run is reported as superseded."""
+    applied = [o for o in outcomes if o.outcome == "applied"]
+    if not applied:
+        return
+    final = {sha: by for sha, by in con.execute(
+        "SELECT sha256, superseded_by FROM staging.file_manifest WHERE source_key = ? AND outcome = 'superseded' "
+        "AND sha256 IN (SELECT unnest(?))", [spec.key, [o.sha256 for o in applied]]).fetchall()}
+    names = {o.sha256: o.file_name for o in outcomes}
+    for o in applied:
+        if o.sha256 in final:
+            o.outcome = "superseded"
+            o.superseded_by = names.get(final[o.sha256], final[o.sha256])
 
 
 def _not_a_landed_file(con, paths: Paths, spec: SourceSpec, path: Path, resolved: Path | None, *,
@@ -1040,59 +1875,149 @@ def _not_a_landed_file(con, paths: Paths, spec: SourceSpec, path: Path, resolved
              "column": None, "header": None, "sample_values": [], "reason": reason, "message": message}
     out = FileOutcome(path.name, "", 0, "rejected", message=message, errors=[error])
     if ours:
-        landed_at = datetime.fromtimestamp(path.lstat().st_mtime, timezone.utc).replace(tzinfo=None)
-        _quarantine(paths, spec, path, "", [error])
-        _record(con, spec, out, landed_at, None)
+        mtime = path.lstat().st_mtime
+        held = _quarantine(paths, spec, path, path.name, "", {"errors": [error]})
+        _record(con, spec, out, Landed(path.name, "", b"", _utc(mtime), _utc(mtime), "modification time"),
+                quarantine_path=held)
     return out
 
 
-def _mtime(path: Path) -> datetime:
-    return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).replace(tzinfo=None)
-
-
-def _process(con, spec, paths, key, path, file_name, sha, landed_at, refs, *, replay=False):
+def _ingest_file(con, spec: SourceSpec, paths: Paths, key: bytes, landed: Landed, refs, refs_fp: str, *,
+                 archive_path: Path | None = None):
+    """Read, check and apply one delivery; (outcome, rows inserted, rows deleted, validation)."""
     import quality
 
-    size = path.stat().st_size
-    archive_path = path if replay else _archive(paths, spec, path, sha)
+    retry = archive_path is not None  # read again from the archive: nothing in landing to move
+    archive_path = archive_path or _archive(paths, spec, landed.data, landed.sha)
+    notes = [n for n in (landed.note,) if n]
+    if landed.export_from.startswith("first seen"):
+        notes.append(f"export time taken as {landed.export_from}")
 
-    def reject(errors: list[dict], message: str, validation_seconds: float = 0.0):
+    def stop(outcome: str, errors: list[dict], message: str, validation=None, staged=None):
         _drop_temp(con)
-        out = FileOutcome(file_name, sha, size, "rejected", message=message, errors=errors,
-                          validation_seconds=validation_seconds)
-        if not replay:
-            _quarantine(paths, spec, path, sha, errors)
-        _record(con, spec, out, landed_at, archive_path)
-        return out, 0, 0, None
+        out = FileOutcome(landed.name, landed.sha, landed.size, outcome, message=message, errors=errors,
+                          validation_seconds=validation.seconds if validation else 0.0)
+        if staged is not None:
+            out.encoding, out.period, out.rows_read = staged.encoding, staged.period, staged.rows_read
+            out.key_shapes = staged.key_shapes
+        reasons = {"outcome": outcome, "errors": _capped(errors)}
+        if outcome == "held":
+            reasons["what_to_do"] = (f"A person decides: if this file is right, `toda release {spec.key} "
+                                     f"'{landed.name}'`; else fix or re-export it and land it again.")
+        held = _quarantine(paths, spec, None if retry else landed.path, landed.name, landed.sha, reasons,
+                           data=landed.data if retry else None)
+        if retry:  # the earlier copy in quarantine now carries the new reasons
+            for old in con.execute("SELECT DISTINCT quarantine_path FROM staging.file_manifest WHERE source_key = ? "
+                                   "AND sha256 = ? AND quarantine_path IS NOT NULL AND quarantine_path <> ?",
+                                   [spec.key, landed.sha, str(held)]).fetchall():
+                _discard_quarantined(Path(old[0]))
+        _record(con, spec, out, landed, archive_path, quarantine_path=held, references_fp=refs_fp)
+        return out, 0, 0, validation
 
     try:
-        staged = read_file(con, spec, path, key, display_name=file_name, scratch=paths.home / "tmp")
+        staged = read_file(con, spec, archive_path, key, display_name=landed.name, scratch=paths.home / "tmp",
+                           data=landed.data)
     except IngestError as error:
-        return reject([error.to_dict()], error.message)
+        return stop("rejected", [error.to_dict()], error.message)
 
-    ctx = quality.file_context(con, spec.key, file_name, headers=staged.headers,
-                               exported_on=quality.export_date(path), period=staged.period,
+    damage = _key_damage(con, spec, staged, landed.name, refs)
+    if damage is not None:
+        return stop("held", [damage.to_dict()], damage.message, staged=staged)
+
+    ctx = quality.file_context(con, spec.key, landed.name, headers=staged.headers,
+                               exported_on=_exported_on(landed.exported_at), period=staged.period,
                                references=refs)
+    set_aside: list[tuple[str, list[int], str]] = []
+    if spec.handling == "rows":
+        found = _unknown_pupils(con, spec, ctx)
+        if found:
+            lines, total = found
+            if len(lines) > 0.5 * total:
+                header = staged.headers.get("pupil_id", "学籍番号")
+                error = IngestError(landed.name, f"{len(lines):,} of {total:,} rows are of pupils not in the 学齢簿: "
+                                                 f"a file of another city or year, or 学籍番号 damaged (leading zeros "
+                                                 f"lost in Excel?). Held rather than set aside row by row",
+                                    column="pupil_id", header=header, lines=lines[:ERROR_SAMPLE], check="unknown_pupil")
+                return stop("held", [error.to_dict()], error.message, staged=staged)
+            set_aside.append(("unknown_pupil", lines, "the pupil is not in the 学齢簿 (pupil_registry) of that school "
+                              "year; the file is read again by itself once the registry changes"))
     validation = quality.check_file(spec, quality.read_typed(con), ctx)
     if staged.unknown_headers:
-        validation.failures.append(_unknown_columns(file_name, staged.unknown_headers))
+        validation.failures.append(_unknown_columns(landed.name, staged.unknown_headers))
     if validation.errors:
         first = validation.errors[0].message
         more = len(validation.errors) - 1
-        out = reject([_finding(f, spec, ctx) for f in validation.failures],
-                     first + (f" (and {more} more failed check{'s' if more > 1 else ''})" if more else ""),
-                     validation.seconds)
-        return out[:3] + (validation,)
-    out = FileOutcome(file_name, sha, size, "applied", encoding=staged.encoding, period=staged.period,
+        return stop("rejected", [_finding(f, spec, ctx) for f in validation.failures],
+                    first + (f" (and {more} more failed check{'s' if more > 1 else ''})" if more else ""),
+                    validation, staged)
+    out = FileOutcome(landed.name, landed.sha, landed.size, "applied", encoding=staged.encoding, period=staged.period,
                       rows_read=staged.rows_read, rows_kept=staged.rows_kept, days=staged.days,
-                      drop_reasons=staged.drop_reasons, unknown_headers=staged.unknown_headers,
+                      drop_reasons=dict(staged.drop_reasons), unknown_headers=staged.unknown_headers,
                       warnings=[_finding(f, spec, ctx) for f in validation.warnings],
-                      validation_seconds=validation.seconds)
+                      validation_seconds=validation.seconds, key_shapes=staged.key_shapes)
+    for reason, lines, why in set_aside:
+        _set_aside(out, reason, lines, why)
+    for column, n in staged.unmapped.items():
+        header = staged.headers.get(column, column)
+        out.drop_reasons[f"unmapped_text:{column}"] = n
+        out.warnings.append({
+            "check": "unmapped_text", "severity": "warn", "file": landed.name, "lines": [], "column": column,
+            "header": header, "sample_values": [],
+            "reason": "free text where the catalogue has codes: not stored (it may name a child)",
+            "message": f"{landed.name}, column {column} (header '{header}'): {n:,} value{'s' if n > 1 else ''} "
+                       f"not among the catalogue's codes: counted, not stored (free text may name a child)"})
     if staged.unknown_headers:
-        out.message = f"unknown columns ignored: {', '.join(staged.unknown_headers)}"
-    ins, dele = _apply(con, spec, staged, out, landed_at, archive_path)
+        notes.append(f"unknown columns ignored: {', '.join(staged.unknown_headers)}")
+    if out.drop_reasons.get("duplicate_submission"):
+        notes.append(f"{out.drop_reasons['duplicate_submission']:,} earlier duplicate submission(s) dropped: "
+                     f"the latest of each wins")
+    out.message = "; ".join(notes) or None
+    try:
+        ins, dele = _apply(con, spec, staged, out, landed, archive_path, refs_fp)
+    except _Held as held:
+        return stop("held", [held.error.to_dict()], held.error.message, staged=staged)
+    if staged.identities is not None and any(c.pii == "identity" for c in spec.columns):
+        _store_identities(con, paths, spec, staged)
+    if retry:
+        for (old,) in con.execute("SELECT DISTINCT quarantine_path FROM staging.file_manifest WHERE source_key = ? "
+                                  "AND sha256 = ? AND quarantine_path IS NOT NULL", [spec.key, landed.sha]).fetchall():
+            _discard_quarantined(Path(old))
     _drop_temp(con)
     return out, ins, dele, validation
+
+
+def _discard_quarantined(path: Path) -> None:
+    """A quarantined copy whose file has since applied (its bytes stay in the archive)."""
+    if os.path.lexists(path):
+        path.unlink()
+    Path(f"{path}.reasons.json").unlink(missing_ok=True)
+
+
+def _unknown_pupils(con, spec: SourceSpec, ctx) -> tuple[list[int], int] | None:
+    """Form sources: the lines of pupils unknown to the registry, taken out of ``_typed``."""
+    from quality import rules as R
+
+    rule = next((r for r in R.row_rules(spec) if r.check == "known_pupil"), None)
+    if rule is None or ctx.known_pupils is None:
+        return None
+    import quality
+
+    frame = quality.read_typed(con)
+    bad = rule.evaluate(frame, ctx)
+    if bad is None or not len(bad):
+        return None
+    lines = sorted(int(x) for x in frame.loc[bad.index, "_line"])
+    con.execute("DELETE FROM _typed WHERE _line IN (SELECT unnest(?))", [lines])
+    return lines, len(frame)
+
+
+def _store_identities(con, paths: Paths, spec: SourceSpec, staged: _StagedFile) -> None:
+    """Registry names to the identity store, replacing exactly the (year, school) cells the
+    file covers — after the warehouse transaction committed, so the two never disagree for long."""
+    from toda_platform.identity import IdentityStore
+
+    scope = [(int(p), s) for p, s in con.execute("SELECT _cov_period, _cov_scope FROM _cov").fetchall()]
+    IdentityStore(paths.identity).replace(scope, staged.identities)
 
 
 def _unknown_columns(file_name: str, unknown: list[str]):
