@@ -124,6 +124,8 @@ def city(tmp_path_factory) -> City:
 def db(city, paths, request) -> duckdb.DuckDBPyConnection:
     """This test's warehouse, starting with the city's school master and 学齢簿 staged."""
     shutil.copy(city.paths.warehouse, paths.warehouse)
+    if city.paths.identity.exists():  # the registries' names, kept apart from the warehouse
+        shutil.copytree(city.paths.identity, paths.identity)
     return request.getfixturevalue("con")
 
 

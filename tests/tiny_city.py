@@ -64,11 +64,11 @@ REGISTRY = [
 ATTENDANCE_EVENTS = {
     ("p1", date(2023, 11, 6)): ("absent_sick", None, "発熱"),
     ("p1", date(2024, 2, 13)): ("absent_other", None, "家庭の事情"),  # Tue after 2/12 holiday
-    ("p1", date(2024, 5, 7)): ("absent_other", None, "登校しぶり"),  # first day after GW
+    ("p1", date(2024, 5, 7)): ("absent_other", None, "reluctant"),  # first day after GW
     ("p1", date(2024, 5, 8)): ("absent_sick", None, "頭痛"),
     ("p1", date(2024, 5, 13)): ("absent_other", None, None),  # Monday
     ("p1", date(2024, 6, 5)): ("late", None, None),
-    ("p1", date(2024, 6, 17)): ("absent_other", None, "登校しぶり"),  # Monday
+    ("p1", date(2024, 6, 17)): ("absent_other", None, "reluctant"),  # Monday
     ("p1", date(2024, 6, 18)): ("absent_other", None, None),
     ("p1", date(2024, 6, 20)): ("present", "nurse_room", None),
     ("p1", date(2024, 9, 3)): ("suspended", None, "インフルエンザ"),
@@ -93,7 +93,7 @@ def attendance_rows() -> list[dict]:
         for d in _enrolled_days(pupil, year):
             status, room, reason = ATTENDANCE_EVENTS.get((pupil, d), ("present", None, None))
             if pupil == "p4" and year == 2024 and d >= P4_ABSENT_FROM and p4_absences < 30:
-                status, reason = "absent_other", "登校しぶり"
+                status, reason = "absent_other", "reluctant"
                 p4_absences += 1
             rows.append({"date": d, "school_code": school, "pupil_id": pupil, "status": status,
                          "room": room, "sub_reason": reason})

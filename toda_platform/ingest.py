@@ -268,6 +268,15 @@ def _known_headers() -> frozenset[str]:
 def map_headers(spec: SourceSpec, headers: list[str], file: str) -> tuple[dict[str, int], list[str]]:
     """Canonical column name → position in the file, and the headers nobody asked for."""
     normalised = [normalise_header(h) for h in headers]
+    if not any(h in _known_headers() for h in normalised):
+        # No header the catalogue knows: most likely the header line is missing and this is the
+        # first data row. Its values are personal (names, addresses): only their shapes are shown.
+        shapes = ", ".join(value_shape(h) for h in headers[:12])
+        raise IngestError(
+            file, f"the first line holds none of the headers of {spec.key} ({len(headers)} values: {shapes}"
+                  f"{', …' if len(headers) > 12 else ''}): is the header line missing? Export the file again "
+                  f"with its header line ({', '.join(c.header for c in spec.columns if c.required)})",
+            line=1, check="headers")
     seen: dict[str, int] = {}
     for i, h in enumerate(normalised):
         if h in seen and h:
@@ -282,16 +291,6 @@ def map_headers(spec: SourceSpec, headers: list[str], file: str) -> tuple[dict[s
                 positions[col.name] = pos
                 break
         if col.name not in positions and col.required:
-            if not positions and not any(normalise_header(h) in _known_headers() for h in headers):
-                # No header the catalogue knows: most likely the header line is missing and this is
-                # the first data row. Its values are personal (names, addresses): only shapes.
-                shapes = ", ".join(value_shape(h) for h in headers[:12])
-                raise IngestError(
-                    file, f"the first line holds none of the headers of {spec.key} ({len(headers)} "
-                          f"values: {shapes}{', …' if len(headers) > 12 else ''}): is the header line "
-                          f"missing? Export the file again with its header line "
-                          f"({', '.join(c.header for c in spec.columns if c.required)})",
-                    line=1, check="headers")
             raise IngestError(
                 file,
                 f"required column '{col.header}' ({col.name}) is missing; accepted headers: "
@@ -1013,10 +1012,14 @@ def _check_unique_key(con, spec: SourceSpec, name: str, header_map: dict[str, st
         SELECT list(_line ORDER BY _line) FROM _typed GROUP BY {keys}
         HAVING count(*) > 1 LIMIT {ERROR_SAMPLE}""").fetchall()
     if dup:
-        lines = sorted(n for (ls,) in dup for n in ls)
+        lines = sorted(n for (ls,) in dup for n in ls[:3])
+
+        def group(ls: list[int]) -> str:
+            return " and ".join(map(str, ls[:3])) + (f" (and {len(ls) - 3:,} more lines)" if len(ls) > 3 else "")
+
         raise IngestError(
             name, f"{len(dup)}+ key(s) appear more than once (key: {', '.join(spec.key_columns)}); "
-                  f"lines {', '.join(' and '.join(map(str, ls)) for (ls,) in dup)}",
+                  f"lines {', '.join(group(ls) for (ls,) in dup)}",
             lines=lines, column=", ".join(spec.key_columns), check="unique_key",
             header=", ".join(header_map[k] for k in spec.key_columns if k in header_map) if header_map else None,
         )
@@ -1119,7 +1122,7 @@ def scan_landing(folder: Path, *, settle: float | None = None, now: float | None
         if not entry.is_symlink():
             st = entry.stat(follow_symlinks=False)
             age = now - st.st_ctime
-            if age < settle:
+            if settle > 0 and age < settle:
                 skipped.append(Skipped(name, f"changed {max(age, 0):.0f} s ago: still being copied? It is read once "
                                              f"it has been left alone for {settle:.0f} s", False))
                 continue
@@ -1158,6 +1161,8 @@ def _readable_name(folder: Path, name: str, log: Callable[[str], None]) -> str |
         readable = os.fsencode(name).decode("cp932")
     except UnicodeDecodeError:
         return None
+    if any(unicodedata.category(c) in ("Co", "Cc") for c in readable):
+        return None  # bytes that only Python's table maps (to private-use characters): not a name
     target = folder / readable
     if os.path.lexists(target):
         stem, suffix = os.path.splitext(readable)
@@ -1629,7 +1634,7 @@ def _width_change(con, spec, name, staged, column: str, shape: dict) -> IngestEr
     total = sum(now.values())
     off = {w: n for w, n in now.items() if w != usual}
     changed = sum(off.values())
-    if not total or changed < max(3, 0.005 * total):
+    if not total or changed < max(2, 0.005 * total):
         return None
     header = staged.headers.get(column, spec.column(column).header)
     shorter = sum(n for w, n in off.items() if w < usual)
