@@ -153,7 +153,6 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "/static/"
-STATIC_ROOT = PORTAL_HOME / "static"
 WHITENOISE_USE_FINDERS = True  # served from the package: nothing to collect, no CDN
 
 # never a name in a log line: only the request line (pseudonymous ids) and errors
