@@ -10,7 +10,7 @@ import pytest
 
 from portal.models import AuditEntry, SupportEntry
 from tests.portal_city import AS_OF, XSS_NAME
-from tests.portal_fixtures import city, login, users  # noqa: F401
+from tests.portal_fixtures import city, login, published_home, users  # noqa: F401
 from tests.tiny_city import B1, C1
 
 pytestmark = pytest.mark.django_db

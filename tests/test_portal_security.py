@@ -15,7 +15,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from portal import audit
 from portal.models import AuditEntry
 from tests.portal_city import NAMES
-from tests.portal_fixtures import PASSWORD, city, login, users  # noqa: F401
+from tests.portal_fixtures import PASSWORD, city, login, published_home, users  # noqa: F401
 from tests.tiny_city import B1, C1
 
 pytestmark = pytest.mark.django_db
@@ -127,8 +127,12 @@ def test_login_audited_and_sessions_expire(users, settings, city):
     assert resp.status_code == 302 and "/login/" in resp.url
 
 
-def test_password_hash_is_argon2(users):
-    assert users["board"].password.startswith("argon2$argon2id$")
+def test_password_hash_is_argon2(db):
+    from portal.commands import add_user
+
+    user = add_user("hashed", "board", PASSWORD)  # the settings as configured, no test override
+    assert user.password.startswith("argon2$argon2id$") and PASSWORD not in user.password
+    assert user.check_password(PASSWORD) and not user.check_password(PASSWORD + "x")
 
 
 def test_security_headers(login):
