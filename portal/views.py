@@ -188,6 +188,8 @@ def pupil(request, pupil_id: str):
     except NoSnapshot:
         return _no_snapshot(request)
     who = _label(role, _identities(role, [pupil_id]), pupil_id)
+    for a in alerts:
+        a["who"] = who
     totals = {k: sum(w[k] for w in tl["att_weeks"]) for k in
               ("school_days", "absent_sick", "absent_other", "late", "nurse_room", "separate_room")}
     entries = list(SupportEntry.objects.filter(pupil_id=pupil_id))

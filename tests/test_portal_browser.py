@@ -70,6 +70,7 @@ def test_principal_sees_list_opens_pupil_records_decision_logs_out(live_server, 
     page.fill("#id_review_on", date.today().replace(year=date.today().year + 1).isoformat())
     page.click("#decision button[type=submit]")
     page.wait_for_selector(".msg-success")
+    page.wait_for_load_state("networkidle")  # the chart
     assert "ケース会議の決定を記録しました" in page.content()
     page.screenshot(path=str(ARTIFACTS / "pupil_desktop.png"), full_page=True)
     page.set_viewport_size({"width": 390, "height": 844})
