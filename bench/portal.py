@@ -50,8 +50,8 @@ def build_warehouse(paths: Paths) -> None:
         ensure_table(con, spec)
     codes = ", ".join(f"('{school_code(i)}', 'ベンチ{'小' if i < 12 else '中'}学校{i}', "
                       f"'{'elementary' if i < 12 else 'junior_high'}')" for i in range(SCHOOLS))
-    con.execute(f"INSERT INTO staging.school_master BY NAME SELECT column0 AS school_code, column1 AS school_name, "
-                f"column2 AS school_type, 'x' AS district, 'b' AS _file_sha256, DATE '2000-04-01' AS known_date "
+    con.execute(f"INSERT INTO staging.school_master BY NAME SELECT col0 AS school_code, col1 AS school_name, "
+                f"col2 AS school_type, 'x' AS district, 'b' AS _file_sha256, DATE '2000-04-01' AS known_date "
                 f"FROM (VALUES {codes})")
     con.execute(f"""CREATE TEMP TABLE pupils AS SELECT i, printf('%016x', hash(i)) AS pupil_id,
         (i % {SCHOOLS}) AS s, 1 + (i % 6) + CASE WHEN i % {SCHOOLS} >= 12 THEN 6 ELSE 0 END AS grade,
@@ -125,7 +125,7 @@ def main() -> None:
     fill_identity(paths)
     from portal.serving import build_snapshot
 
-    con = duckdb.connect(str(paths.warehouse), read_only=True)
+    con = duckdb.connect(str(paths.warehouse))  # the asset's connection is read-write too
     first = build_snapshot(con, paths)
     con.close()
     print(f"snapshot: {first.seconds:.2f} s, {first.path.stat().st_size / 1e6:.1f} MB, rows {first.rows}")
@@ -191,6 +191,8 @@ def main() -> None:
         # a new list is published: how long until a signed-in principal sees it
         s, code = sessions[0]
         con = duckdb.connect(str(paths.warehouse))
+        con.execute("CREATE TEMP TABLE pupils AS SELECT pupil_id, school_code, grade, random() AS risk "
+                    "FROM staging.pupil_registry")
         publish(con, date(2026, 12, 1), -0.002)
         t0 = time.perf_counter()
         pub = build_snapshot(con, paths)
