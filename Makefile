@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test ui mlflow bench clean
+.PHONY: demo test ui mlflow bench bench-portal portal demo-users clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -15,6 +15,13 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/toda demo
+	$(BIN)/python -m portal.demo_users
+
+demo-users: $(STAMP)
+	$(BIN)/python -m portal.demo_users
+
+portal: $(STAMP)
+	$(BIN)/toda portal
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
@@ -27,6 +34,9 @@ mlflow: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
+
+bench-portal: $(STAMP)
+	$(BIN)/python bench/portal.py
 
 clean:
 	rm -rf .toda

@@ -212,5 +212,87 @@ def mlflow(home, port) -> None:
                       "--port", str(port)])
 
 
+def _portal(home) -> None:
+    """Point the portal's settings at this TODA_HOME and start Django."""
+    _paths(home)
+    from portal.commands import setup
+
+    setup()
+
+
+@main.command()
+@home_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (0.0.0.0 for every interface).")
+@click.option("--port", default=8000, show_default=True)
+def portal(home, host, port) -> None:
+    """Start the school portal (migrates its database on first start)."""
+    _portal(home)
+    from portal.commands import migrate, serve
+
+    migrate()
+    click.echo(f"School portal on http://{host}:{port}/ (Ctrl-C stops it)")
+    serve(host=host, port=port)
+
+
+@main.group()
+def users() -> None:
+    """Portal users and their roles (roles are configured in portal/roles.toml)."""
+
+
+@users.command("add")
+@home_option
+@click.argument("username")
+@click.option("--role", required=True, help="A role of portal/roles.toml, e.g. principal.")
+@click.option("--school", default="", help="School code (roles scoped to one school).")
+@click.option("--agency", default="", help="Agency code (case_team), e.g. school_counsellor.")
+@click.option("--password-stdin", is_flag=True, required=True, help="Read the password from standard input.")
+def users_add(home, username, role, school, agency, password_stdin) -> None:
+    """Create a user, or change an existing user's role and password."""
+    _portal(home)
+    from portal.commands import add_user, migrate
+
+    migrate()
+    password = sys.stdin.readline().rstrip("\r\n")
+    try:
+        add_user(username, role, password, school=school, agency=agency)
+    except ValueError as e:
+        raise click.ClickException(str(e))
+    click.echo(f"user {username}: role {role}{' school ' + school if school else ''}"
+               f"{' agency ' + agency if agency else ''}")
+
+
+@users.command("list")
+@home_option
+def users_list(home) -> None:
+    """List the portal's users with role, school or agency, and last login."""
+    _portal(home)
+    from portal.commands import list_users, migrate
+
+    migrate()
+    for name, role, school, agency, active, last in list_users():
+        click.echo(f"{name:20} {role or '-':15} {school or agency or '-':15} "
+                   f"{'active' if active else 'inactive':9} last login {last or 'never'}")
+
+
+@main.group()
+def audit() -> None:
+    """The portal's audit log."""
+
+
+@audit.command("verify")
+@home_option
+def audit_verify(home) -> None:
+    """Check the audit log's hash chain; exits 1 naming the first bad entry."""
+    _portal(home)
+    from portal.audit import verify
+    from portal.commands import migrate
+
+    migrate()
+    verdict = verify()
+    click.echo(verdict.message())
+    if not verdict.ok:
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     main()

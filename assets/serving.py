@@ -1,0 +1,56 @@
+"""Publication to the school portal (group ``serving``).
+
+``serving/snapshot`` follows ``outputs/risk_scores`` — which the drift gate's blocking check
+``drift_within_limit`` stops — and copies what the portal's pages need into a new immutable
+DuckDB file under ``$TODA_HOME/serving/``, then swaps ``serving/current`` to it (portal/serving.py).
+The portal reads only that file; it never opens the warehouse.
+"""
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from assets.models import KNOWN_CASES_KEY, RISK_SCORES_KEY
+from assets.sources import staging_key
+from resources.toda import TodaHome
+
+SNAPSHOT_KEY = dg.AssetKey(["serving", "snapshot"])
+TIMELINE_SOURCES = ("pupil_registry", "school_master", "attendance_daily", "nurse_office_visits",
+                    "mood_checkin", "qu_survey", "school_life_survey", "bullying_records",
+                    "counseling_records", "support_records")
+
+
+@dg.asset(
+    key=SNAPSHOT_KEY,
+    group_name="serving",
+    kinds={"duckdb"},
+    deps=[RISK_SCORES_KEY, KNOWN_CASES_KEY, *(staging_key(s) for s in TIMELINE_SOURCES)],
+    # a new list is published as soon as it exists and its own gate passed
+    automation_condition=dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed(),
+    description="Immutable serving snapshot for the school portal: the newest risk list with "
+                "reasons, bands, trend and 新規 against the previous list, known cases with their "
+                "absence streaks, and per-pupil timelines of this school year (weekly attendance, "
+                "nurse visits, mood, surveys, bullying and counselling events, support records). "
+                "No names. Written to a new file, then serving/current is swapped atomically.",
+)
+def serving_snapshot(context: dg.AssetExecutionContext, toda: TodaHome,
+                     warehouse: DuckDBResource) -> dg.MaterializeResult:
+    from portal.serving import build_snapshot
+
+    with warehouse.get_connection() as con:
+        try:
+            published = build_snapshot(con, toda.paths)
+        except LookupError as e:  # no list yet (no champion): the portal keeps what it shows
+            context.log.warning(f"nothing to publish: {e}")
+            return dg.MaterializeResult(metadata={"note": f"nothing published: {e}"})
+    context.log.info(f"serving snapshot {published.path.name} for {published.as_of_date} "
+                     f"in {published.seconds:.1f} s")
+    return dg.MaterializeResult(metadata={
+        "snapshot": dg.MetadataValue.path(str(published.path)),
+        "as_of_date": str(published.as_of_date),
+        "previous_as_of_date": str(published.previous_as_of_date or ""),
+        "rows": dg.MetadataValue.json(published.rows),
+        "seconds": round(published.seconds, 2),
+    })
+
+
+serving_assets = [serving_snapshot]

@@ -1,0 +1,73 @@
+"""Case-meeting entries go back into the platform through the ingestion gate, as files.
+
+Each save writes one new file in the support_records export format (UTF-8 with BOM, the
+catalogue's Japanese headers and values) into ``$TODA_HOME/landing/support_records/``, named
+``支援記録_portal_<YYYYmmddHHMMSS>_<n>.csv``: written under a name starting with ``.`` (which
+ingestion ignores) and renamed into place, so the sensor never sees half a file. An outcome is
+recorded by sending the case's row again, same 記録番号, with 経過 filled.
+
+The portal knows pupils only by their pseudonym: the row carries it in the column ``仮名ID``
+instead of ``学籍番号`` (which the portal never holds). See README "School portal" for what the
+gate needs to accept it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from portal.serving import japanese_labels
+from toda_platform.catalogue import CATALOGUE
+from toda_platform.settings import Paths
+
+SOURCE = "support_records"
+PSEUDONYM_HEADER = "仮名ID"
+REVIEW_HEADER = "見直し日"
+TOKYO = ZoneInfo("Asia/Tokyo")
+
+
+def _header(column: str) -> str:
+    return CATALOGUE[SOURCE].column(column).headers[0]
+
+
+HEADERS = [_header("case_id"), _header("decided_on"), _header("school_code"), PSEUDONYM_HEADER,
+           _header("risk_band"), _header("action"), _header("agency"), _header("outcome"), REVIEW_HEADER]
+
+
+def choices(column: str) -> list[tuple[str, str]]:
+    """(code, Japanese label) pairs of a support_records column, in the catalogue's order."""
+    return list(japanese_labels(SOURCE, column).items())
+
+
+def row_of(entry) -> list[str]:
+    label = {c: dict(choices(c)) for c in ("action", "agency", "outcome")}
+    return [entry.case_id, entry.decided_on.isoformat(), entry.school_code, entry.pupil_id,
+            entry.risk_band or "なし", label["action"][entry.action], label["agency"][entry.agency],
+            label["outcome"].get(entry.outcome, "") if entry.outcome else "",
+            entry.review_on.isoformat() if entry.review_on else ""]
+
+
+def write_landing_file(entry, paths: Paths | None = None, *, now: datetime | None = None) -> Path:
+    paths = paths or Paths.from_env()
+    folder = paths.landing_dir(SOURCE)
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = (now or datetime.now(TOKYO)).strftime("%Y%m%d%H%M%S")
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\r\n").writerows([HEADERS, row_of(entry)])
+    n = entry.pk or 0
+    while True:
+        final = folder / f"支援記録_portal_{stamp}_{n}.csv"
+        if not final.exists():
+            break
+        n += 1
+    tmp = folder / f".{final.name}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(buf.getvalue().encode("utf-8-sig"))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, final)
+    return final

@@ -1,0 +1,86 @@
+"""A principal's round trip in a real browser: Playwright driving Debian's chromium (no browser
+download). Screenshots at desktop and phone width are saved under test-artifacts/portal/."""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from tests.portal_fixtures import PASSWORD, city, published_home  # noqa: F401
+from tests.tiny_city import B1
+
+CHROMIUM = os.environ.get("TODA_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "portal"
+
+
+@pytest.fixture
+def browser():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as e:  # pragma: no cover
+        pytest.skip(f"playwright is not installed: {e}")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no browser at {CHROMIUM} (apt-get install -y chromium; .ci/run does)")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's loop runs in this thread
+    with sync_playwright() as p:
+        try:
+            b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        except Exception as e:
+            pytest.skip(f"chromium at {CHROMIUM} could not start: {str(e).splitlines()[0]}")
+        yield b
+        b.close()
+
+
+def test_principal_sees_list_opens_pupil_records_decision_logs_out(live_server, city, browser, transactional_db):
+    from portal.commands import add_user
+    from portal.models import AuditEntry, SupportEntry
+
+    add_user("kocho", "principal", PASSWORD, school=B1)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="ja-JP")
+    page.goto(f"{live_server.url}/")
+    assert "/login/" in page.url
+    page.fill("input[name=username]", "kocho")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"**/schools/{B1}/")
+    assert "戸田第一小学校" in page.content()
+    red = page.locator(".cases .chip.band-red").first
+    assert red.inner_text() == "赤"
+    assert red.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(211, 47, 47)"
+    assert page.locator(".chip.band-yellow").first.evaluate("e => getComputedStyle(e).backgroundColor") == \
+        "rgb(249, 168, 37)"
+    page.screenshot(path=str(ARTIFACTS / "school_desktop.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.screenshot(path=str(ARTIFACTS / "school_phone.png"), full_page=True)
+    # phone width: nothing wider than the screen
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+    page.click("a[href='/pupils/p1/']")
+    page.wait_for_url("**/pupils/p1/")
+    assert page.locator("img.chart").evaluate("img => img.complete && img.naturalWidth") > 0
+    page.fill("#id_decided_on", date.today().isoformat())
+    page.select_option("#id_action", "home_visit")
+    page.select_option("#id_agency", "teacher")
+    page.fill("#id_person_in_charge", "担任 鈴木")
+    page.fill("#id_review_on", date.today().replace(year=date.today().year + 1).isoformat())
+    page.click("#decision button[type=submit]")
+    page.wait_for_selector(".msg-success")
+    page.wait_for_load_state("networkidle")  # the chart
+    assert "ケース会議の決定を記録しました" in page.content()
+    page.screenshot(path=str(ARTIFACTS / "pupil_desktop.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.screenshot(path=str(ARTIFACTS / "pupil_phone.png"), full_page=True)
+    assert SupportEntry.objects.get(pupil_id="p1").action == "home_visit"
+
+    page.click("header button:has-text('ログアウト')")
+    page.wait_for_url("**/login/")
+    page.goto(f"{live_server.url}/pupils/p1/")
+    assert "/login/" in page.url
+    assert AuditEntry.objects.filter(action="logout", username="kocho").exists()
+    for name in ("school_desktop", "school_phone", "pupil_desktop", "pupil_phone"):
+        assert (ARTIFACTS / f"{name}.png").stat().st_size > 10_000
