@@ -101,7 +101,7 @@ def date_columns(spec: SourceSpec) -> list[Column]:
 
 def event_date_columns(spec: SourceSpec) -> list[Column]:
     """Dates of things that happened (not birth months)."""
-    return [c for c in date_columns(spec) if c.pii != "birth_month"]
+    return [c for c in date_columns(spec) if c.pii != "birth_month" and not c.planned]
 
 
 def date_bounds(spec: SourceSpec, col: Column) -> tuple[dt.date, dt.date]:

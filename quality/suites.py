@@ -162,9 +162,10 @@ def _expectations(spec: SourceSpec, row_rules: list[R.RowRule]) -> tuple[list, l
             lo, hi = R.date_bounds(spec, col)
             add(gxe.ExpectColumnValuesToBeBetween, "date_plausible", name, column=name,
                 min_value=dt.datetime.combine(lo, dt.time()), max_value=dt.datetime.combine(hi, dt.time()))
-            add(gxe.ExpectColumnValuesToBeBetween, "not_after_export", name, column=name,
-                max_value={"$PARAMETER": "exported_on"},
-                description=f"{name} is on or before the file's export date")
+            if not col.planned:
+                add(gxe.ExpectColumnValuesToBeBetween, "not_after_export", name, column=name,
+                    max_value={"$PARAMETER": "exported_on"},
+                    description=f"{name} is on or before the file's export date")
     keys = [spec.column(k).staged_name for k in spec.key_columns]
     if len(keys) > 1:
         add(gxe.ExpectCompoundColumnsToBeUnique, "unique_key", ", ".join(keys), column_list=keys)

@@ -430,3 +430,73 @@ def test_a_huge_anomalous_file_gives_short_messages(city, paths, db, key):
     reasons = paths.quarantine / ATT / f"{MAY}.reasons.json"
     assert len(out.message) < 2000 and reasons.stat().st_size < 50_000
     assert len(manifest(db, ATT).set_index("file_name").loc[MAY, "findings"]) < 50_000
+
+
+# ---------------------------------------------------------------------------------------------
+# The portal's case-meeting entries: pseudonyms instead of 学籍番号, a row per save
+# ---------------------------------------------------------------------------------------------
+
+def test_portal_entries_upsert_by_case_id_through_the_gate(city, paths, db, key):
+    registry = city.export(REG, "学齢簿_2026.csv")
+    row = registry.rows[0]
+    pid = pseudonymise(key, row[registry.col("学籍番号")])
+    school = row[registry.col("学校コード")]
+    header = ["記録番号", "決定日", "学校コード", "仮名ID", "リスク区分", "支援内容", "担当", "経過", "見直し日"]
+    folder = paths.landing_dir("support_records")
+    from tests.conftest import write_csv
+
+    write_csv(folder / "支援記録_portal_20261110093000_1.csv", header,
+              [["P-1", "2026-11-10", school, pid, "赤", "家庭訪問", "SSW", "", "2026-12-10"]])
+    write_csv(folder / "支援記録_portal_20261110093500_2.csv", header,
+              [["P-2", "2026-11-10", school, pid, "赤", "SC面談", "SC", "", ""]])
+    report = run(db, paths, key, "support_records")
+    expect(report, {"支援記録_portal_20261110093000_1.csv": "applied", "支援記録_portal_20261110093500_2.csv": "applied"})
+    # the review: P-1 sent again with its outcome; P-2 stays as it was
+    write_csv(folder / "支援記録_portal_20261210160000_3.csv", header,
+              [["P-1", "2026-11-10", school, pid, "赤", "家庭訪問", "SSW", "改善", "2026-12-10"]])
+    report = run(db, paths, key, "support_records")
+    expect(report, {"支援記録_portal_20261210160000_3.csv": "applied"})
+    table = staged(db, "support_records").set_index("case_id")
+    assert list(table.index.sort_values()) == ["P-1", "P-2"]
+    assert table.loc["P-1", "outcome"] == "improved" and str(table.loc["P-1", "review_on"])[:10] == "2026-12-10"
+    assert pd.isna(table.loc["P-2", "outcome"]) and table.loc["P-2", "pupil_id"] == pid
+    states = manifest(db, "support_records").set_index("file_name").outcome
+    assert states["支援記録_portal_20261110093000_1.csv"] == "superseded"
+    assert states["支援記録_portal_20261110093500_2.csv"] == "applied"
+
+    # a guessed pseudonym is set aside (unknown pupil); a malformed one rejects the file
+    write_csv(folder / "支援記録_portal_20261211090000_4.csv", header,
+              [["P-3", "2026-12-11", school, "0123456789abcdef", "黄", "見守り", "学級担任", "", ""],
+               ["P-4", "2026-12-11", school, pid, "黄", "見守り", "学級担任", "", ""]])
+    write_csv(folder / "支援記録_portal_20261211090500_5.csv", header,
+              [["P-5", "2026-12-11", school, "12345678", "黄", "見守り", "学級担任", "", ""]])
+    report = run(db, paths, key, "support_records")
+    expect(report, {"支援記録_portal_20261211090000_4.csv": "applied", "支援記録_portal_20261211090500_5.csv": "rejected"})
+    assert report.files[0].drop_reasons == {"unknown_pupil": 1}
+    assert "not a pseudonym" in report.files[1].message and "12345678" not in report.files[1].message
+    write_csv(folder / "both.csv", header[:3] + ["学籍番号"] + header[3:], [["P-6", "2026-12-11", school, "1", pid,
+                                                                          "黄", "見守り", "学級担任", "", ""]])
+    report = run(db, paths, key, "support_records")
+    assert report.files[0].outcome == "rejected" and "never both" in report.files[0].message
+
+
+def test_a_decision_saved_in_the_portal_reaches_staging(city, paths, db, key):
+    """The portal's own writer (portal/supportcsv.py), then the gate: the round trip."""
+    import datetime as dt
+    from types import SimpleNamespace
+
+    from portal.supportcsv import write_landing_file
+
+    registry = city.export(REG, "学齢簿_2026.csv")
+    row = registry.rows[1]
+    pid = pseudonymise(key, row[registry.col("学籍番号")])
+    entry = SimpleNamespace(pk=7, case_id="W-7", decided_on=dt.date(2026, 11, 12),
+                            school_code=row[registry.col("学校コード")], pupil_id=pid, risk_band="赤",
+                            action="home_visit", agency="social_worker", outcome=None,
+                            review_on=dt.date(2026, 12, 12))
+    written = write_landing_file(entry, paths, now=dt.datetime(2026, 11, 12, 15, 0))
+    report = run(db, paths, key, "support_records")
+    expect(report, {written.name: "applied"})
+    stored = staged(db, "support_records").iloc[0]
+    assert (stored.case_id, stored.pupil_id, stored.action, stored.agency) == ("W-7", pid, "home_visit",
+                                                                               "social_worker")

@@ -21,7 +21,7 @@ date use only records whose ``known_date`` is strictly before it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, Mapping
 
 Kind = Literal[
@@ -40,6 +40,7 @@ Kind = Literal[
     "school_code",  # MEXT 13-character 学校コード
     "pupil_number",  # 学籍番号: the school system's pupil number
     "resident_number",  # 宛名番号: the resident-register number welfare departments key on
+    "pseudonym",  # a pupil_id already pseudonymised (16 hex), from the platform's own portal
 ]
 Pii = Literal["pseudonymise", "drop", "identity", "birth_month"]
 # What a file replaces when it lands (see ingest.py, "Corrected re-exports"):
@@ -70,11 +71,19 @@ class Column:
     # is free text that may name a child, so it is counted and never stored, instead of
     # rejecting the file.
     unmapped: Literal["error", "count"] = "error"
+    # headers under which a pupil number arrives already pseudonymised (the portal's 仮名ID: it
+    # never holds a 学籍番号); a file has either the number or the pseudonym, never both
+    pseudonym_headers: tuple[str, ...] = ()
+    planned: bool = False  # a date set for the future (a review date): not an event, no export bound
 
     @property
     def header(self) -> str:
         """The header as the department's system writes it."""
         return self.headers[0]
+
+    @property
+    def accepted_headers(self) -> tuple[str, ...]:
+        return self.headers + self.pseudonym_headers
 
     @property
     def staged(self) -> bool:
@@ -109,6 +118,7 @@ _SQL_TYPES = {
     "school_code": "VARCHAR",
     "pupil_number": "VARCHAR",
     "resident_number": "VARCHAR",
+    "pseudonym": "VARCHAR",
 }
 
 
@@ -819,7 +829,7 @@ SUPPORT_RECORDS = SourceSpec(
         Column("case_id", ("記録番号",), "str"),
         Column("decided_on", ("決定日", "会議日"), "date"),
         _school(),
-        _pupil(),
+        replace(_pupil(), pseudonym_headers=("仮名ID",)),
         Column("risk_band", ("リスク区分",), "category", values=RISK_BANDS),
         Column("action", ("支援内容",), "category",
                values={"見守り": "monitoring", "家庭訪問": "home_visit", "SC面談": "sc_interview",
@@ -833,6 +843,8 @@ SUPPORT_RECORDS = SourceSpec(
                values={"改善": "improved", "変化なし": "no_change", "悪化": "worse",
                        "継続中": "ongoing"}),
         Column("notes", ("記録", "備考"), "str", pii="drop", required=False, nullable=True),
+        Column("review_on", ("見直し日",), "date", required=False, nullable=True, planned=True,
+               description="when the case meeting reviews the action (entered in the portal)"),
     ),
     key_columns=("case_id",),
     known_from="decided_on",

@@ -42,7 +42,7 @@ import shutil
 import tempfile
 import time
 import unicodedata
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Iterable
@@ -262,7 +262,8 @@ def normalise_header(header: str) -> str:
 
 @functools.cache
 def _known_headers() -> frozenset[str]:
-    return frozenset(normalise_header(h) for spec in CATALOGUE.values() for c in spec.columns for h in c.headers)
+    return frozenset(normalise_header(h) for spec in CATALOGUE.values() for c in spec.columns
+                     for h in c.accepted_headers)
 
 
 def map_headers(spec: SourceSpec, headers: list[str], file: str) -> tuple[dict[str, int], list[str]]:
@@ -285,11 +286,13 @@ def map_headers(spec: SourceSpec, headers: list[str], file: str) -> tuple[dict[s
         seen[h] = i
     positions: dict[str, int] = {}
     for col in spec.columns:
-        for candidate in col.headers:
-            pos = seen.get(normalise_header(candidate))
-            if pos is not None:
-                positions[col.name] = pos
-                break
+        found = [(h, seen[normalise_header(h)]) for h in col.accepted_headers if normalise_header(h) in seen]
+        if col.pseudonym_headers and len({h in col.pseudonym_headers for h, _ in found}) > 1:
+            both = ", ".join(f"'{h}'" for h, _ in found)
+            raise IngestError(file, f"the file has both {both}: a pupil is given by 学籍番号 or by its 仮名ID "
+                                    f"(pseudonym), never both", line=1, column=col.name, check="headers")
+        if found:
+            positions[col.name] = found[0][1]
         if col.name not in positions and col.required:
             raise IngestError(
                 file,
@@ -353,7 +356,7 @@ def _column_at(spec: SourceSpec, headers: list[str], index: int) -> tuple[str | 
     header = headers[index]
     written = normalise_header(header)
     for col in spec.columns:
-        if any(normalise_header(h) == written for h in col.headers):
+        if any(normalise_header(h) == written for h in col.accepted_headers):
             return col.name, header
     return header, header
 
@@ -562,6 +565,13 @@ class _Converter:
             return parsing.parse_school_year(raw)
         if kind == "grade":
             return parsing.parse_grade(raw, school_type)
+        if kind == "pseudonym":
+            text = (raw or "").strip()
+            if not text:
+                return None
+            if not re.fullmatch(r"[0-9a-f]{16}", text):
+                raise parsing.ParseError(raw, f"not a pseudonym (16 characters 0-9, a-f) in {col.header}")
+            return text
         if kind in ("pupil_number", "resident_number"):
             number = normalise_number(raw)
             if not number:
@@ -718,7 +728,8 @@ def _header_positions(spec: SourceSpec, headers: list[str]) -> dict[str, int]:
     written = {normalise_header(h): i for i, h in enumerate(headers)}
     found = {}
     for col in spec.columns:
-        pos = next((written[normalise_header(h)] for h in col.headers if normalise_header(h) in written), None)
+        pos = next((written[normalise_header(h)] for h in col.accepted_headers if normalise_header(h) in written),
+                   None)
         if pos is not None:
             found[col.name] = pos
     return found
@@ -832,7 +843,11 @@ def _read_csv(con, spec, csv_path, name, encoding, headers, positions, unknown, 
             alias = f"m{positions[col.name]}"
             by_school_type = col.kind == "grade" and school_code_pos is not None
             school_type_sql = f"trim(r.c{school_code_pos}, ' 　')" if by_school_type else None
-            lost = _build_map(con, name, _converter(spec, col, key), header, raw, school_type_sql, alias, line_sql)
+            as_written = col
+            if normalise_header(header) in {normalise_header(h) for h in col.pseudonym_headers}:
+                as_written = replace(col, kind="pseudonym")  # already pseudonymised: checked, not hashed
+            lost = _build_map(con, name, _converter(spec, as_written, key), header, raw, school_type_sql, alias,
+                              line_sql)
             if lost:
                 unmapped[col.name] = lost
             cond = f"{raw} = {alias}.raw" + (f" AND {school_type_sql} = {alias}.stype" if by_school_type else "")
@@ -846,7 +861,7 @@ def _read_csv(con, spec, csv_path, name, encoding, headers, positions, unknown, 
         SELECT {typed_cols}, _line, ({spec.known_from})::DATE AS known_date, ({spec.period})::VARCHAR AS _period{order}
         FROM (SELECT {', '.join(select)} FROM _raw r {' '.join(joins)} WHERE r._drop IS NULL)
     """)
-    shapes = _number_shapes(con, spec, positions, line_sql)
+    shapes = _number_shapes(con, spec, positions, headers, line_sql)
     header_map = {col: headers[pos] for col, pos in positions.items()}
     _check_required(con, spec, name, positions, headers)
     if spec.handling == "rows":
@@ -885,13 +900,17 @@ def _latest_submission_wins(con, spec: SourceSpec) -> int:
     return before - after
 
 
-def _number_shapes(con, spec: SourceSpec, positions: dict[str, int], line_sql: str) -> dict[str, dict]:
+def _number_shapes(con, spec: SourceSpec, positions: dict[str, int], headers: list[str],
+                   line_sql: str) -> dict[str, dict]:
     """How wide each pupil or resident number is, and how many begin with 0: the shape of a key
     (never its values), compared across files to catch numbers that lost their leading zeros."""
     shapes = {}
     for col in spec.staged_columns:
         if col.kind not in ("pupil_number", "resident_number") or col.name not in positions:
             continue
+        written = normalise_header(headers[positions[col.name]])
+        if written in {normalise_header(h) for h in col.pseudonym_headers}:
+            continue  # the portal's pseudonyms have no digits to lose
         digits = f"translate(trim(r.c{positions[col.name]}, ' 　'), '{_NUMERIC_FROM}', '{_NUMERIC_TO}')"
         rows = con.execute(f"""
             SELECT length({digits}) AS w, count(*), count(*) FILTER (starts_with({digits}, '0')),
