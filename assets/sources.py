@@ -6,7 +6,7 @@ from dagster_duckdb import DuckDBResource
 
 from resources.toda import TodaHome
 from toda_platform.catalogue import CATALOGUE, SourceSpec
-from toda_platform.ingest import ingest_source
+from toda_platform.ingest import ingest_source, personal
 
 PREVIEW_ROWS = 5
 REFERENCE_SOURCES = ("school_master", "pupil_registry")
@@ -72,13 +72,17 @@ def build_staging_asset(spec: SourceSpec) -> dg.AssetsDefinition:
 
         with warehouse.get_connection() as con:
             report = ingest_source(con, spec, toda.paths, toda.pseudonym_key(), log=context.log.info)
+            # no personal column in an event: pseudonyms, birth months and hand-typed codes stay out
+            hidden = ", ".join(["_file_sha256", *(f'"{c.staged_name}"' for c in spec.staged_columns if personal(c))])
             preview = con.execute(
-                f"SELECT * EXCLUDE (_file_sha256) FROM staging.{spec.key} LIMIT {PREVIEW_ROWS}"
+                f"SELECT * EXCLUDE ({hidden}) FROM staging.{spec.key} LIMIT {PREVIEW_ROWS}"
             ).df()
         docs = quality.render_data_docs(report.validations, toda.paths.reports / "quality")
         for f in report.files:
             if f.outcome == "rejected":
                 context.log.error(f"{spec.key}: quarantined {f.message}")
+            elif f.outcome == "held":
+                context.log.warning(f"{spec.key}: held for a person: {f.message}")
             for w in f.warnings:
                 context.log.warning(f"{spec.key}: {w['message']}")
         return dg.MaterializeResult(
@@ -88,7 +92,11 @@ def build_staging_asset(spec: SourceSpec) -> dg.AssetsDefinition:
                 "rows_deleted": report.rows_deleted,
                 "files_applied": report.count("applied"),
                 "files_duplicate": report.count("duplicate"),
+                "files_superseded": report.count("superseded"),
                 "files_quarantined": report.count("rejected"),
+                "files_held": report.count("held"),
+                "rows_set_aside": sum(f.rows_set_aside for f in report.files),
+                "skipped": dg.MetadataValue.json(report.skipped[:50]),
                 "known_date_from": report.known_from or "",
                 "known_date_until": report.known_until or "",
                 "rebuilt_from_archive": report.rebuilt,
@@ -97,11 +105,12 @@ def build_staging_asset(spec: SourceSpec) -> dg.AssetsDefinition:
                 "data_docs": dg.MetadataValue.path(str(docs)),
                 "files": dg.MetadataValue.json(
                     [{"file": f.file_name, "outcome": f.outcome, "period": f.period,
+                      "superseded_by": f.superseded_by, "rows_set_aside": f.rows_set_aside,
                       "rows_kept": f.rows_kept, "rows_dropped": f.drop_reasons,
                       "unknown_headers": f.unknown_headers, "message": f.message,
                       "errors": [e.get("message") for e in f.errors],
                       "warnings": [w.get("message") for w in f.warnings]}
-                     for f in report.files]
+                     for f in report.files[:200]]
                 ),
                 "preview": dg.MetadataValue.md(preview.to_markdown(index=False)),
             }

@@ -1,7 +1,6 @@
 """The platform's home folder (landing zone, key material, reports) and its DuckDB warehouse."""
 
 
-import time
 from contextlib import contextmanager
 
 import dagster as dg
@@ -26,30 +25,22 @@ class TodaHome(dg.ConfigurableResource):
         return load_key(self.paths.pseudonym_key_file)
 
 
-CONNECT_ATTEMPTS = 10
-
-
 class Warehouse(DuckDBResource):
-    """dagster-duckdb's resource, closing its connection when the block raises too.
+    """dagster-duckdb's resource, closing its connection when the block raises too, and waiting
+    (saying for whom) while another program holds the warehouse's lock.
 
     ``DuckDBResource.get_connection`` (0.29) closes only after a clean exit: an asset that fails
     inside the block leaves its read-write connection open for as long as the traceback lives,
     and a reader in the same process then fails with "Can't open a connection to same database
-    file with a different configuration"."""
+    file with a different configuration". Its retry gives up after ~22 s with DuckDB's bare
+    error; ours waits up to TODA_LOCK_WAIT_SECONDS and names the program holding the lock."""
 
     @contextmanager
     def get_connection(self):
-        import duckdb
+        from toda_platform.warehouse import connect
 
         config = {"custom_user_agent": "dagster", **self.connection_config}
-        for attempt in range(CONNECT_ATTEMPTS):  # another process may hold the file's lock briefly
-            try:
-                conn = duckdb.connect(self.database, read_only=False, config=config)
-                break
-            except (RuntimeError, duckdb.IOException):
-                if attempt == CONNECT_ATTEMPTS - 1:
-                    raise
-                time.sleep(min(0.1 * 2 ** attempt, 5.0))
+        conn = connect(self.database, config=config, log=dg.get_dagster_logger().warning)
         try:
             yield conn
         finally:

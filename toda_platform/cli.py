@@ -89,6 +89,11 @@ def demo(home, **city) -> None:
 
         click.echo(f"Generating the synthetic city under {paths.home} …")
         generate_city(paths.home, _config(**city))
+        # the generator has just written every file, completely: no copy can still be in progress,
+        # so this run need not wait for them to settle (a nightly or sensor run always does)
+        from toda_platform.ingest import SETTLE_ENV
+
+        os.environ[SETTLE_ENV] = "0"
     load_key(paths.pseudonym_key_file, create=True)
 
     from toda_platform.definitions import materialise_all
@@ -113,7 +118,7 @@ def _print_summary(paths: Paths) -> None:
     con = duckdb.connect(str(paths.warehouse), read_only=True)
     try:
         table = Table(title="staging tables")
-        for name in ("source", "rows", "files applied", "duplicates", "superseded", "quarantined"):
+        for name in ("source", "rows", "files applied", "duplicates", "superseded", "quarantined", "held"):
             table.add_column(name, justify="left" if name == "source" else "right")
         counts = {
             (k, o): n for k, o, n in con.execute(
@@ -122,7 +127,7 @@ def _print_summary(paths: Paths) -> None:
         for key in CATALOGUE:
             rows, = con.execute(f"SELECT count(*) FROM staging.{key}").fetchone()
             table.add_row(key, f"{rows:,}", *(str(counts.get((key, o), 0))
-                                              for o in ("applied", "duplicate", "superseded", "rejected")))
+                                              for o in ("applied", "duplicate", "superseded", "rejected", "held")))
         console.print(table)
         _print_models(console, con)
     finally:
@@ -292,6 +297,58 @@ def audit_verify(home) -> None:
     click.echo(verdict.message())
     if not verdict.ok:
         sys.exit(1)
+
+
+@main.command()
+@home_option
+@click.argument("source")
+@click.option("--all", "everything", is_flag=True, help="Every file, not only the 20 most recent.")
+def files(home, source, everything) -> None:
+    """What happened to each file landed for SOURCE (from the manifest)."""
+    import duckdb
+    from rich.console import Console
+    from rich.table import Table
+
+    paths = _paths(home)
+    con = duckdb.connect(str(paths.warehouse), read_only=True)
+    try:
+        rows = con.execute(
+            "SELECT file_name, outcome, period, rows_kept, coalesce(message, '') FROM staging.file_manifest "
+            "WHERE source_key = ? ORDER BY processed_at DESC" + ("" if everything else " LIMIT 20"),
+            [source]).fetchall()
+    finally:
+        con.close()
+    table = Table(title=f"files of {source}, newest first")
+    for name in ("file", "outcome", "period", "rows", "message"):
+        table.add_column(name, overflow="fold")
+    for name, outcome, period, kept, message in rows:
+        table.add_row(name, outcome, period or "", f"{kept:,}" if kept is not None else "", message[:300])
+    Console().print(table)
+
+
+@main.command()
+@home_option
+@click.argument("source")
+@click.argument("file_name")
+@click.option("--note", default="", help="Why this older file is the right one (recorded).")
+def release(home, source, file_name, note) -> None:
+    """Apply a held file after all: SOURCE FILE_NAME goes back to landing and the next run applies it
+    whatever the order of exports."""
+    from toda_platform.catalogue import CATALOGUE
+    from toda_platform.ingest import release as release_file
+    from toda_platform.warehouse import connect
+
+    paths = _paths(home)
+    if source not in CATALOGUE:
+        raise click.BadParameter(f"no source '{source}'; one of: {', '.join(CATALOGUE)}")
+    con = connect(paths.warehouse, log=click.echo)
+    try:
+        target = release_file(con, CATALOGUE[source], paths, file_name, note)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from e
+    finally:
+        con.close()
+    click.echo(f"{file_name} is back in {target.parent}: the next run of staging/{source} applies it.")
 
 
 if __name__ == "__main__":

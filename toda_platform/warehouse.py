@@ -1,0 +1,72 @@
+"""Opening the DuckDB warehouse when another program may hold it.
+
+DuckDB takes a file lock per process: a notebook, a DuckDB shell or another run holding the
+warehouse makes a writer fail at once with "Could not set lock on file … Conflicting lock is held
+in <program> (PID n)". A run waits instead — up to ``TODA_LOCK_WAIT_SECONDS`` (default 600) —
+saying which program holds the lock, and then fails with a message that names it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+from typing import Callable
+
+import duckdb
+
+LOCK_WAIT_ENV = "TODA_LOCK_WAIT_SECONDS"
+LOCK_WAIT_SECONDS = 600.0
+_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
+
+
+class WarehouseLocked(RuntimeError):
+    pass
+
+
+def lock_wait_seconds() -> float:
+    value = os.environ.get(LOCK_WAIT_ENV, "").strip()
+    return float(value) if value else LOCK_WAIT_SECONDS
+
+
+def lock_holder(message: str) -> str | None:
+    """'PID 4242 (python -m jupyter lab)' from DuckDB's lock error, or None if it is another error."""
+    m = _HOLDER.search(message)
+    if m is None:
+        return None
+    pid = int(m.group("pid"))
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        command = " ".join(a.decode(errors="replace") for a in args if a)[:120]
+    except OSError:
+        command = m.group("program")
+    return f"PID {pid} ({command or m.group('program')})"
+
+
+def connect(database: str | os.PathLike, *, read_only: bool = False, config: dict | None = None,
+            wait: float | None = None, log: Callable[[str], None] = lambda _m: None,
+            _sleep: Callable[[float], None] = time.sleep) -> duckdb.DuckDBPyConnection:
+    """``duckdb.connect``, waiting while another program holds the file's lock."""
+    wait = lock_wait_seconds() if wait is None else wait
+    started = time.monotonic()
+    said_at = None
+    attempt = 0
+    while True:
+        try:
+            return duckdb.connect(str(database), read_only=read_only, config=config or {})
+        except duckdb.IOException as error:
+            holder = lock_holder(str(error))
+            if holder is None:
+                raise
+            waited = time.monotonic() - started
+            name = Path(database).name
+            if waited >= wait:
+                raise WarehouseLocked(
+                    f"{name} is still locked by {holder} after {waited:.0f} s: close that program (a notebook, a "
+                    f"DuckDB shell, another `toda` run?) or wait for it to finish, then run again") from error
+            if said_at is None or time.monotonic() - said_at >= 30:
+                log(f"{name} is locked by {holder}: waiting up to {wait:.0f} s for it to let go")
+                said_at = time.monotonic()
+            _sleep(min(0.1 * 2 ** attempt, 5.0, max(wait - waited, 0.01)))
+            attempt += 1
