@@ -47,7 +47,8 @@ def load_references(con: duckdb.DuckDBPyConnection) -> References:
     return References(pupils, residents, schools)
 
 
-def previous_volumes(con: duckdb.DuckDBPyConnection, source_key: str, before_period: str | None = None) -> list[float]:
+def previous_volumes(con: duckdb.DuckDBPyConnection, source_key: str, before_period: str | None = None,
+                     scopes: list[str] | None = None) -> list[float]:
     """Rows kept by the applied file of each earlier period, in period order (oldest first).
 
     For monthly files of daily records the volume is rows per record date: a month cut short
@@ -55,11 +56,28 @@ def previous_volumes(con: duckdb.DuckDBPyConnection, source_key: str, before_per
 
     One number per period (a corrected re-export replaces its original), and the period of the
     file being validated left out, so a re-export is compared with the other months.
+
+    With ``scopes`` (the schools a file covers), only those schools' rows of each earlier period
+    count: a correction for one school is compared with that school's earlier months, not with
+    the whole city's.
     """
     exists = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'staging' "
                          "AND table_name = 'file_manifest'").fetchall()[0][0]
     if not exists:
         return []
+    if scopes is not None:
+        rows = con.execute("""
+            WITH cells AS (
+                SELECT c.period, c.scope, c.rows / coalesce(nullif(m.days, 0), 1) AS per_day,
+                       row_number() OVER (PARTITION BY c.period, c.scope ORDER BY c.exported_at DESC, c.sha256) AS rn
+                FROM staging.file_coverage c
+                JOIN (SELECT sha256, max(days) AS days FROM staging.file_manifest WHERE source_key = ?
+                      AND outcome IN ('applied', 'superseded') GROUP BY 1) m USING (sha256)
+                WHERE c.source_key = ? AND c.scope IN (SELECT unnest(?)) AND (? IS NULL OR c.period <> ?))
+            SELECT period, sum(per_day) FROM cells WHERE rn = 1 GROUP BY period ORDER BY period""",
+                           [source_key, source_key, scopes, before_period, before_period]).fetchall()
+        if rows:
+            return [float(n) for _, n in rows]
     rows = con.execute(
         "SELECT period, arg_max(rows_kept / coalesce(nullif(days, 0), 1), processed_at) FROM staging.file_manifest "
         "WHERE source_key = ? AND outcome = 'applied' AND rows_kept IS NOT NULL "
@@ -75,11 +93,12 @@ def export_date(path: Path) -> dt.date:
 
 def file_context(con: duckdb.DuckDBPyConnection, source_key: str, file_name: str, *,
                  headers: dict[str, str] | None = None, exported_on: dt.date | None = None,
-                 period: str | None = None, references: References | None = None) -> FileContext:
+                 period: str | None = None, references: References | None = None,
+                 scopes: list[str] | None = None) -> FileContext:
     refs = references if references is not None else load_references(con)
     return FileContext(
         file_name=file_name, headers=dict(headers or {}), exported_on=exported_on,
         known_pupils=refs.known_pupils, known_residents=refs.known_residents,
         known_schools=refs.known_schools,
-        previous_volumes=previous_volumes(con, source_key, period),
+        previous_volumes=previous_volumes(con, source_key, period, scopes),
     )

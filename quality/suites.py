@@ -271,7 +271,7 @@ def _prepare(c: _Compiled, df: pd.DataFrame, ctx: FileContext) -> _Prepared:
         if bad is not None and bad.any():
             raw = df[name][bad]
             lines = sorted(int(x) for x in df["_line"].to_numpy()[bad][:MAX_LINES])
-            samples = _distinct(raw.head(PARTIAL_COUNT).tolist())
+            samples = [] if col.personal else _distinct(raw.head(PARTIAL_COUNT).tolist())
             h = R.header(spec, ctx, name)
             failures.append(Failure(
                 "type", "custom", ERROR, name, int(bad.sum()), lines, samples,
@@ -459,6 +459,8 @@ def _failure(c: _Compiled, r, prepared: _Prepared, ctx: FileContext, band, rows:
     samples = _distinct(res.get("partial_unexpected_list") or [])
     if column in _integer_columns(spec):  # an int column with blanks travels as float64
         samples = [int(v) if isinstance(v, float) and v.is_integer() else v for v in samples]
+    if _personal(spec, columns):
+        samples = []  # a person finds the row by its line number; the value itself stays out
 
     if is_rule:
         rule = next(x for x in c.rules if x.gx_column == cfg.kwargs["column"])
@@ -490,6 +492,10 @@ def _failure(c: _Compiled, r, prepared: _Prepared, ctx: FileContext, band, rows:
         problem = f"{count(n, 'row')} fail {cfg.type}"
     return Failure(check, expectation, severity, column, n, lines, samples,
                    f"{where(ctx.file_name, lines, columns, headers, n)}: {problem}{examples(samples)}")
+
+
+def _personal(spec: SourceSpec, columns: list[str]) -> bool:
+    return any(c.personal for c in spec.staged_columns if c.staged_name in columns)
 
 
 def _integer_columns(spec: SourceSpec) -> set[str]:

@@ -82,6 +82,13 @@ class Column:
         return self.headers[0]
 
     @property
+    def personal(self) -> bool:
+        """Values about one person (numbers, pseudonyms, birth dates, hand-typed text): never quoted
+        in a message, a manifest, a reasons file or an event — line numbers and shapes instead."""
+        return self.pii is not None or self.unmapped == "count" or self.kind in (
+            "pupil_number", "resident_number", "pseudonym")
+
+    @property
     def accepted_headers(self) -> tuple[str, ...]:
         return self.headers + self.pseudonym_headers
 

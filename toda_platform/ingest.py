@@ -336,8 +336,7 @@ def value_shape(value: str | None) -> str:
 
 def personal(col: Column | None) -> bool:
     """Whether a column's values are personal: never quoted in a message, manifest or log."""
-    return col is not None and (col.pii is not None or col.unmapped == "count"
-                                or col.kind in ("pupil_number", "resident_number"))
+    return col is not None and col.personal
 
 
 def _sql_str(value: str) -> str:
@@ -1948,9 +1947,10 @@ def _ingest_file(con, spec: SourceSpec, paths: Paths, key: bytes, landed: Landed
     if damage is not None:
         return stop("held", [damage.to_dict()], damage.message, staged=staged)
 
+    scopes = [s for (s,) in con.execute(f"SELECT DISTINCT {_scope_sql(spec)} FROM _typed").fetchall()]
     ctx = quality.file_context(con, spec.key, landed.name, headers=staged.headers,
                                exported_on=_exported_on(landed.exported_at), period=staged.period,
-                               references=refs)
+                               references=refs, scopes=scopes)
     set_aside: list[tuple[str, list[int], str]] = []
     if spec.handling == "rows":
         found = _unknown_pupils(con, spec, ctx)
