@@ -263,7 +263,7 @@ def test_duplicated_key():
              "unique_key")
     assert (f.severity, f.column, f.expectation) == (ERROR, "pupil_id, date", "expect_compound_columns_to_be_unique")
     assert (f.unexpected_count, f.lines) == (2, [2, 7])
-    assert f.sample_values == [{"pupil_id": P1, "date": "2024-05-07"}]
+    assert f.sample_values == [] and P1 not in f.message  # lines, not pseudonyms, say where
     assert f.message.startswith("出欠_2024-05.csv, lines 2, 7, columns pupil_id, date (headers '児童生徒番号', '日付')")
 
 
@@ -297,10 +297,10 @@ def test_unknown_pupil():
     f = only(validate_file(CATALOGUE["attendance_daily"], df,
                            context("出欠_2024-05.csv", headers={"pupil_id": "学籍番号"})), "known_pupil")
     assert (f.severity, f.expectation, f.column, f.unexpected_count) == (ERROR, "custom", "pupil_id", 2)
-    assert (f.lines, f.sample_values) == ([40, 41], [STRANGER])
+    assert (f.lines, f.sample_values) == ([40, 41], []) and STRANGER not in f.message
     assert_names(f.message, "出欠_2024-05.csv", [40, 41], "pupil_id", "学籍番号")
     assert "2 rows for 1 pupil not in the 学齢簿 (pupil_registry) of school year 2024" in f.message
-    assert STRANGER in f.message
+    assert STRANGER not in f.message
 
 
 def test_pupil_known_only_in_another_year_is_unknown():
@@ -308,7 +308,7 @@ def test_pupil_known_only_in_another_year_is_unknown():
     ctx = context("出欠_2024-05.csv", known_pupils={2023: {P1}, 2024: {P2}})
     f = only(validate_file(CATALOGUE["attendance_daily"], typed("attendance_daily", {"pupil_id": P1}), ctx),
              "known_pupil")
-    assert f.sample_values == [P1] and f.lines == [2]
+    assert f.sample_values == [] and f.lines == [2]
 
 
 def test_registry_not_loaded_skips_the_pupil_check_and_says_so():
@@ -329,7 +329,7 @@ def test_unknown_resident_is_a_warning():
     df = typed("infant_checkup", {}, {"resident_id": "0000000000000bad"})
     result = check_file(CATALOGUE["infant_checkup"], df, context("乳幼児健診_2019.csv", headers={"resident_id": "宛名番号"}))
     f = only(result.failures, "known_resident")
-    assert (f.severity, f.column, f.lines, f.sample_values) == (WARN, "resident_id", [3], ["0000000000000bad"])
+    assert (f.severity, f.column, f.lines, f.sample_values) == (WARN, "resident_id", [3], [])
     assert_names(f.message, "乳幼児健診_2019.csv", [3], "resident_id", "宛名番号")
     assert result.passed  # warnings do not block
 
@@ -512,7 +512,7 @@ def test_validate_table_catches_a_key_duplicated_across_two_files():
     failures = validate_table(con, CATALOGUE["attendance_daily"])
     f = only(failures, "unique_key")
     assert (f.severity, f.column, f.unexpected_count, f.lines) == (ERROR, "pupil_id, date", 2, [2, 3])
-    assert f.sample_values == [{"pupil_id": P1, "date": "2024-05-07"}]
+    assert f.sample_values == [] and P1 not in f.message  # lines, not pseudonyms, say where
     assert f.message.startswith("staging.attendance_daily, lines 2, 3, columns pupil_id, date (headers '学籍番号', '日付')")
     assert "出欠_2024-05.csv line 2" in f.message and "出欠_2024-05_追加.csv line 3" in f.message
     assert "1 key occurs in more than one row (2 rows in all)" in f.message
