@@ -1,31 +1,27 @@
 """Landed CSV files → ``staging.<source_key>``: one engine for every source in the catalogue.
 
-How a file travels (see the README, "Ingestion semantics"):
+How a delivery travels (the README's "Ingestion semantics" says the same at length):
 
-1. **Seen.** Every ``*.csv`` directly under ``landing/<source_key>/`` is a candidate, oldest
-   modification time first. A file whose bytes (sha256) were already handled for this source is
-   skipped; under a new name it is recorded once as ``duplicate``. Landing the same file twice
-   changes nothing.
-2. **Archived.** Before it is read, the file is hard-linked (or copied) to
-   ``archive/<source_key>/<sha256>.csv``: nothing that landed is ever lost.
-3. **Read.** Encoding detected (UTF-8, UTF-8 with BOM, CP932…); headers mapped to canonical
-   names through the catalogue; rows parsed by DuckDB's CSV reader in strict mode; blank and
-   total (合計) rows dropped with their reason; values converted by kind — dates in every form,
-   grades to 1-9, categories to codes, width normalised — on the *distinct* values only, then
-   joined back, so a 14-million-row source costs little more than reading it. Personal
-   identifiers are pseudonymised or dropped before anything is written; dropped columns are never
-   even loaded into a temporary table.
-4. **Applied or quarantined.** A file that cannot be read (bad encoding, missing column,
-   unreadable value, ragged row, duplicate key, no data, cut off inside a character) is moved to
-   ``quarantine/<source_key>/`` with a ``.reasons.json`` beside it and its rows are not applied;
-   the table keeps its last good content and the other files still apply. Every reason names the
-   file, the line in the *original* file, the column and its header as written. A symlink that
-   leads out of the landing folder is never opened: the link itself is quarantined. Columns the
-   catalogue does not know are ignored with a warning (``unknown_columns``); the file applies.
-5. **Corrected re-exports.** Every file covers one *period* (the catalogue's ``period``
-   expression: a month for monthly files, a school year, a survey round). A newer file for a
-   period that already has an applied file **supersedes** it: the old file's rows are deleted and
-   the new file's rows inserted, in one transaction. Newer = later modification time, then name.
+1. **Seen** (``scan_landing``): files directly under ``landing/<source_key>/`` that have been left
+   alone for ``TODA_SETTLE_SECONDS``, in export order (a date in the name, else a plausible
+   modification time, else the time first seen). Everything not read is reported; what will
+   never be read (a workbook, a folder) is recorded once as ``ignored``. CP932 names are renamed.
+2. **Read once** (``_land``): the bytes hashed are the bytes archived (a read-only copy under
+   ``archive/<source_key>/<sha256>.csv``) and parsed. A landing already in the manifest is
+   skipped; the same bytes landed again after applying leave a ``duplicate`` row; bytes rejected
+   or held before are read again.
+3. **Typed** (``read_file``): encoding and delimiter detected, headers mapped through the
+   catalogue, rows parsed by DuckDB in strict mode, values converted on their distinct values,
+   personal identifiers pseudonymised, registry names sent to the identity store only, free text
+   reduced to the catalogue's codes. Every error names file, line, column and header, and never
+   a personal value (``value_shape`` describes one instead).
+4. **Judged**: numbers that changed width (leading zeros lost in Excel) or a registry orphaning
+   the pupils already known are *held*; the Great Expectations suite rejects a file to
+   ``quarantine/`` with ``.reasons.json``; forms set unknown pupils aside row by row.
+5. **Applied** (``_apply``, one transaction): official records replace exactly the (period,
+   school) cells they cover, unless a newer export already holds one (then held until
+   ``toda release``); forms replace row by row by key. Files rejected for an unknown pupil or
+   school are retried from the archive when the references change.
 """
 
 from __future__ import annotations
