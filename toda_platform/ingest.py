@@ -898,7 +898,10 @@ def _latest_submission_wins(con, spec: SourceSpec) -> int:
 def _number_shapes(con, spec: SourceSpec, positions: dict[str, int], headers: list[str],
                    line_sql: str) -> dict[str, dict]:
     """How wide each pupil or resident number is, and how many begin with 0: the shape of a key
-    (never its values), compared across files to catch numbers that lost their leading zeros."""
+    (never its values), compared across files to catch numbers that lost their leading zeros.
+
+    Counted over the distinct numbers with their row counts (12,000 numbers, not 250,000 rows);
+    the lines of numbers off the file's usual width are looked up only when there are any."""
     shapes = {}
     for col in spec.staged_columns:
         if col.kind not in ("pupil_number", "resident_number") or col.name not in positions:
@@ -906,15 +909,26 @@ def _number_shapes(con, spec: SourceSpec, positions: dict[str, int], headers: li
         written = normalise_header(headers[positions[col.name]])
         if written in {normalise_header(h) for h in col.pseudonym_headers}:
             continue  # the portal's pseudonyms have no digits to lose
-        digits = f"translate(trim(r.c{positions[col.name]}, ' 　'), '{_NUMERIC_FROM}', '{_NUMERIC_TO}')"
+        raw = f"r.c{positions[col.name]}"
+        digits = _digits("v")
         rows = con.execute(f"""
-            SELECT length({digits}) AS w, count(*), count(*) FILTER (starts_with({digits}, '0')),
-                   list({line_sql}::INTEGER ORDER BY {line_sql})[1:{ERROR_SAMPLE}]
-            FROM _raw r WHERE r._drop IS NULL AND {digits} <> '' GROUP BY 1""").fetchall()
-        usual = max(rows, key=lambda r: r[1])[0] if rows else None
-        shapes[col.name] = {"widths": {str(w): n for w, n, _, _ in rows}, "zero_led": sum(z for _, _, z, _ in rows),
-                            "lines": sorted(n for w, _, _, ls in rows if w != usual for n in ls)[:ERROR_SAMPLE]}
+            SELECT length({digits}) AS w, sum(n)::BIGINT, (sum(n) FILTER (starts_with({digits}, '0')))::BIGINT
+            FROM (SELECT {raw} AS v, count(*) AS n FROM _raw r WHERE r._drop IS NULL AND {raw} IS NOT NULL GROUP BY 1)
+            WHERE {digits} <> '' GROUP BY 1""").fetchall()
+        lines: list[int] = []
+        if len(rows) > 1:
+            usual = max(rows, key=lambda r: r[1])[0]
+            lines = [n for (n,) in con.execute(
+                f"SELECT {line_sql}::INTEGER AS line FROM _raw r WHERE r._drop IS NULL AND {raw} IS NOT NULL AND "
+                f"length({_digits(raw)}) <> ? ORDER BY 1 LIMIT {ERROR_SAMPLE}", [usual]).fetchall()]
+        shapes[col.name] = {"widths": {str(w): int(n) for w, n, _ in rows},
+                            "zero_led": int(sum(z or 0 for _, _, z in rows)), "lines": lines}
     return shapes
+
+
+def _digits(raw: str) -> str:
+    """A number as ASCII digits (full-width digits folded, spaces trimmed), in SQL."""
+    return f"translate(trim({raw}, ' 　'), '{_NUMERIC_FROM}', '{_NUMERIC_TO}')"
 
 
 def _numeric_expr(raw: str, col: Column) -> str:
