@@ -3,8 +3,11 @@
 Each entry's hash is SHA-256 over its fields (sequence number included) and the previous entry's
 hash. Editing an entry changes its hash; deleting one leaves a gap in the sequence and a broken
 link; reordering (swapping contents or sequence numbers) breaks both. What the chain alone cannot
-show is the loss of the newest entries (nothing follows them): ``verify`` reports the head
-(sequence number and hash) so that it can be compared with a copy kept elsewhere.
+show is the loss of the newest entries (nothing follows them): each append also writes the new
+head (sequence number and hash) to a witness file outside the portal's database
+(``TODA_AUDIT_WITNESS``, default ``$TODA_HOME/audit/head.log``, mode 0600 — put it on other
+storage in production), and ``verify`` fails when the database's head is behind the witness or
+disagrees with it.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from django.db import transaction
 from django.utils import timezone
@@ -20,7 +25,35 @@ from django.utils import timezone
 from portal.models import AuditEntry
 
 GENESIS = "0" * 64
+WITNESS_ENV = "TODA_AUDIT_WITNESS"
 log = logging.getLogger("portal.audit")
+
+
+def witness_path() -> Path:
+    from toda_platform.settings import Paths
+
+    return Path(os.environ.get(WITNESS_ENV) or Paths.from_env().home / "audit" / "head.log")
+
+
+def _witness(seq: int, digest: str) -> None:
+    path = witness_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "a", encoding="ascii") as f:
+        f.write(f"{seq} {digest}\n")
+
+
+def _witnessed_head() -> tuple[int, str] | None:
+    path = witness_path()
+    if not path.exists():
+        return None
+    with path.open("rb") as f:
+        f.seek(max(path.stat().st_size - 200, 0))
+        lines = [ln for ln in f.read().decode("ascii", "replace").splitlines() if ln.strip()]
+    if not lines:
+        return None
+    seq, digest = lines[-1].split()[:2]
+    return int(seq), digest
 
 
 def entry_hash(e: AuditEntry) -> str:
@@ -44,6 +77,7 @@ def record(action: str, *, username: str, role: str = "", school_code: str = "",
                        prev_hash=last.entry_hash if last else GENESIS)
         e.entry_hash = entry_hash(e)
         e.save()
+        transaction.on_commit(lambda: _witness(e.seq, e.entry_hash))
     log.info("audit #%s %s %s %s %s", e.seq, username, action, outcome, school_code or "")
     return e
 
@@ -66,6 +100,8 @@ class Verdict:
 
 def verify() -> Verdict:
     prev, expected, n = GENESIS, 1, 0
+    hashes: dict[int, str] = {}
+    witnessed = _witnessed_head()
     for e in AuditEntry.objects.order_by("seq").iterator(chunk_size=2000):
         n += 1
         if e.seq != expected:
@@ -76,4 +112,15 @@ def verify() -> Verdict:
         if entry_hash(e) != e.entry_hash:
             return Verdict(False, n, e.seq, "its content does not match its hash: edited or moved")
         prev, expected = e.entry_hash, expected + 1
-    return Verdict(True, n, head_seq=expected - 1, head_hash=prev)
+        if witnessed is not None and e.seq == witnessed[0]:
+            hashes[e.seq] = e.entry_hash
+    head = expected - 1
+    if witnessed is not None:
+        seq, digest = witnessed
+        if seq > head:
+            return Verdict(False, n, head + 1, f"the newest entries #{head + 1}–#{seq} are missing: deleted "
+                                               f"(the witness {witness_path()} records #{seq})")
+        if hashes.get(seq) != digest:
+            return Verdict(False, n, seq, "it does not match the hash the witness file recorded for it: "
+                                          "replaced")
+    return Verdict(True, n, head_seq=head, head_hash=prev)

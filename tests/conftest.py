@@ -29,6 +29,13 @@ def paths(tmp_path, monkeypatch) -> Paths:
     return p
 
 
+@pytest.fixture(autouse=True)
+def _audit_witness(tmp_path, monkeypatch):
+    """Each test's portal audit log gets its own witness file (a test database is rolled back;
+    a witness shared across tests would remember entries the database no longer has)."""
+    monkeypatch.setenv("TODA_AUDIT_WITNESS", str(tmp_path / "audit-head.log"))
+
+
 @pytest.fixture
 def key() -> bytes:
     return TEST_KEY.encode()

@@ -165,6 +165,15 @@ def test_audit_chain_detects_a_deleted_entry(db):
     assert not v.ok and v.bad_seq == 4 and "deleted" in v.reason
 
 
+def test_audit_chain_detects_the_newest_entries_deleted(db, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        _chain()
+    assert audit.verify().ok
+    AuditEntry.objects.filter(seq__gte=5).delete()  # covering one's tracks: the tail goes
+    v = audit.verify()
+    assert not v.ok and v.bad_seq == 5 and "missing" in v.reason
+
+
 def test_audit_chain_detects_reordered_entries(db):
     _chain()
     a, b = AuditEntry.objects.get(seq=2), AuditEntry.objects.get(seq=5)
