@@ -287,7 +287,18 @@ def test_scan_orders_files_by_export_time():
 # Keys damaged on the way: Excel and leading zeros
 # ---------------------------------------------------------------------------------------------
 
+def _padded(export: Export, header: str) -> Export:
+    """The file as a system that zero-pads its numbers one digit wider writes it."""
+    padded = export.copy()
+    i = padded.col(header)
+    for r in padded.rows:
+        if r[i] and r[0] != "合計":
+            r[i] = "0" + r[i]
+    return padded
+
+
 def _without_leading_zeros(export: Export, header: str) -> Export:
+    """What Excel does to a number column when the file is opened and saved again."""
     broken = export.copy()
     i = broken.col(header)
     for r in broken.rows:
@@ -295,34 +306,42 @@ def _without_leading_zeros(export: Export, header: str) -> Export:
     return broken
 
 
-def test_a_registry_resaved_in_excel_is_held_where_it_happens(city, paths, db, key):
-    registry = city.export(REG, "学齢簿_2026.csv")
-    zero_led = sum(1 for r in registry.rows if r[registry.col("学籍番号")].startswith(("0", "０")))
-    assert zero_led >= 5  # the generator writes zero-padded numbers, as 校務支援 systems do
-    before = staged(db, REG)
+def test_a_registry_resaved_in_excel_is_held_where_it_happens(city, paths, con, key):
+    for name in os.listdir(city.paths.landing_dir("school_master")):
+        land_real(city, paths, "school_master", name)
+    run(con, paths, key, "school_master")
+    earlier, registry = (_padded(city.export(REG, f"学齢簿_{y}.csv"), "学籍番号") for y in (2025, 2026))
+    write(earlier, paths.landing_dir(REG) / "学齢簿_2025.csv", mtime=earlier.mtime)
+    write(registry, paths.landing_dir(REG) / "学齢簿_2026.csv", mtime=registry.mtime)
+    assert set(outcomes(run(con, paths, key, REG)).values()) == {"applied"}
+    before = staged(con, REG)
     names_before = IdentityStore(paths.identity).count()
+
     write(_without_leading_zeros(registry, "学籍番号"), paths.landing_dir(REG) / "学齢簿_2026_再出力.csv",
           mtime=registry.mtime + 3600)
-    report = run(db, paths, key, REG)
+    report = run(con, paths, key, REG)
     out = report.files[0]
     assert out.outcome == "held"
     assert "leading zeros lost" in out.message and "Excel" in out.message and "'学籍番号'" in out.message
-    pd.testing.assert_frame_equal(staged(db, REG), before)
+    assert "not the 9 digits every earlier file had" in out.message
+    pd.testing.assert_frame_equal(staged(con, REG), before)
     assert IdentityStore(paths.identity).count() == names_before
     reasons = json.loads((paths.quarantine / REG / "学齢簿_2026_再出力.csv.reasons.json").read_text("utf-8"))
-    assert reasons["errors"][0]["check"] == "key_damage" and reasons["errors"][0]["lines"]
+    assert reasons["errors"][0]["check"] == "key_damage" and reasons["outcome"] == "held"
     shown = json.dumps(reasons, ensure_ascii=False) + out.message
     assert not any(r[registry.col("学籍番号")] in shown for r in registry.rows[:50])
 
 
 def test_infant_checkups_with_resident_numbers_cut_short_are_held(city, paths, db, key):
     for name in ("乳幼児健診_2021.csv", "乳幼児健診_2022.csv"):
-        land_real(city, paths, INFANT, name)
+        padded = _padded(city.export(INFANT, name), "宛名番号")
+        write(padded, paths.landing_dir(INFANT) / name, mtime=padded.mtime)
     assert set(outcomes(run(db, paths, key, INFANT)).values()) == {"applied"}
-    broken = _without_leading_zeros(city.export(INFANT, "乳幼児健診_2023.csv"), "宛名番号")
+    broken = _without_leading_zeros(_padded(city.export(INFANT, "乳幼児健診_2023.csv"), "宛名番号"), "宛名番号")
     write(broken, paths.landing_dir(INFANT) / "乳幼児健診_2023.csv", mtime=broken.mtime)
     out = run(db, paths, key, INFANT).files[0]
-    assert out.outcome == "held" and "'宛名番号'" in out.message and "10 digits" in out.message
+    assert out.outcome == "held" and "'宛名番号'" in out.message and "11 digits" in out.message
+    assert "leading zeros lost" in out.message
 
 
 # ---------------------------------------------------------------------------------------------

@@ -141,10 +141,8 @@ def build_population(seed: int, schools: pd.DataFrame, years: list[int], pupils:
 def _describe_persons(rng: np.random.Generator, persons: pd.DataFrame, schools: pd.DataFrame) -> None:
     """Numbers, names, readings and addresses."""
     n = len(persons)
-    # zero-padded, as the 校務支援 system writes them: about one in ten begins with 0, which is
-    # what a registry re-saved through Excel loses
-    persons["student_number"] = np.char.zfill(rng.choice(100_000_000, size=n, replace=False).astype(str), 8)
-    persons["resident_number"] = np.char.zfill(rng.choice(10_000_000_000, size=n, replace=False).astype(str), 10)
+    persons["student_number"] = (rng.choice(90_000_000, size=n, replace=False) + 10_000_000).astype(str)
+    persons["resident_number"] = (rng.choice(9_000_000_000, size=n, replace=False) + 1_000_000_000).astype(str)
     drawn = names.draw_names(rng, persons.sex.to_numpy())
     for key, values in drawn.items():
         persons[key] = values
