@@ -6,6 +6,7 @@ import dagster as dg
 
 from assets.marts import mart_assets, mart_checks, nightly_with_marts, partition_range_tags
 from assets.models import model_assets, scoring_assets, scoring_checks
+from assets.outputs import output_assets
 from assets.sensors import automation_sensor, landing_zone_sensor, nightly_refresh
 from assets.sources import staging_assets, staging_checks
 from resources.mlflow import mlflow_resource
@@ -16,7 +17,7 @@ from toda_platform.settings import Paths
 def build_definitions(paths: Paths | None = None) -> dg.Definitions:
     paths = paths or Paths.from_env()
     return dg.Definitions(
-        assets=[*staging_assets, *mart_assets, *model_assets, *scoring_assets],
+        assets=[*staging_assets, *mart_assets, *model_assets, *scoring_assets, *output_assets],
         asset_checks=[*staging_checks, *mart_checks, *scoring_checks],
         sensors=[landing_zone_sensor, automation_sensor],
         # the nightly refresh of everything, carrying the partition range the marts need
