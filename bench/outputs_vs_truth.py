@@ -159,7 +159,7 @@ def main() -> None:
     pd.set_option("display.width", 200)
     b = r["beating_odds"]
     print(f"Beating the odds ({b['schools']} schools): Pearson {b['pearson']:.3f}, Spearman "
-          f"{b['spearman']:.3f}; per-year Pearson mean {b["per_year_pearson_mean"] or float("nan"):.3f}; verdicts "
+          f"{b['spearman']:.3f}; per-year Pearson mean {b['per_year_pearson_mean'] or float('nan'):.3f}; verdicts "
           f"{b['verdict_above']} above / {b['verdict_below']} below, misclassified "
           f"{b['verdict_misclassified']}; sign wrong {b['sign_misclassified']} of {b['schools']}")
     print(pd.DataFrame(b["table"]).to_string(index=False))
