@@ -62,7 +62,7 @@ def school_karte(context: dg.AssetExecutionContext, warehouse: DuckDBResource,
     per_year, pooled = karte.beating_odds(pairs)
     table = karte.karte_table(aggregates, per_year, pooled)
     practices = karte.practices_association(aggregates, pooled)
-    out_dir = toda.paths.home / "reports" / "karte"
+    out_dir = toda.paths.reports / "karte"
     charts = [karte.school_chart(table, code, out_dir) for code in sorted(table.school_code.unique())]
     names = dict(zip(table.school_code, table.school_name))
     board = karte.board_chart(pooled, names, out_dir) if len(pooled) else None
@@ -118,7 +118,7 @@ def support_effects(context: dg.AssetExecutionContext, config: SupportEffectsCon
         context.log.warning("no support decisions in staging.support_records: nothing to estimate")
     table = S.estimate_all(frame, n_boot=config.n_boot, seed=config.seed)
     table["estimated_at"] = pd.Timestamp.now(tz="Asia/Tokyo").tz_localize(None)
-    chart = S.effects_chart(table, toda.paths.home / "reports" / "support")
+    chart = S.effects_chart(table, toda.paths.reports / "support")
     tracker = Tracker(mlflow.tracking_uri, mlflow.artifact_location, SUPPORT_EXPERIMENT, mlflow.model_name)
     with tracker.run("support_effects", tags={"kind": "support_effects", "design": S.DESIGN}):
         tracker.log_params({"window_school_days": S.WINDOW, "pre_window_school_days": S.PRE_WINDOW,

@@ -144,7 +144,7 @@ def evaluate(home: str | os.PathLike | None = None) -> dict:
                   "screen": screen(con, truth, paths)}
     finally:
         con.close()
-    out = paths.home / "reports" / "outputs_vs_truth.json"
+    out = paths.reports / "outputs_vs_truth.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
     return result
