@@ -246,3 +246,28 @@ def test_recall_with_ties_is_the_expectation_over_tie_breaks():
     # top 20 %: the 3 and one of four 2s (a positive with probability 1/4)
     r, p = recall_at(score, positive, 0.2)
     assert r == pytest.approx((1 + 0.25) / 3) and p == pytest.approx(1.25 / 2)
+
+
+def test_candidates_at_a_case_meeting_are_what_it_saw_and_what_followed(tiny):
+    c = S.candidates(tiny).set_index(["decided_on", "pupil_id"])
+    meeting = pd.Timestamp(2024, 6, 25)
+    at = c.loc[meeting]
+    assert set(at.index) == {"p1", "p3", "p5"}  # on B1's roll that day; p2, p4 are at C1
+    assert at.loc["p1", "supported"] and at.loc["p1", "action"] == "home_visit"
+    assert not at.loc["p3", "supported"] and at.loc["p5", "futoukou_last_year"]  # 2023 survey, known May 1
+    days = [d for d in tiny_city.school_days() if date(2024, 4, 1) <= d < date(2025, 4, 1)]
+    before = [d for d in days if d < date(2024, 6, 25)]
+    after = [d for d in days if d > date(2024, 6, 25)][:S.WINDOW]
+    absent = {d for (p, d), (s, *_r) in tiny_city.ATTENDANCE_EVENTS.items()
+              if p == "p1" and s in ("absent_sick", "absent_other")}
+    other = {d for (p, d), (s, *_r) in tiny_city.ATTENDANCE_EVENTS.items() if p == "p1" and s == "absent_other"}
+    row = at.loc["p1"]
+    assert row.so_far == len(absent & set(before)) == 5 and row.elapsed == len(before)
+    assert row.recent == len(absent & set(before[-S.PRE_WINDOW:]))
+    assert row.pre_nonill == len(other & set(before[-S.PRE_WINDOW:]))
+    # after the decision: the 20 school days, the suspension (9/3) not a day at risk
+    suspended = [d for d in after if d == date(2024, 9, 3)]
+    assert row.post_nonill == 0 and row.post_days == len(after) - len(suspended)
+    # the 2023 meeting: p5 supported then; a new school year makes p5 a candidate again in 2024
+    assert c.loc[(pd.Timestamp(2023, 5, 15), "p5"), "action"] == "ssw"
+    assert not c.loc[(pd.Timestamp(2023, 5, 15), "p5"), "futoukou_last_year"]
