@@ -150,7 +150,11 @@ def candidates(con: duckdb.DuckDBPyConnection, hardship: pd.DataFrame | None = N
 # ---------------------------------------------------------------------------------------------
 
 def strata(frame: pd.DataFrame) -> np.ndarray:
-    """An integer stratum per row from what the meeting saw."""
+    """Integer strata per row from what the meeting saw, finest first (levels × rows).
+
+    A supported pupil is compared within the finest stratum that has comparable pupils: all
+    signals; then without the hardship flag (it steers which action, hardly whether); then
+    without the rate band as well. Rarer histories would otherwise drop out of the estimate."""
     recent = np.digitize(frame["recent"].to_numpy(), RECENT_EDGES)
     so_far = np.digitize(frame["so_far"].to_numpy(), SO_FAR_EDGES[1:])
     rate = np.digitize(frame["so_far"].to_numpy() / np.maximum(frame["elapsed"].to_numpy(), 1),
@@ -158,8 +162,9 @@ def strata(frame: pd.DataFrame) -> np.ndarray:
     last = frame["futoukou_last_year"].to_numpy().astype(int)
     hard = (frame.get("hardship_score", pd.Series(0.0, index=frame.index)).to_numpy()
             >= HARDSHIP_FLAG).astype(int)
-    code = ((((recent * 20 + so_far) * 10 + rate) * 2 + last) * 2 + hard)
-    return np.unique(code, return_inverse=True)[1]
+    coarse = (recent * 20 + so_far) * 2 + last
+    codes = [(coarse * 10 + rate) * 2 + hard, coarse * 10 + rate, coarse]
+    return np.vstack([np.unique(code, return_inverse=True)[1].reshape(-1) for code in codes])
 
 
 @dataclass
@@ -167,7 +172,7 @@ class Prepared:
     """Arrays for one action: supported-with-it rows against not-supported rows."""
 
     treated: np.ndarray      # bool per row
-    stratum: np.ndarray      # int per row
+    stratum: np.ndarray      # int per level and row (finest level first)
     pupil: np.ndarray        # int per row (the bootstrap unit)
     y: np.ndarray            # post non-illness absences
     days: np.ndarray         # post school days at risk
@@ -181,31 +186,36 @@ def prepare(frame: pd.DataFrame, action: str) -> Prepared:
     pupils = pd.factorize(frame["pupil_id"])[0]
     return Prepared(
         treated=(rows["action"] == action).to_numpy(),
-        stratum=strata(rows), pupil=pupils[rows.index.map(frame.index.get_loc)],
+        stratum=strata(rows) if len(rows) else np.zeros((3, 0), int), pupil=pupils[rows.index.map(frame.index.get_loc)],
         y=rows["post_nonill"].to_numpy(float), days=rows["post_days"].to_numpy(float),
         y_pre=rows["pre_nonill"].to_numpy(float), days_pre=rows["pre_days"].to_numpy(float),
         n_pupils=int(pupils.max() + 1) if len(pupils) else 0)
 
 
-def _ratios(p: Prepared, w: np.ndarray) -> tuple[float, float, float]:
-    """(naive, adjusted, adjusted on the pre-period) with row multiplicities ``w``."""
+def _ratios(p: Prepared, w: np.ndarray) -> tuple[float, float, float, float]:
+    """(naive, adjusted, adjusted on the pre-period, supported weight left unmatched) with row
+    multiplicities ``w`` (1 for the data, bootstrap counts for a resample)."""
     t, c = p.treated, ~p.treated
-    k = int(p.stratum.max()) + 1 if len(p.stratum) else 0
-    n_t = np.bincount(p.stratum[t], weights=w[t], minlength=k)
-    n_c = np.bincount(p.stratum[c], weights=w[c], minlength=k)
-    both = (n_t > 0) & (n_c > 0)
-    # ATT: treated rows in strata with comparables; comparables reweighted to them
-    keep_t = t & both[p.stratum]
-    wc = np.where(c & both[p.stratum], w * np.divide(n_t, n_c, out=np.zeros(k), where=n_c > 0)[p.stratum], 0.0)
+    wt, wc = np.zeros(len(w)), np.zeros(len(w))
+    left = t & (w > 0)
+    for s in p.stratum:  # finest level first; a supported row is matched once
+        k = int(s.max()) + 1 if len(s) else 0
+        n_c = np.bincount(s[c], weights=w[c], minlength=k)
+        ok = left & (n_c[s] > 0)
+        n_t = np.bincount(s[ok], weights=w[ok], minlength=k)
+        # ATT: comparable rows reweighted to the supported rows matched in their stratum
+        wc += np.where(c & (n_c[s] > 0), w * n_t[s] / np.where(n_c[s] > 0, n_c[s], 1.0), 0.0)
+        wt += np.where(ok, w, 0.0)
+        left &= ~ok
 
-    def ratio(y, days, wt, wcc):
-        rt = (wt * y).sum() / max((wt * days).sum(), 1e-12)
-        rc = (wcc * y).sum() / max((wcc * days).sum(), 1e-12)
+    def ratio(y, days, a, b):
+        rt = (a * y).sum() / max((a * days).sum(), 1e-12)
+        rc = (b * y).sum() / max((b * days).sum(), 1e-12)
         return rt / rc if rc > 0 else np.nan
 
-    wt = np.where(keep_t, w, 0.0)
     naive = ratio(p.y, p.days, np.where(t, w, 0.0), np.where(c, w, 0.0))
-    return naive, ratio(p.y, p.days, wt, wc), ratio(p.y_pre, p.days_pre, wt, wc)
+    return (naive, ratio(p.y, p.days, wt, wc), ratio(p.y_pre, p.days_pre, wt, wc),
+            float(w[left].sum()))
 
 
 @dataclass
@@ -228,12 +238,8 @@ def estimate(frame: pd.DataFrame, action: str, *, n_boot: int = N_BOOT, seed: in
              level: float = 0.95) -> Effect:
     """Naive and adjusted effect of ``action`` with percentile bootstrap intervals over pupils."""
     p = prepare(frame, action)
-    ones = np.ones(len(p.y))
-    naive, adjusted, pre = _ratios(p, ones)
+    naive, adjusted, pre, unmatched = _ratios(p, np.ones(len(p.y)))
     n_t = int(p.treated.sum())
-    k = int(p.stratum.max()) + 1 if len(p.stratum) else 0
-    has_c = np.bincount(p.stratum[~p.treated], minlength=k) > 0
-    unmatched = int((p.treated & ~has_c[p.stratum]).sum()) if n_t else 0
     rng = np.random.default_rng(seed)
     boots = np.full((n_boot, 2), np.nan)
     for b in range(n_boot if n_t else 0):
@@ -243,7 +249,7 @@ def estimate(frame: pd.DataFrame, action: str, *, n_boot: int = N_BOOT, seed: in
     with np.errstate(all="ignore"):
         lo = np.nanquantile(boots, a, axis=0) if n_t else [np.nan, np.nan]
         hi = np.nanquantile(boots, 1 - a, axis=0) if n_t else [np.nan, np.nan]
-    return Effect(action, n_t, int((~p.treated).sum()), unmatched, naive, adjusted,
+    return Effect(action, n_t, int((~p.treated).sum()), int(unmatched), naive, adjusted,
                   float(lo[1]), float(hi[1]), float(lo[0]), float(hi[0]), pre, n_boot)
 
 
