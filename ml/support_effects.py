@@ -18,7 +18,9 @@ observed signals, the ATT), one "trial" per case meeting.
   (黄/橙/ピンク/赤) is constant inside a stratum). Inside a stratum, who is supported is a matter of
   the meeting's capacity, not of the pupil's hidden risk: the not-supported candidates are
   reweighted to the supported ones' distribution over strata (weight = supported / not
-  supported in the stratum), which estimates the effect on those who were supported.
+  supported in the stratum), which estimates the effect on those who were supported. A
+  supported pupil whose stratum has no comparable pupil is matched in a coarser one (see
+  :func:`strata`); ``n_unmatched`` counts those left over.
 * Outcome: the daily non-illness absence rate (``absent_other`` per school day, 出席停止 and 忌引
   excluded) over the next :data:`WINDOW` school days after the decision. A not-supported
   candidate who is supported at a later meeting inside the window is counted only up to that
