@@ -79,6 +79,24 @@ def _write(con, table: str, frame: pd.DataFrame) -> None:
         con.unregister("_result")
 
 
+def _replace_as_of(con, table: str, ddl: str, frame: pd.DataFrame, as_of_date) -> None:
+    """Replace one as-of date's rows of a kept-per-date list (delete-then-insert, one
+    transaction): the list of each day stays the record of what was shown that day."""
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {table.split('.')[0]}")
+    con.execute(ddl)
+    con.register("_rows", frame)
+    try:
+        con.execute("BEGIN TRANSACTION")
+        con.execute(f"DELETE FROM {table} WHERE as_of_date = ?", [as_of_date])
+        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _rows")
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        con.unregister("_rows")
+
+
 def _labelled_frame(warehouse: DuckDBResource) -> tuple[list[str], pd.DataFrame]:
     """Every model feature of the warehouse, and the cohort rows whose label is known."""
     from ml.dataset import load_frame, model_feature_columns
@@ -363,19 +381,7 @@ def risk_scores(context: dg.AssetExecutionContext, warehouse: DuckDBResource,
     scores = score_cohort(frame, booster, meta, model_name=tracker.model_name, version=version,
                           scored_at=pd.Timestamp.now(tz="Asia/Tokyo").tz_localize(None))
     with warehouse.get_connection() as con:
-        con.execute("CREATE SCHEMA IF NOT EXISTS outputs")
-        con.execute(RISK_SCORES_DDL)
-        con.register("_scores", scores)
-        try:
-            con.execute("BEGIN TRANSACTION")
-            con.execute("DELETE FROM outputs.risk_scores WHERE as_of_date = ?", [latest])
-            con.execute("INSERT INTO outputs.risk_scores BY NAME SELECT * FROM _scores")
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
-        finally:
-            con.unregister("_scores")
+        _replace_as_of(con, "outputs.risk_scores", RISK_SCORES_DDL, scores, latest)
     bands = scores.band.fillna("なし").value_counts().reindex(["赤", "ピンク", "橙", "黄", "なし"]).fillna(0)
     preview = scores.sort_values("score", ascending=False).head(8)[
         ["school_code", "grade", "score", "band", "rank_in_school", "reason_1", "reason_2"]]

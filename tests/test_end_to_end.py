@@ -7,6 +7,7 @@ import shutil
 
 import dagster as dg
 import duckdb
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -18,7 +19,8 @@ from toda_platform.synth import CityConfig, generate_city
 SMALL = CityConfig(pupils=900, elementary_schools=2, junior_high_schools=1, years=3)
 # every asset runs for real; the ablation (unit-tested in test_ml_outputs) over two groups only
 OPS = {"models__source_ablation": {"config": {"groups": ["attendance", "mood"], "refits": 1,
-                                              "n_boot": 50}}}
+                                              "n_boot": 50}},
+       "outputs__support_effects": {"config": {"n_boot": 50}}}
 
 
 @pytest.fixture(scope="module")
@@ -150,3 +152,109 @@ def test_the_drift_gate_ran_before_the_list_and_the_summary_reports_both(city, c
     out = capsys.readouterr().out
     assert "Drift gate: passed" in out and f"Risk list {listed.d[0].date()}: {listed.n[0]:,} pupils" in out
     assert "lightgbm" in out and "rule_baseline" in out and "toda mlflow --home" in out
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 11's outputs on the same run: 学校カルテ, support effects, hardship screen
+# ---------------------------------------------------------------------------------------------
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_school_karte_sets_each_school_beside_the_city_and_its_past(city):
+    from ml import karte
+
+    paths, _, _ = city
+    k = query(paths, "SELECT * FROM outputs.school_karte ORDER BY school_code, school_year")
+    agg = query(paths, "SELECT * FROM marts.school_aggregates")
+    assert len(k) == len(agg) and not k.duplicated(["school_code", "school_year"]).any()
+    m = k.merge(agg, on=["school_code", "school_year"], suffixes=("", "_agg"))
+    for cell, _, _ in karte.TREND_CELLS:  # figures as published, hidden cells stay hidden
+        same = (m[cell] == m[f"{cell}_agg"]) | (m[cell].isna() & m[f"{cell}_agg"].isna())
+        assert same.all(), cell
+        assert (m[cell].isna() | ~m[f"{cell}_suppressed_agg"]).all()
+    first = k.groupby("school_code").head(1)
+    assert first.attendance_rate_prev.isna().all()
+    later = k.groupby("school_code").nth(1)
+    prev = k.groupby("school_code").head(1).set_index("school_code").attendance_rate
+    assert np.allclose(later.set_index("school_code").attendance_rate_prev, prev.reindex(later.school_code))
+    elementary = k[k.school_type == "elementary"]
+    for _, g in elementary.groupby("school_year"):  # the city average of the same school type
+        shown = g.dropna(subset=["attendance_rate"])
+        assert shown.attendance_rate.min() - 1e-9 <= g.attendance_rate_city.iloc[0] <= shown.attendance_rate.max() + 1e-9
+    e = k.dropna(subset=["beating_odds_estimate"])
+    assert len(e) >= 3 and e.beating_odds_pupils.ge(10).all()
+    assert ((e.beating_odds_low < e.beating_odds_estimate) & (e.beating_odds_estimate < e.beating_odds_high)).all()
+    clear = (e.beating_odds_low > 0) | (e.beating_odds_high < 0)
+    assert (e.beating_odds_verdict_ja.notna() == clear).all()
+    assert k.beating_odds_pooled_estimate.notna().all()
+    practices = query(paths, "SELECT * FROM outputs.karte_practices")
+    assert len(practices) == len(karte.PRACTICES) and practices.wording_ja.str.contains("関連").sum() >= 1
+    for code in k.school_code.unique():
+        assert (paths.reports / "karte" / f"{code}.png").read_bytes()[:8] == PNG
+    con = duckdb.connect(str(paths.warehouse), read_only=True)
+    try:
+        page = karte.karte_page(con, code, paths.reports)
+        board = karte.board_page(con, paths.reports)
+    finally:
+        con.close()
+    assert page["chart"].read_bytes()[:8] == PNG and page["board_chart"].exists()
+    assert len(page["key_figures"]) == len(karte.TREND_CELLS) and len(page["support_effects"]) == 6
+    assert set(board["schools"].school_code) == set(k.school_code)
+
+
+def test_support_effects_naive_beside_adjusted_and_logged_to_mlflow(city):
+    from ml import support_effects as S
+    from ml.tracking import Tracker, tracking_uri
+
+    paths, _, _ = city
+    t = query(paths, "SELECT * FROM outputs.support_effects").set_index("action")
+    assert list(t.index) == list(S.ACTIONS)
+    # each pupil's first decision of a school year is one "supported" row (later ones escalate)
+    decided = query(paths, """SELECT action, count(*) AS n FROM (
+        SELECT arg_min(action, decided_on) AS action FROM staging.support_records
+        GROUP BY pupil_id, year(decided_on) - CASE WHEN month(decided_on) < 4 THEN 1 ELSE 0 END)
+        GROUP BY 1""").set_index("action").n
+    assert (t.n_supported <= decided.reindex(t.index).fillna(0)).all() and t.n_supported.sum() > 0
+    est = t[t.n_supported > 0]
+    # support goes to pupils whose absences rose: naively it looks harmful, adjusted it does not
+    assert (est.naive_effect > 2).all()
+    assert (est.adjusted_effect < est.naive_effect / 2).all()
+    assert ((est.ci_low <= est.adjusted_effect) & (est.adjusted_effect <= est.ci_high)).all()
+    assert (paths.reports / "support" / "support_effects.png").read_bytes()[:8] == PNG
+    tracker = Tracker(tracking_uri(paths.mlflow_db), paths.mlflow_artifacts.as_uri(), "support_effects")
+    runs = tracker.client.search_runs([tracker.experiment_id])
+    assert runs and runs[0].data.params["design"] == S.DESIGN
+    assert any(k.endswith("_adjusted_effect") for k in runs[0].data.metrics)
+
+
+def test_hardship_screen_lists_the_latest_cohort_with_reasons(city):
+    from ml import hardship
+
+    paths, _, _ = city
+    s = query(paths, "SELECT * FROM outputs.hardship_screen")
+    latest = query(paths, "SELECT max(as_of_date) AS d FROM marts.pupil_features WHERE as_of_kind = 'latest'").d[0]
+    cohort = query(paths, "SELECT count(*) AS n FROM marts.pupil_features WHERE as_of_date = ?", [latest]).n[0]
+    assert len(s) == cohort and (s.as_of_date == latest).all()
+    fired = s[s.n_indicators > 0]
+    assert 0 < len(fired) < len(s)
+    assert (fired.indicators_ja.str.len() > 0).all() and (s[s.n_indicators == 0].screen_score == 0).all()
+    weights = {i.key: i.weight for i in hardship.load_spec().indicators}
+    assert np.allclose(s.screen_score, [sum(weights[k] for k in json.loads(j)) for j in s.indicators_json])
+    con = duckdb.connect(str(paths.warehouse), read_only=True)
+    try:
+        page = hardship.screen_page(con, fired.school_code.iloc[0])
+    finally:
+        con.close()
+    assert len(page["pupils"]) and page["pupils"].screen_score.is_monotonic_decreasing
+
+
+def test_bench_measures_the_outputs_against_the_truth(city):
+    from bench.outputs_vs_truth import evaluate
+
+    paths, _, _ = city
+    r = evaluate(paths.home)
+    assert r["beating_odds"]["schools"] == 3 and -1 <= r["beating_odds"]["pearson"] <= 1
+    assert r["support"]["actions"] == 6 and r["support"]["naive_truth_inside"] == 0
+    assert r["screen"]["matched_to_truth"] > 0 and r["screen"]["recall_top10"] > 0.10  # beats a random list
+    assert (paths.reports / "outputs_vs_truth.json").exists()

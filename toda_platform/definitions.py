@@ -7,6 +7,7 @@ import dagster as dg
 from assets.marts import mart_assets, mart_checks, nightly_with_marts, partition_range_tags
 from assets.models import model_assets, scoring_assets, scoring_checks
 from assets.ops import ops_assets, ops_checks
+from assets.outputs import output_assets
 from assets.serving import serving_assets
 from assets.sensors import automation_sensor, landing_zone_sensor, nightly_refresh
 from assets.sources import staging_assets, staging_checks
@@ -19,7 +20,7 @@ def build_definitions(paths: Paths | None = None) -> dg.Definitions:
     paths = paths or Paths.from_env()
     return dg.Definitions(
         assets=[*staging_assets, *mart_assets, *model_assets, *scoring_assets, *serving_assets,
-                *ops_assets],
+                *ops_assets, *output_assets],
         asset_checks=[*staging_checks, *mart_checks, *scoring_checks, *ops_checks],
         sensors=[landing_zone_sensor, automation_sensor],
         # the nightly refresh of everything, carrying the partition range the marts need
