@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from tests.test_bad_inputs import (  # noqa: F401  (fixtures)
     ATT, INFANT, Export, city, db, jst, land_real, manifest, staged,
