@@ -2010,7 +2010,7 @@ def _ingest_file(con, spec: SourceSpec, paths: Paths, key: bytes, landed: Landed
         ins, dele = _apply(con, spec, staged, out, landed, archive_path, refs_fp)
     except _Held as held:
         return stop("held", [held.error.to_dict()], held.error.message, staged=staged)
-    if staged.identities is not None and any(c.pii == "identity" for c in spec.columns):
+    if any(c.pii == "identity" for c in spec.columns):
         _store_identities(con, paths, spec, staged)
     if retry:
         for (old,) in con.execute("SELECT DISTINCT quarantine_path FROM staging.file_manifest WHERE source_key = ? "
