@@ -213,6 +213,8 @@ class RowRule:
     problem: Problem  # (offending rows, ctx) -> "3 rows for 2 pupils not in …"
     inputs: tuple[str, ...] = ()  # other staged columns the rule reads
     needs: str | None = None  # the FileContext field it needs ("known_pupils", …)
+    # the inputs matter only through their school year: a batch checks each value once per year
+    by_school_year: bool = False
 
     @property
     def gx_column(self) -> str:
@@ -254,7 +256,8 @@ def known_pupil(spec: SourceSpec) -> RowRule:
 
     return RowRule("known_pupil", "pupil_id", ERROR,
                    f"every pupil_id is in the 学齢簿 (pupil_registry) of the row's school year (from {year_from})",
-                   evaluate, problem, inputs=(year_from,) if year_from else (), needs="known_pupils")
+                   evaluate, problem, inputs=(year_from,) if year_from else (), needs="known_pupils",
+                   by_school_year=True)
 
 
 def known_resident(spec: SourceSpec) -> RowRule:

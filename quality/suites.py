@@ -387,6 +387,126 @@ def check_file(spec: SourceSpec, df: pd.DataFrame, ctx: FileContext) -> FileVali
     )
 
 
+# ---------------------------------------------------------------------------------------------
+# Validating a batch of files at once
+# ---------------------------------------------------------------------------------------------
+
+# File-level expectations: a batch checks them per file in SQL (the ingestion engine does).
+FILE_LEVEL_CHECKS = ("unique_key", "volume_band")
+_BATCH_SUITES: dict[tuple[str, str], object] = {}
+
+
+def _batch_suite(c: _Compiled):
+    """The suite without its file-level expectations (cached)."""
+    key = (c.spec.key, _fingerprint(c.spec))
+    with _LOCK:
+        if key not in _BATCH_SUITES:
+            import great_expectations as gx
+
+            context, _ = _context()
+            kept = [copy.copy(e) for e in c.expectations if e.meta["check"] not in FILE_LEVEL_CHECKS]
+            _BATCH_SUITES[key] = context.suites.add(gx.ExpectationSuite(name=f"{c.suite.name} (batch)",
+                                                                        expectations=kept))
+        return _BATCH_SUITES[key]
+
+
+def file_level_ok(spec: SourceSpec, rows: int, days: int | None, latest: dict[str, dt.date | None],
+                  ctx: FileContext) -> bool:
+    """A file of a validated batch, on what the batch could not check for it: its row count
+    within the volume band and no date after its own export date (``latest``: each date
+    column's latest value). False sends the file to ``check_file`` by itself."""
+    params, band = _parameters(spec, rows, ctx, days)
+    if band is not None and not (params["volume_min"] <= rows <= (params["volume_max"] or rows)):
+        return False
+    checked = {c.staged_name for c in spec.staged_columns if c.kind in R.DATE_KINDS and not c.planned}
+    exported = params["exported_on"].date()
+    return all(d is None or d <= exported for name, d in latest.items() if name in checked)
+
+
+def _rule_frame(con, spec: SourceSpec, table: str, rule: R.RowRule) -> pd.DataFrame:
+    """The distinct values a row rule reads: its verdict on these is its verdict on every row."""
+    from toda_platform.catalogue import school_year_of
+
+    cols = [f'"{x}"' for x in rule.columns]
+    year = rule.inputs[0] if rule.by_school_year and rule.inputs else None
+    if year is not None and R.staged_column(spec, year).kind in R.DATE_KINDS:
+        others = ", ".join(x for x in cols if x != f'"{year}"')
+        query = (f'SELECT {others}, min("{year}") AS "{year}" FROM {table} '
+                 f'GROUP BY {others}, {school_year_of(chr(34) + year + chr(34))}')
+    else:
+        query = f"SELECT DISTINCT {', '.join(cols)} FROM {table}"
+    frame = read_typed(con, f"({query})")
+    frame["_line"] = 0
+    return frame
+
+
+def _cycled(s: pd.Series, n: int) -> pd.Series:
+    return s.iloc[np.arange(n) % len(s)].reset_index(drop=True) if len(s) else s
+
+
+def check_batch(spec: SourceSpec, con, table: str, ctx: FileContext) -> FileValidation:
+    """Validate the typed rows of many files (``table``) in one GX validation.
+
+    Every expectation but the file-level ones (``FILE_LEVEL_CHECKS``) passes or fails on a
+    column's values alone, so GX validates the batch's *distinct* values instead of its rows:
+    a frame whose every column is a block of one column's distinct values (or of one row rule's
+    verdicts on the distinct values it reads), cycled to a common length. 13 million attendance
+    rows hold ~15,000 distinct pupils and ~250 dates. A failure here says only that some file
+    fails; the engine then narrows the batch down and reads the failing file by itself, where
+    ``check_file`` gives lines and values. ``ctx.exported_on`` is the batch's latest export date
+    (each file's own is checked per file)."""
+    from great_expectations.validator.v1_validator import Validator
+
+    started = time.perf_counter()
+    validated_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    c = _compiled(spec)
+    blocks: dict[str, pd.Series] = {}
+    failures: list[Failure] = []
+    for col in spec.staged_columns:
+        values = read_typed(con, f'(SELECT DISTINCT "{col.staged_name}" FROM {table})')[col.staged_name]
+        s, bad, expected = _coerce(col, values)
+        if bad is not None and bad.any():
+            failures.append(Failure("type", "custom", ERROR, col.staged_name, int(bad.sum()), [], [],
+                                    f"{ctx.file_name}: {count(int(bad.sum()), 'value')} of "
+                                    f"{col.staged_name} not {expected}"))
+        blocks[col.staged_name] = s
+    skipped: list[str] = []
+    pupils = None
+    for rule in c.rules:
+        frame = _rule_frame(con, spec, table, rule)
+        typed = pd.DataFrame({x: _coerce(R.staged_column(spec, x), frame[x])[0] for x in rule.columns})
+        typed["_line"] = frame["_line"]
+        result = rule.evaluate(typed, ctx)
+        if result is None:
+            skipped.append(f"{rule.check} on {rule.column}: no {rule.needs} given (reference not loaded yet)")
+            result = pd.Series([], dtype=object)
+        if rule.check == "known_pupil":
+            pupils = typed
+        blocks[rule.gx_column] = _sparse(len(typed), result)
+    n = max(len(b) for b in blocks.values())
+    blocks["_line"] = pd.Series(np.arange(1, n + 1, dtype="int64"))
+    frame = pd.DataFrame({k: _cycled(b, n) for k, b in blocks.items()})
+    params, _ = _parameters(spec, n, ctx)
+    result = Validator(batch_definition=c.batch_definition, batch_parameters={"dataframe": frame},
+                       result_format="BOOLEAN_ONLY").validate_expectation_suite(_batch_suite(c),
+                                                                                 expectation_parameters=params)
+    _label(result, spec, ctx, validated_at)
+    for r in result.results:
+        if not r.success:
+            meta = c.info[r.expectation_config.meta["n"]]
+            failures.append(Failure(meta["check"], r.expectation_config.type, meta.get("severity", ERROR),
+                                    meta.get("column"), 0, [], [],
+                                    f"{ctx.file_name}: {meta['check']} fails on {meta.get('column') or 'the table'}"))
+    if pupils is not None:
+        failures += R.context_failures(spec, pupils, ctx)
+    rows, = con.execute(f"SELECT count(*) FROM {table}").fetchone()
+    return FileValidation(
+        source_key=spec.key, file_name=ctx.file_name, rows=int(rows), failures=failures,
+        seconds=time.perf_counter() - started, validated_at=validated_at, expectations=len(result.results),
+        skipped=skipped, gx_result=result, timings={"distinct_rows": n},
+    )
+
+
 def _label(result, spec: SourceSpec, ctx: FileContext, validated_at: dt.datetime) -> None:
     """Name the run after the file, so the GX result (and its Data Docs page) says what it was."""
     from great_expectations.core.run_identifier import RunIdentifier

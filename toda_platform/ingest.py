@@ -46,7 +46,7 @@ from typing import Callable, Iterable
 import duckdb
 import pyarrow as pa
 
-from toda_platform import parsing
+from toda_platform import ingest_batch, parsing
 from toda_platform.catalogue import CATALOGUE, Column, SourceSpec
 from toda_platform.identity import IdentityRecord
 from toda_platform.pseudonym import normalise_number, pseudonymise
@@ -816,47 +816,11 @@ def _read_csv(con, spec, csv_path, name, encoding, headers, positions, unknown, 
             con.execute("ALTER TABLE _raw_ln RENAME TO _raw")
             line_sql = "r._ln"
 
-    present = [c for c in spec.staged_columns if c.name in positions]
-    _check_values(con, name, present, positions, headers, line_sql)
-    select = [f"{line_sql}::INTEGER AS _line"]
-    if spec.handling == "rows":
-        submitted = positions.get(spec.submitted_at) if spec.submitted_at else None
-        select.append(_timestamp_expr(f"r.c{submitted}") + " AS _order" if submitted is not None
-                      else "CAST(NULL AS TIMESTAMP) AS _order")
-    joins = []
-    unmapped: dict[str, int] = {}
-    school_code_pos = positions.get("school_code")
-    for col in spec.staged_columns:
-        if col.name not in positions:
-            select.append(f"CAST(NULL AS {col.sql_type}) AS \"{col.staged_name}\"")
-            continue
-        raw = f"r.c{positions[col.name]}"
-        header = headers[positions[col.name]]
-        if col.kind in _SQL_ONLY_KINDS:
-            select.append(f"{_numeric_expr(raw, col)} AS \"{col.staged_name}\"")
-        else:
-            alias = f"m{positions[col.name]}"
-            by_school_type = col.kind == "grade" and school_code_pos is not None
-            school_type_sql = f"trim(r.c{school_code_pos}, ' 　')" if by_school_type else None
-            as_written = col
-            if normalise_header(header) in {normalise_header(h) for h in col.pseudonym_headers}:
-                as_written = replace(col, kind="pseudonym")  # already pseudonymised: checked, not hashed
-            lost = _build_map(con, name, _converter(spec, as_written, key), header, raw, school_type_sql, alias,
-                              line_sql)
-            if lost:
-                unmapped[col.name] = lost
-            cond = f"{raw} = {alias}.raw" + (f" AND {school_type_sql} = {alias}.stype" if by_school_type else "")
-            joins.append(f"LEFT JOIN {alias} ON {cond}")
-            select.append(f"{alias}.value AS \"{col.staged_name}\"")
-
-    typed_cols = ", ".join(f'"{c.staged_name}"' for c in spec.staged_columns)
-    order = ", _order" if spec.handling == "rows" else ""
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE _typed AS
-        SELECT {typed_cols}, _line, ({spec.known_from})::DATE AS known_date, ({spec.period})::VARCHAR AS _period{order}
-        FROM (SELECT {', '.join(select)} FROM _raw r {' '.join(joins)} WHERE r._drop IS NULL)
-    """)
-    shapes = _number_shapes(con, spec, positions, headers, line_sql)
+    _check_values(con, name, [c for c in spec.staged_columns if c.name in positions], positions, headers,
+                  line_sql)
+    unmapped = {column: n for column, (n, _) in _type_rows(con, spec, name, positions, headers, key,
+                                                           line_sql).items()}
+    shapes = _number_shapes(con, spec, positions, headers, line_sql).get(0, {})
     header_map = {col: headers[pos] for col, pos in positions.items()}
     _check_required(con, spec, name, positions, headers)
     if spec.handling == "rows":
@@ -874,6 +838,56 @@ def _read_csv(con, spec, csv_path, name, encoding, headers, positions, unknown, 
         days, = con.execute(f'SELECT count(DISTINCT "{spec.event_date}") FROM _typed').fetchall()[0]
     return _StagedFile(encoding, periods[0], rows_read, kept, drops, unknown, header_map, days,
                        key_shapes=shapes, unmapped=unmapped)
+
+
+def _type_rows(con, spec: SourceSpec, name: str, positions, headers, key: bytes, line_sql: str, *,
+               source: str = "_raw r", carry: str = "", lookup_line_sql: str | None = None
+               ) -> dict[str, tuple[int, list[str]]]:
+    """``_raw`` → ``_typed``: every staged column converted on its distinct raw values, with the
+    line each row came from. Raises IngestError on a value that cannot be read. ``source`` and
+    ``carry`` let a batch of files bring its file number along (``lookup_line_sql`` is the line
+    when only ``_raw`` is at hand, for error messages). Returns, per hand-typed column,
+    how many values were not among the catalogue's codes and which raw values they were."""
+    select = [f"{line_sql}::INTEGER AS _line"] + ([carry] if carry else [])
+    if spec.handling == "rows":
+        submitted = positions.get(spec.submitted_at) if spec.submitted_at else None
+        select.append(_timestamp_expr(f"r.c{submitted}") + " AS _order" if submitted is not None
+                      else "CAST(NULL AS TIMESTAMP) AS _order")
+    joins = []
+    unmapped: dict[str, tuple[int, list[str]]] = {}
+    school_code_pos = positions.get("school_code")
+    for col in spec.staged_columns:
+        if col.name not in positions:
+            select.append(f"CAST(NULL AS {col.sql_type}) AS \"{col.staged_name}\"")
+            continue
+        raw = f"r.c{positions[col.name]}"
+        header = headers[positions[col.name]]
+        if col.kind in _SQL_ONLY_KINDS:
+            select.append(f"{_numeric_expr(raw, col)} AS \"{col.staged_name}\"")
+        else:
+            alias = f"m{positions[col.name]}"
+            by_school_type = col.kind == "grade" and school_code_pos is not None
+            school_type_sql = f"trim(r.c{school_code_pos}, ' 　')" if by_school_type else None
+            as_written = col
+            if normalise_header(header) in {normalise_header(h) for h in col.pseudonym_headers}:
+                as_written = replace(col, kind="pseudonym")  # already pseudonymised: checked, not hashed
+            lost, values = _build_map(con, name, _converter(spec, as_written, key), header, raw, school_type_sql,
+                                      alias, lookup_line_sql or line_sql)
+            if lost:
+                unmapped[col.name] = (lost, values)
+            cond = f"{raw} = {alias}.raw" + (f" AND {school_type_sql} = {alias}.stype" if by_school_type else "")
+            joins.append(f"LEFT JOIN {alias} ON {cond}")
+            select.append(f"{alias}.value AS \"{col.staged_name}\"")
+
+    typed_cols = ", ".join(f'"{c.staged_name}"' for c in spec.staged_columns)
+    order = ", _order" if spec.handling == "rows" else ""
+    kept = ", _file" if carry else ""
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _typed AS
+        SELECT {typed_cols}, _line, ({spec.known_from})::DATE AS known_date, ({spec.period})::VARCHAR AS _period{order}{kept}
+        FROM (SELECT {', '.join(select)} FROM {source} {' '.join(joins)} WHERE r._drop IS NULL)
+    """)
+    return unmapped
 
 
 def _timestamp_expr(raw: str) -> str:
@@ -896,13 +910,14 @@ def _latest_submission_wins(con, spec: SourceSpec) -> int:
 
 
 def _number_shapes(con, spec: SourceSpec, positions: dict[str, int], headers: list[str],
-                   line_sql: str) -> dict[str, dict]:
+                   line_sql: str, by: str = "0") -> dict[int, dict[str, dict]]:
     """How wide each pupil or resident number is, and how many begin with 0: the shape of a key
     (never its values), compared across files to catch numbers that lost their leading zeros.
+    Per value of ``by`` (the file of a batch; one file: 0).
 
     Counted over the distinct numbers with their row counts (12,000 numbers, not 250,000 rows);
     the lines of numbers off the file's usual width are looked up only when there are any."""
-    shapes = {}
+    shapes: dict[int, dict[str, dict]] = {}
     for col in spec.staged_columns:
         if col.kind not in ("pupil_number", "resident_number") or col.name not in positions:
             continue
@@ -911,18 +926,23 @@ def _number_shapes(con, spec: SourceSpec, positions: dict[str, int], headers: li
             continue  # the portal's pseudonyms have no digits to lose
         raw = f"r.c{positions[col.name]}"
         digits = _digits("v")
-        rows = con.execute(f"""
-            SELECT length({digits}) AS w, sum(n)::BIGINT, (sum(n) FILTER (starts_with({digits}, '0')))::BIGINT
-            FROM (SELECT {raw} AS v, count(*) AS n FROM _raw r WHERE r._drop IS NULL AND {raw} IS NOT NULL GROUP BY 1)
-            WHERE {digits} <> '' GROUP BY 1""").fetchall()
-        lines: list[int] = []
-        if len(rows) > 1:
-            usual = max(rows, key=lambda r: r[1])[0]
-            lines = [n for (n,) in con.execute(
-                f"SELECT {line_sql}::INTEGER AS line FROM _raw r WHERE r._drop IS NULL AND {raw} IS NOT NULL AND "
-                f"length({_digits(raw)}) <> ? ORDER BY 1 LIMIT {ERROR_SAMPLE}", [usual]).fetchall()]
-        shapes[col.name] = {"widths": {str(w): int(n) for w, n, _ in rows},
-                            "zero_led": int(sum(z or 0 for _, _, z in rows)), "lines": lines}
+        found: dict[int, list[tuple]] = {}
+        for g, w, n, z in con.execute(f"""
+            SELECT g, length({digits}) AS w, sum(n)::BIGINT, (sum(n) FILTER (starts_with({digits}, '0')))::BIGINT
+            FROM (SELECT {by} AS g, {raw} AS v, count(*) AS n FROM _raw r
+                  WHERE r._drop IS NULL AND {raw} IS NOT NULL GROUP BY 1, 2)
+            WHERE {digits} <> '' GROUP BY 1, 2""").fetchall():
+            found.setdefault(g, []).append((w, n, z))
+        for g, rows in found.items():
+            lines: list[int] = []
+            if len(rows) > 1:
+                usual = max(rows, key=lambda r: r[1])[0]
+                lines = [n for (n,) in con.execute(
+                    f"SELECT {line_sql}::INTEGER AS line FROM _raw r WHERE r._drop IS NULL AND {raw} IS NOT NULL "
+                    f"AND {by} = ? AND length({_digits(raw)}) <> ? ORDER BY 1 LIMIT {ERROR_SAMPLE}",
+                    [g, usual]).fetchall()]
+            shapes.setdefault(g, {})[col.name] = {"widths": {str(w): int(n) for w, n, _ in rows},
+                                                  "zero_led": int(sum(z or 0 for _, _, z in rows)), "lines": lines}
     return shapes
 
 
@@ -973,8 +993,10 @@ def _check_values(con, name, columns: list[Column], positions, headers, line_sql
                           check=check)
 
 
-def _build_map(con, name, convert: _Converter, header, raw, school_type_sql, alias, line_sql="(r.rowid + 2)") -> int:
-    """Convert each distinct raw value once; register the result as a join table."""
+def _build_map(con, name, convert: _Converter, header, raw, school_type_sql, alias,
+               line_sql="(r.rowid + 2)") -> tuple[int, list[str]]:
+    """Convert each distinct raw value once; register the result as a join table. Returns how
+    many rows hold a hand-typed value that is not among the codes, and those raw values."""
     col = convert.col
     stype_select = f", {school_type_sql} AS stype" if school_type_sql else ""
     distinct = con.execute(
@@ -1014,7 +1036,7 @@ def _build_map(con, name, convert: _Converter, header, raw, school_type_sql, ali
     con.register(f"{alias}_arrow", table)
     con.execute(f"CREATE OR REPLACE TEMP TABLE {alias} AS SELECT * FROM {alias}_arrow")
     con.unregister(f"{alias}_arrow")
-    return lost
+    return lost, [e[0] for e in errors] if lost else []
 
 
 def _check_required(con, spec: SourceSpec, name: str, positions, headers) -> None:
@@ -1032,8 +1054,10 @@ def _check_required(con, spec: SourceSpec, name: str, positions, headers) -> Non
                               lines=lines, column=col.name, header=header, check="not_null")
 
 
-def _check_unique_key(con, spec: SourceSpec, name: str, header_map: dict[str, str] | None = None) -> None:
-    keys = ", ".join(f'"{k}"' for k in spec.key_columns)
+def _check_unique_key(con, spec: SourceSpec, name: str, header_map: dict[str, str] | None = None,
+                      within: str | None = None) -> None:
+    """No key twice in a file (``within``: the column telling the files of a batch apart)."""
+    keys = ", ".join(f'"{k}"' for k in (*spec.key_columns, *([within] if within else [])))
     if not con.execute(f"SELECT count(*) FROM (SELECT 1 FROM _typed GROUP BY {keys} HAVING count(*) > 1)").fetchall()[0][0]:
         return
     dup = con.execute(f"""
@@ -1416,10 +1440,11 @@ def _capped(findings: list[dict]) -> list[dict]:
 
 
 def _drop_temp(con) -> None:
-    for (name,) in con.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
-        "AND table_catalog = 'temp'").fetchall():
-        con.execute(f'DROP TABLE IF EXISTS temp."{name}"')
+    """One file's working tables (a batch's typed tables stay until the batch is done)."""
+    for name, kind in con.execute(
+        "SELECT table_name, table_type FROM information_schema.tables WHERE table_schema = 'main' "
+        "AND table_catalog = 'temp' AND table_name NOT LIKE 'batch_typed_%'").fetchall():
+        con.execute(f'DROP {"VIEW" if kind == "VIEW" else "TABLE"} IF EXISTS temp."{name}"')
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1776,40 +1801,53 @@ def ingest_source(
         report.skipped.append({"file": skip.name, "reason": skip.reason})
         if skip.record:
             _record_ignored(con, spec, skip)
-    for path in scan.files:
-        try:
-            resolved = path.resolve()
-        except (OSError, RuntimeError):  # a symlink loop
-            resolved = None
-        if resolved is None or inside not in resolved.parents or not resolved.is_file():
-            out = _not_a_landed_file(con, paths, spec, path, resolved, ours=landing.resolve() == inside)
-            log(f"{spec.key}: {out.message}")
-            report.files.append(out)
-            continue
-        landed = _land(path, now)
-        if landed is None:
-            reason = "changed while it was being read: still being copied? It is read on a later run"
-            log(f"{spec.key}: skipped {path.name}: {reason}")
-            report.skipped.append({"file": path.name, "reason": reason})
-            continue
-        seen = con.execute(
-            "SELECT file_name, outcome, landed_at FROM staging.file_manifest WHERE source_key = ? AND sha256 = ? "
-            "ORDER BY processed_at", [spec.key, landed.sha]).fetchall()
-        if any(n == landed.name and at == landed.landed_at and o in ("applied", "superseded", "duplicate")
-               for n, o, at in seen):
-            continue  # this very landing is already in the manifest
-        done = [(n, o) for n, o, _ in seen if o in ("applied", "superseded")]
-        if done:
-            first, outcome = done[-1]
-            out = FileOutcome(landed.name, landed.sha, landed.size, "duplicate",
-                              message=f"the same bytes as {first} ({outcome}) landed again: nothing changed")
-            _record(con, spec, out, landed)
-            report.files.append(out)
-            log(f"{spec.key}: {landed.name}: {out.message}")
-            continue
-        if seen:
-            landed.note = f"landed again after it was {seen[-1][1]}: read again"
-        add(_ingest_file(con, spec, paths, key, landed, refs, refs_fp))
+    for chunk in ingest_batch.chunks(scan.files):
+        # land the chunk's files (hash, archive), stage the new ones together, then judge and
+        # apply each by itself in export order
+        entries: list[tuple[Path, Landed | FileOutcome | None]] = []
+        for path in chunk:
+            try:
+                resolved = path.resolve()
+            except (OSError, RuntimeError):  # a symlink loop
+                resolved = None
+            if resolved is None or inside not in resolved.parents or not resolved.is_file():
+                entries.append((path, _not_a_landed_file(con, paths, spec, path, resolved,
+                                                         ours=landing.resolve() == inside)))
+            else:
+                entries.append((path, _land(path, now)))
+        batch = ingest_batch.Staged()
+        ingest_batch.stage(con, spec, paths, key, _new_landings(con, spec, [e for _, e in entries]), refs, batch)
+        report.validations += batch.validations
+        for path, entry in entries:
+            if isinstance(entry, FileOutcome):
+                log(f"{spec.key}: {entry.message}")
+                report.files.append(entry)
+                continue
+            landed = entry
+            if landed is None:
+                reason = "changed while it was being read: still being copied? It is read on a later run"
+                log(f"{spec.key}: skipped {path.name}: {reason}")
+                report.skipped.append({"file": path.name, "reason": reason})
+                continue
+            seen = con.execute(
+                "SELECT file_name, outcome, landed_at FROM staging.file_manifest WHERE source_key = ? AND sha256 = ? "
+                "ORDER BY processed_at", [spec.key, landed.sha]).fetchall()
+            if any(n == landed.name and at == landed.landed_at and o in ("applied", "superseded", "duplicate")
+                   for n, o, at in seen):
+                continue  # this very landing is already in the manifest
+            done = [(n, o) for n, o, _ in seen if o in ("applied", "superseded")]
+            if done:
+                first, outcome = done[-1]
+                out = FileOutcome(landed.name, landed.sha, landed.size, "duplicate",
+                                  message=f"the same bytes as {first} ({outcome}) landed again: nothing changed")
+                _record(con, spec, out, landed)
+                report.files.append(out)
+                log(f"{spec.key}: {landed.name}: {out.message}")
+                continue
+            if seen:
+                landed.note = f"landed again after it was {seen[-1][1]}: read again"
+            add(_ingest_file(con, spec, paths, key, landed, refs, refs_fp, prestaged=batch.files.pop(landed.sha, None)))
+        ingest_batch.release(con, batch)
 
     for landed, archive_path in _retries(con, spec, paths, refs_fp):
         add(_ingest_file(con, spec, paths, key, landed, refs, refs_fp, archive_path=archive_path))
@@ -1834,6 +1872,22 @@ def _land(path: Path, now: float) -> Landed | None:
     exported_at, export_from = export_time(path.name, after.st_mtime, now)
     return Landed(path.name, hashlib.sha256(data).hexdigest(), data, _utc(after.st_mtime), exported_at,
                   export_from, path=path)
+
+
+def _new_landings(con, spec: SourceSpec, entries: list) -> list[Landed]:
+    """The landed files whose bytes were never applied (each sha256 once): what a batch may stage."""
+    landed = [e for e in entries if isinstance(e, Landed)]
+    if not landed:
+        return []
+    done = {sha for (sha,) in con.execute(
+        "SELECT DISTINCT sha256 FROM staging.file_manifest WHERE source_key = ? AND sha256 IN (SELECT unnest(?)) "
+        "AND outcome IN ('applied', 'superseded', 'duplicate')", [spec.key, [e.sha for e in landed]]).fetchall()}
+    out, taken = [], set()
+    for e in landed:
+        if e.sha not in done and e.sha not in taken:
+            taken.add(e.sha)
+            out.append(e)
+    return out
 
 
 def _record_ignored(con, spec: SourceSpec, skip: Skipped) -> None:
@@ -1916,12 +1970,17 @@ def _not_a_landed_file(con, paths: Paths, spec: SourceSpec, path: Path, resolved
 
 
 def _ingest_file(con, spec: SourceSpec, paths: Paths, key: bytes, landed: Landed, refs, refs_fp: str, *,
-                 archive_path: Path | None = None):
-    """Read, check and apply one delivery; (outcome, rows inserted, rows deleted, validation)."""
+                 archive_path: Path | None = None, prestaged: "ingest_batch.Prestaged | None" = None):
+    """Read, check and apply one delivery; (outcome, rows inserted, rows deleted, validation).
+
+    ``prestaged``: its rows were already read and validated with a batch of files
+    (``ingest_batch``); what the batch could not check for it is checked here, and a file that
+    fails that is read again by itself."""
     import quality
 
     retry = archive_path is not None  # read again from the archive: nothing in landing to move
-    archive_path = archive_path or _archive(paths, spec, landed.data, landed.sha)
+    archive_path = archive_path or (prestaged.archive_path if prestaged else None) or _archive(
+        paths, spec, landed.data, landed.sha)
     notes = [n for n in (landed.note,) if n]
     if landed.export_from.startswith("first seen"):
         notes.append(f"export time taken as {landed.export_from}")
@@ -1947,11 +2006,16 @@ def _ingest_file(con, spec: SourceSpec, paths: Paths, key: bytes, landed: Landed
         _record(con, spec, out, landed, archive_path, quarantine_path=held, references_fp=refs_fp)
         return out, 0, 0, validation
 
-    try:
-        staged = read_file(con, spec, archive_path, key, display_name=landed.name, scratch=paths.home / "tmp",
-                           data=landed.data)
-    except IngestError as error:
-        return stop("rejected", [error.to_dict()], error.message)
+    if prestaged is not None:
+        staged = prestaged.staged
+        con.execute(f"CREATE OR REPLACE TEMP VIEW _typed AS SELECT * EXCLUDE (_file) FROM {prestaged.table} "
+                    f"WHERE _file = {int(prestaged.index)}")  # read where it is, not copied
+    else:
+        try:
+            staged = read_file(con, spec, archive_path, key, display_name=landed.name, scratch=paths.home / "tmp",
+                               data=landed.data)
+        except IngestError as error:
+            return stop("rejected", [error.to_dict()], error.message)
 
     damage = _key_damage(con, spec, staged, landed.name, refs)
     if damage is not None:
@@ -1975,7 +2039,13 @@ def _ingest_file(con, spec: SourceSpec, paths: Paths, key: bytes, landed: Landed
                 return stop("held", [error.to_dict()], error.message, staged=staged)
             set_aside.append(("unknown_pupil", lines, "the pupil is not in the 学齢簿 (pupil_registry) of that school "
                               "year; the file is read again by itself once the registry changes"))
-    validation = quality.check_file(spec, quality.read_typed(con), ctx)
+    if prestaged is None:
+        validation = quality.check_file(spec, quality.read_typed(con), ctx)
+    elif quality.file_level_ok(spec, staged.rows_kept, staged.days, prestaged.latest, ctx):
+        validation = replace(prestaged.validation, failures=[], seconds=prestaged.validation.seconds * prestaged.share)
+    else:  # its volume or an export date the batch could not judge: by itself, for exact findings
+        _drop_temp(con)
+        return _ingest_file(con, spec, paths, key, landed, refs, refs_fp)
     if staged.unknown_headers:
         validation.failures.append(_unknown_columns(landed.name, staged.unknown_headers))
     if validation.errors:
@@ -2017,7 +2087,7 @@ def _ingest_file(con, spec: SourceSpec, paths: Paths, key: bytes, landed: Landed
                                   "AND sha256 = ? AND quarantine_path IS NOT NULL", [spec.key, landed.sha]).fetchall():
             _discard_quarantined(Path(old))
     _drop_temp(con)
-    return out, ins, dele, validation
+    return out, ins, dele, validation if prestaged is None else None
 
 
 def _discard_quarantined(path: Path) -> None:

@@ -1,0 +1,165 @@
+"""Many files of a source staged in one batch give exactly what one file at a time gives.
+
+The batch path (``toda_platform.ingest_batch``) is only a faster way to the same staging rows,
+manifest rows and findings: each test runs the real ingestion twice on the same landed files —
+once batched, once with batches of one file (``BATCH_BYTES`` = 1, the one-file path) — and
+compares everything a person or a later asset can see.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.test_bad_inputs import ATT, K, NURSE, city, db, land_real, modified  # noqa: F401  (fixtures)
+from toda_platform import ingest_batch
+from toda_platform.catalogue import CATALOGUE
+from toda_platform.ingest import ingest_source
+
+MONTHS = ["出欠_2025-04.csv", "出欠_2025-05.csv", "出欠_2025-06.csv", "出欠_2025-07.csv", "出欠_2025-09.csv"]
+MANIFEST_COLUMNS = ["file_name", "sha256", "outcome", "encoding", "period", "rows_read", "rows_kept", "rows_dropped",
+                    "drop_reasons", "unknown_headers", "message", "days", "key_shapes", "findings"]
+
+
+def _run(con, paths, key, source, *, batched: bool, monkeypatch):
+    monkeypatch.setattr(ingest_batch, "BATCH_BYTES", ingest_batch.BATCH_BYTES if batched else 1)
+    return ingest_source(con, CATALOGUE[source], paths, key)
+
+
+def _state(con, source):
+    rows = con.execute(f"SELECT * FROM staging.{source} ORDER BY _file_sha256, _line").df()
+    manifest = con.execute(f"SELECT {', '.join(MANIFEST_COLUMNS)} FROM staging.file_manifest WHERE source_key = ? "
+                           f"ORDER BY file_name", [source]).df()
+    return rows, manifest
+
+
+def _batched_and_alone(city, paths, db, key, monkeypatch, tmp_path, source, land):
+    """Land the files with ``land(paths)``, ingest them batched; then the same from a copy of the
+    warehouse as it was, one file at a time. Returns both reports and states."""
+    pristine = tmp_path / "pristine.duckdb"
+    db.execute("CHECKPOINT")
+    shutil.copy(paths.warehouse, pristine)
+    land(paths)
+    copies = {p.name: p.read_bytes() for p in paths.landing_dir(source).iterdir()}
+    mtimes = {p.name: p.stat().st_mtime for p in paths.landing_dir(source).iterdir()}
+    batched = _run(db, paths, key, source, batched=True, monkeypatch=monkeypatch)
+    batched_state = _state(db, source)
+
+    import duckdb
+    alone_con = duckdb.connect(str(pristine))
+    try:
+        shutil.rmtree(paths.landing_dir(source))
+        shutil.rmtree(paths.quarantine / source, ignore_errors=True)
+        paths.landing_dir(source).mkdir(parents=True)
+        import os
+        for name, data in copies.items():
+            target = paths.landing_dir(source) / name
+            target.write_bytes(data)
+            os.utime(target, (mtimes[name], mtimes[name]))
+        alone = _run(alone_con, paths, key, source, batched=False, monkeypatch=monkeypatch)
+        alone_state = _state(alone_con, source)
+    finally:
+        alone_con.close()
+    return batched, batched_state, alone, alone_state
+
+
+def _assert_same(batched_state, alone_state):
+    pd.testing.assert_frame_equal(batched_state[0], alone_state[0])
+    b, a = batched_state[1].copy(), alone_state[1].copy()
+    for frame in (b, a):  # the seconds GX took are not part of what happened
+        frame["findings"] = frame["findings"].map(lambda f: json.loads(f) if f else f)
+    pd.testing.assert_frame_equal(b, a)
+
+
+def test_a_batch_of_clean_months_stages_exactly_what_single_files_do(city, paths, db, key, monkeypatch, tmp_path):
+    def land(p):
+        for name in MONTHS:
+            land_real(city, p, ATT, name)
+
+    batched, bstate, alone, astate = _batched_and_alone(city, paths, db, key, monkeypatch, tmp_path, ATT, land)
+    assert [f.outcome for f in batched.files] == ["applied"] * len(MONTHS)
+    # the batch path was taken: one validation for all five files, not one per file
+    assert [v.file_name for v in batched.validations] == [f"{MONTHS[0]} … {MONTHS[-1]} ({len(MONTHS)} files)"]
+    assert len(alone.validations) == len(MONTHS)
+    assert len(bstate[0]) == sum(f.rows_kept for f in batched.files) > 10_000
+    _assert_same(bstate, astate)
+
+
+def test_a_bad_file_in_a_batch_is_narrowed_down_and_explained_as_alone(city, paths, db, key, monkeypatch,
+                                                                        tmp_path):
+    """One month with an unknown status code among clean months, one with a total row and a
+    blank line at its end: the clean ones apply from the batch, the bad one is rejected with
+    the one-file path's line and column, and the totals are dropped and counted the same."""
+    def land(p):
+        for name in MONTHS:
+            land_real(city, p, ATT, name)
+        bad = city.export(ATT, MONTHS[2])
+        modified(bad, K, "出欠", "遊び").write(p.landing_dir(ATT) / MONTHS[2])
+        totals = city.export(ATT, MONTHS[3])
+        totals.copy(rows=[*totals.rows, ["合計"] + [""] * (len(totals.header) - 1)]).write(
+            p.landing_dir(ATT) / MONTHS[3])
+
+    batched, bstate, alone, astate = _batched_and_alone(city, paths, db, key, monkeypatch, tmp_path, ATT, land)
+    outcomes = {f.file_name: f.outcome for f in batched.files}
+    assert outcomes == {**{m: "applied" for m in MONTHS}, MONTHS[2]: "rejected"}
+    rejected = next(f for f in batched.files if f.outcome == "rejected")
+    assert rejected.errors[0]["lines"][:1] == [K + 2] and rejected.errors[0]["column"] == "status"
+    totals = next(f for f in batched.files if f.file_name == MONTHS[3])
+    assert totals.drop_reasons == {"total_row": 1}
+    assert any("files)" in v.file_name for v in batched.validations)  # the clean ones still went together
+    _assert_same(bstate, astate)
+
+
+def test_a_file_past_its_export_date_is_judged_by_itself(city, paths, db, key, monkeypatch, tmp_path):
+    """The batch validates dates against its latest export; each file's own export date is
+    checked per file, and a file that fails it is read again alone and rejected as before."""
+    def land(p):
+        for name in MONTHS[:3]:
+            land_real(city, p, ATT, name)
+        late = city.export(ATT, MONTHS[0])
+        # exported (modified) on April 10th, yet holding the whole of April: impossible
+        late.write(p.landing_dir(ATT) / MONTHS[0], mtime=pd.Timestamp("2025-04-10 18:00", tz="Asia/Tokyo").timestamp())
+
+    batched, bstate, alone, astate = _batched_and_alone(city, paths, db, key, monkeypatch, tmp_path, ATT, land)
+    first = next(f for f in batched.files if f.file_name == MONTHS[0])
+    assert first.outcome == "rejected" and first.errors[0]["check"] == "not_after_export", first.message
+    _assert_same(bstate, astate)
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(broken=st.lists(st.sampled_from(range(4)), min_size=0, max_size=2, unique=True),
+       how=st.sampled_from(["unknown_school", "duplicate_row", "bad_date"]))
+def test_any_mix_of_good_and_bad_nurse_months_matches_one_at_a_time(city, paths, db, key, monkeypatch, tmp_path,
+                                                                     broken, how):
+    """Whatever files of a batch are broken, and however, the outcome per file and every staged
+    row are those of the one-file path."""
+    names = ["保健室来室_2025-04.csv", "保健室来室_2025-05.csv", "保健室来室_2025-06.csv", "保健室来室_2025-07.csv"]
+    case = tmp_path / f"case-{len(list(tmp_path.iterdir()))}"
+    case.mkdir()
+    shutil.rmtree(paths.landing_dir(NURSE), ignore_errors=True)
+    shutil.rmtree(paths.quarantine / NURSE, ignore_errors=True)
+    db.execute(f"DROP TABLE IF EXISTS staging.{NURSE}")
+    db.execute("DELETE FROM staging.file_manifest WHERE source_key = ?", [NURSE])
+    db.execute("DELETE FROM staging._schema_versions WHERE source_key = ?", [NURSE])
+
+    def land(p):
+        for i, name in enumerate(names):
+            land_real(city, p, NURSE, name)
+            if i in broken:
+                export = city.export(NURSE, name)
+                if how == "unknown_school":
+                    export = modified(export, 1, "学校コード", "B111222409999")
+                elif how == "duplicate_row":
+                    export = export.copy(rows=[*export.rows, list(export.rows[0])])
+                else:
+                    export = modified(export, 1, "来室日", "令和6年2月30日")
+                export.write(p.landing_dir(NURSE) / name)
+
+    batched, bstate, alone, astate = _batched_and_alone(city, paths, db, key, monkeypatch, case, NURSE, land)
+    assert {f.file_name for f in batched.files if f.outcome == "rejected"} == {names[i] for i in broken}
+    _assert_same(bstate, astate)

@@ -1,0 +1,240 @@
+"""Many landed files of one source read, typed and validated in one go.
+
+A month of attendance is ~200,000 rows, and a city lands dozens of months at once (the first
+load, a re-export of a year). Read one by one, most of the time goes to work that does not
+grow with the rows: DuckDB queries, a GX validation and the pseudonymisation of the same
+12,000 pupil numbers, 64 times over. Here the new files of a source that share a layout
+(UTF-8, same headers and delimiter) are read by one query (a ``read_csv`` per file, numbered),
+converted on the distinct values of the whole batch, checked in SQL per file (one period, no
+key twice, blank required values) and validated by Great Expectations once (``check_batch``).
+
+Nothing about a file's fate changes: each file is still applied, held or rejected by itself,
+in export order, by ``ingest._ingest_file``. The batch only prepares its typed rows. Whenever
+a batch finds anything wrong — a value it cannot read, a failed expectation, even a warning —
+it is split in two and each half is tried again, down to single files, which take the
+one-file path (``read_file`` + ``check_file``) and get its exact messages: line, column, header
+and values. A clean file costs the batch path; a bad one costs a few extra reads.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from toda_platform import ingest as I
+from toda_platform import parsing
+from toda_platform.catalogue import SourceSpec
+from toda_platform.settings import Paths
+
+# Landed bytes held at once: files are read (hashed, archived) and staged in chunks of this size.
+BATCH_BYTES = int(float(os.environ.get("TODA_BATCH_MB", "512")) * 1e6)
+TABLE_PREFIX = "batch_typed_"  # temporary tables that outlive one file (ingest._drop_temp keeps them)
+
+
+@dataclass
+class Prestaged:
+    """A file's typed rows, ready in a batch table, and what the batch learnt of it."""
+
+    staged: "I._StagedFile"
+    table: str  # the batch's temporary table; this file's rows have _file = index
+    index: int
+    archive_path: Path
+    latest: dict[str, date | None]  # each date column's latest value (checked against the export date)
+    validation: object  # quality.FileValidation of the whole batch
+    share: float  # this file's share of the batch's rows (its part of the validation time)
+
+
+@dataclass
+class Staged:
+    files: dict[str, Prestaged] = field(default_factory=dict)  # sha256 -> prestaged
+    validations: list = field(default_factory=list)  # one quality.FileValidation per batch
+    tables: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Candidate:
+    landed: "I.Landed"
+    archive_path: Path
+    encoding: str
+    headers: list[str]
+    delim: str
+    positions: dict[str, int]
+    unknown: list[str]
+    physical_lines: int
+
+
+class _Unfit(Exception):
+    """Something in the batch is not clean: narrow it down."""
+
+
+def eligible(spec: SourceSpec) -> bool:
+    """Sources whose files are applied whole and carry no names (the registry's go elsewhere)."""
+    return spec.handling != "rows" and not any(c.pii == "identity" for c in spec.columns)
+
+
+def chunks(paths: list[Path]) -> list[list[Path]]:
+    """The landing files in their order, cut so that no chunk holds more than BATCH_BYTES."""
+    out: list[list[Path]] = [[]]
+    size = 0
+    for path in paths:
+        try:
+            n = path.stat().st_size
+        except OSError:
+            n = 0
+        if out[-1] and size + n > BATCH_BYTES:
+            out.append([])
+            size = 0
+        out[-1].append(path)
+        size += n
+    return [c for c in out if c]
+
+
+def stage(con: duckdb.DuckDBPyConnection, spec: SourceSpec, paths: Paths, key: bytes, landed: list["I.Landed"],
+          refs, into: Staged) -> None:
+    """Stage what can be staged together of ``landed`` (new files of one source) into ``into``."""
+    if not eligible(spec) or len(landed) < 2:
+        return
+    groups: dict[tuple, list[_Candidate]] = {}
+    for item in landed:
+        found = _candidate(spec, paths, item)
+        if found is not None:
+            groups.setdefault((tuple(found.headers), found.delim), []).append(found)
+    for group in groups.values():
+        _narrowing(con, spec, paths, key, group, refs, into)
+
+
+def _candidate(spec: SourceSpec, paths: Paths, landed: "I.Landed") -> _Candidate | None:
+    """A file fit for a batch: UTF-8, its headers known to the catalogue. Anything else (and
+    whatever the one-file path would reject before reading rows) takes that path."""
+    data = landed.data
+    if not data.strip():
+        return None
+    try:
+        encoding = parsing.detect_encoding(data)
+    except parsing.ParseError:
+        return None
+    if encoding not in ("utf-8", "utf-8-sig") or I._cut_inside_character(data, encoding):
+        return None
+    first_line = (data[:65536].decode(encoding, errors="ignore").lstrip("\ufeff").splitlines() or [""])[0]
+    delim = I._delimiter(first_line)
+    headers = I._first_record(first_line, delim)
+    if not any(h.strip() for h in headers):
+        return None
+    try:
+        positions, unknown = I.map_headers(spec, headers, landed.name)
+    except I.IngestError:
+        return None
+    newline = b"\n" if b"\n" in data else b"\r"
+    return _Candidate(landed, I._archive(paths, spec, data, landed.sha), encoding, headers, delim, positions,
+                      unknown, data.rstrip(b"\r\n").count(newline) + 1)
+
+
+def _narrowing(con, spec, paths, key, group: list[_Candidate], refs, into: Staged) -> None:
+    if len(group) < 2:
+        return  # a file by itself takes the one-file path
+    try:
+        _stage_group(con, spec, key, group, refs, into)
+    except (_Unfit, I.IngestError, duckdb.Error):
+        I._drop_temp(con)
+        half = len(group) // 2
+        _narrowing(con, spec, paths, key, group[:half], refs, into)
+        _narrowing(con, spec, paths, key, group[half:], refs, into)
+
+
+def _label(group: list[_Candidate]) -> str:
+    return f"{group[0].landed.name} … {group[-1].landed.name} ({len(group)} files)"
+
+
+def _stage_group(con, spec: SourceSpec, key: bytes, group: list[_Candidate], refs, into: Staged) -> None:
+    import quality
+
+    first = group[0]
+    headers, positions, delim = first.headers, first.positions, first.delim
+    label = _label(group)
+    n = len(headers)
+    wanted = sorted({positions[c.name] for c in spec.staged_columns if c.name in positions})
+    all_cols = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(n))
+    blank = " AND ".join(f"c{i} IS NULL" for i in range(n))
+    markers = ", ".join(I._sql_str(m) for m in I.TOTAL_MARKERS)
+    total = " OR ".join(f"(contains(c{i}, '計') AND trim(c{i}, ' 　') IN ({markers}))" for i in range(min(n, 3)))
+    # one scan per file, its number carried as a constant (no file name on every row); rows
+    # keep file and line order, so a row's line is its rowid less its file's first, plus 2
+    reads = " UNION ALL ".join(f"""
+        SELECT {', '.join(f'c{i}' for i in wanted)},
+               CASE WHEN {blank} THEN 'blank_row' WHEN {total} THEN 'total_row' END AS _drop, {i}::USMALLINT AS _file
+        FROM read_csv({I._sql_str(str(c.archive_path))}, header = false, skip = 1, delim = {I._sql_str(delim)},
+                      quote = '"', escape = '"', auto_detect = false, strict_mode = true, null_padding = false,
+                      all_varchar = true, columns = {{{all_cols}}})""" for i, c in enumerate(group))
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _raw AS {reads}")
+    stats = {i: row for i, *row in con.execute("""
+        SELECT _file, min(rowid), max(rowid), count(*), count(*) FILTER (_drop = 'blank_row'),
+               count(*) FILTER (_drop = 'total_row') FROM _raw GROUP BY _file""").fetchall()}
+    if set(stats) != set(range(len(group))):
+        raise _Unfit("a file of the batch has no rows")
+    for i, (lo, hi, rows, blanks, totals) in stats.items():
+        # rows in file order (their line is rowid - first + 2), one physical line each (a value
+        # spanning lines needs the one-file path's line finding), and some data
+        if hi - lo + 1 != rows or group[i].physical_lines != rows + 1 or rows - blanks - totals <= 0:
+            raise _Unfit(f"{group[i].landed.name}: not one line per record")
+    con.register("_bfiles_arrow", pa.table({"_file": pa.array(list(stats), pa.uint16()),
+                                            "_first": [stats[i][0] for i in stats]}))
+    con.execute("CREATE OR REPLACE TEMP TABLE _bfiles AS SELECT * FROM _bfiles_arrow")
+    con.unregister("_bfiles_arrow")
+
+    I._check_values(con, label, [c for c in spec.staged_columns if c.name in positions], positions, headers, "0")
+    unmapped = I._type_rows(con, spec, label, positions, headers, key, "(r.rowid - f._first + 2)",
+                            source="_raw r JOIN _bfiles f ON r._file = f._file", carry="r._file AS _file",
+                            lookup_line_sql="0")
+    header_map = {col: headers[pos] for col, pos in positions.items()}
+    I._check_required(con, spec, label, positions, headers)
+    I._check_unique_key(con, spec, label, header_map, within="_file")
+    dates = [c.staged_name for c in spec.staged_columns if c.kind in ("date", "timestamp_date", "month")]
+    per_file = con.execute(
+        "SELECT _file, count(DISTINCT _period), min(_period), count(*) FILTER (_period IS NULL), count(*)"
+        + (f', count(DISTINCT "{spec.event_date}")' if spec.event_date else ", NULL")
+        + "".join(f', max("{d}")' for d in dates) + " FROM _typed GROUP BY _file").fetchall()
+    if len(per_file) != len(group) or any(r[1] != 1 or r[3] for r in per_file):
+        raise _Unfit("a file of the batch spans no or several periods")
+    lost = {i: {} for i in range(len(group))}
+    for column, (_, values) in unmapped.items():
+        for i, count in con.execute(
+                f"SELECT r._file, count(*) FROM _raw r "
+                f"WHERE r._drop IS NULL AND r.c{positions[column]} IN (SELECT unnest(?)) GROUP BY 1", [values]).fetchall():
+            lost[i][column] = count
+    shapes = I._number_shapes(con, spec, positions, headers, "0", by="r._file")
+
+    exported = max(I._exported_on(c.landed.exported_at) for c in group)
+    ctx = quality.FileContext(file_name=label, headers=header_map, exported_on=exported,
+                              known_pupils=refs.known_pupils, known_residents=refs.known_residents,
+                              known_schools=refs.known_schools, previous_volumes=[])
+    validation = quality.check_batch(spec, con, "_typed", ctx)
+    if validation.failures:
+        raise _Unfit(validation.failures[0].message)
+
+    table = f"{TABLE_PREFIX}{len(into.tables)}"
+    con.execute(f"ALTER TABLE _typed RENAME TO {table}")
+    into.tables.append(table)
+    into.validations.append(validation)
+    total_rows = sum(r[4] for r in per_file)
+    for i, _, period, _, kept, days, *latest in per_file:
+        c = group[i]
+        lo, hi, rows, blanks, totals = stats[i]
+        drops = {k: v for k, v in (("blank_row", blanks), ("total_row", totals)) if v}
+        staged = I._StagedFile(c.encoding, period, rows, kept, drops, c.unknown, header_map, days,
+                               key_shapes=shapes.get(i, {}), unmapped=lost[i])
+        into.files[c.landed.sha] = Prestaged(staged, table, i, c.archive_path, dict(zip(dates, latest)),
+                                             validation, kept / total_rows)
+    I._drop_temp(con)
+
+
+def release(con, staged: Staged) -> None:
+    """Drop the batch tables once every file of them has been applied or set aside."""
+    for table in staged.tables:
+        con.execute(f"DROP TABLE IF EXISTS temp.{table}")
+    staged.tables.clear()
+    staged.files.clear()
