@@ -163,3 +163,32 @@ def test_any_mix_of_good_and_bad_nurse_months_matches_one_at_a_time(city, paths,
     batched, bstate, alone, astate = _batched_and_alone(city, paths, db, key, monkeypatch, case, NURSE, land)
     assert {f.file_name for f in batched.files if f.outcome == "rejected"} == {names[i] for i in broken}
     _assert_same(bstate, astate)
+
+
+def test_a_batch_of_form_months_keeps_the_latest_submissions_like_single_files(city, paths, db, key, monkeypatch,
+                                                                               tmp_path):
+    """Forms (row-level handling): a resubmission in one month and a stranger in another; the
+    clean months go through the batch, and everything matches one file at a time."""
+    mood = "mood_checkin"
+    names = sorted(p.name for p in city.paths.landing_dir(mood).iterdir())[-4:]
+
+    def land(p):
+        for name in names:
+            land_real(city, p, mood, name)
+        form = city.export(mood, names[1])
+        t, pupil = form.col("タイムスタンプ"), form.col("学籍番号")
+        again = list(form.rows[4])
+        again[t] = again[t].replace(" 7:", " 9:").replace(" 8:", " 9:")
+        form.copy(rows=form.rows[:4] + [again] + form.rows[4:]).write(p.landing_dir(mood) / names[1])
+        other = city.export(mood, names[2])
+        stranger = list(other.rows[3])
+        stranger[pupil] = "12345678"
+        other.copy(rows=other.rows + [stranger]).write(p.landing_dir(mood) / names[2])
+
+    batched, bstate, alone, astate = _batched_and_alone(city, paths, db, key, monkeypatch, tmp_path, mood, land)
+    assert [f.outcome for f in batched.files] == ["applied"] * len(names)
+    by_name = {f.file_name: f for f in batched.files}
+    assert by_name[names[1]].drop_reasons.get("duplicate_submission") == 1
+    assert by_name[names[2]].drop_reasons.get("unknown_pupil") == 1
+    assert any("files)" in v.file_name for v in batched.validations)
+    _assert_same(bstate, astate)

@@ -824,7 +824,7 @@ def _read_csv(con, spec, csv_path, name, encoding, headers, positions, unknown, 
     header_map = {col: headers[pos] for col, pos in positions.items()}
     _check_required(con, spec, name, positions, headers)
     if spec.handling == "rows":
-        superseded = _latest_submission_wins(con, spec)
+        superseded = _latest_submission_wins(con, spec).get(0)
         if superseded:
             drops["duplicate_submission"] = superseded
     else:
@@ -897,16 +897,18 @@ def _timestamp_expr(raw: str) -> str:
             f"try_strptime({cleaned}, '%Y/%m/%d %H:%M'))")
 
 
-def _latest_submission_wins(con, spec: SourceSpec) -> int:
+def _latest_submission_wins(con, spec: SourceSpec, within: str | None = None) -> dict[int, int]:
     """Forms: of several submissions with one key, keep the latest (by the form's timestamp, then
-    the later line); returns how many earlier ones were dropped."""
-    keys = ", ".join(f'"{k}"' for k in spec.key_columns)
-    before, = con.execute("SELECT count(*) FROM _typed").fetchall()[0]
+    the later line); returns how many earlier ones were dropped, per value of ``within`` (the
+    file of a batch; one file: 0)."""
+    keys = ", ".join(f'"{k}"' for k in (*spec.key_columns, *([within] if within else [])))
+    group = within or "0"
+    before = dict(con.execute(f"SELECT {group}, count(*) FROM _typed GROUP BY 1").fetchall())
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _typed AS SELECT * FROM _typed
         QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY _order DESC NULLS LAST, _line DESC) = 1""")
-    after, = con.execute("SELECT count(*) FROM _typed").fetchall()[0]
-    return before - after
+    after = dict(con.execute(f"SELECT {group}, count(*) FROM _typed GROUP BY 1").fetchall())
+    return {g: n - after.get(g, 0) for g, n in before.items() if n - after.get(g, 0)}
 
 
 def _number_shapes(con, spec: SourceSpec, positions: dict[str, int], headers: list[str],
@@ -2008,8 +2010,10 @@ def _ingest_file(con, spec: SourceSpec, paths: Paths, key: bytes, landed: Landed
 
     if prestaged is not None:
         staged = prestaged.staged
-        con.execute(f"CREATE OR REPLACE TEMP VIEW _typed AS SELECT * EXCLUDE (_file) FROM {prestaged.table} "
-                    f"WHERE _file = {int(prestaged.index)}")  # read where it is, not copied
+        # read where it is, not copied — but a form's rows may be set aside one by one
+        kind = "TABLE" if spec.handling == "rows" else "VIEW"
+        con.execute(f"CREATE OR REPLACE TEMP {kind} _typed AS SELECT * EXCLUDE (_file) FROM {prestaged.table} "
+                    f"WHERE _file = {int(prestaged.index)}")
     else:
         try:
             staged = read_file(con, spec, archive_path, key, display_name=landed.name, scratch=paths.home / "tmp",
@@ -2026,7 +2030,7 @@ def _ingest_file(con, spec: SourceSpec, paths: Paths, key: bytes, landed: Landed
                                exported_on=_exported_on(landed.exported_at), period=staged.period,
                                references=refs, scopes=scopes)
     set_aside: list[tuple[str, list[int], str]] = []
-    if spec.handling == "rows":
+    if spec.handling == "rows" and prestaged is None:  # a batch has none: it validated known_pupil
         found = _unknown_pupils(con, spec, ctx)
         if found:
             lines, total = found

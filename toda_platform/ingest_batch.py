@@ -73,8 +73,8 @@ class _Unfit(Exception):
 
 
 def eligible(spec: SourceSpec) -> bool:
-    """Sources whose files are applied whole and carry no names (the registry's go elsewhere)."""
-    return spec.handling != "rows" and not any(c.pii == "identity" for c in spec.columns)
+    """Sources whose files carry no names (the registry's go to the identity store, file by file)."""
+    return not any(c.pii == "identity" for c in spec.columns)
 
 
 def chunks(paths: list[Path]) -> list[list[Path]]:
@@ -192,7 +192,11 @@ def _stage_group(con, spec: SourceSpec, key: bytes, group: list[_Candidate], ref
                             lookup_line_sql="0")
     header_map = {col: headers[pos] for col, pos in positions.items()}
     I._check_required(con, spec, label, positions, headers)
-    I._check_unique_key(con, spec, label, header_map, within="_file")
+    if spec.handling == "rows":  # forms: the latest of a pupil's submissions wins, per file
+        superseded = I._latest_submission_wins(con, spec, within="_file")
+    else:
+        I._check_unique_key(con, spec, label, header_map, within="_file")
+        superseded = {}
     dates = [c.staged_name for c in spec.staged_columns if c.kind in ("date", "timestamp_date", "month")]
     per_file = con.execute(
         "SELECT _file, count(DISTINCT _period), min(_period), count(*) FILTER (_period IS NULL), count(*)"
@@ -224,7 +228,8 @@ def _stage_group(con, spec: SourceSpec, key: bytes, group: list[_Candidate], ref
     for i, _, period, _, kept, days, *latest in per_file:
         c = group[i]
         lo, hi, rows, blanks, totals = stats[i]
-        drops = {k: v for k, v in (("blank_row", blanks), ("total_row", totals)) if v}
+        drops = {k: v for k, v in (("blank_row", blanks), ("total_row", totals),
+                                   ("duplicate_submission", superseded.get(i, 0))) if v}
         staged = I._StagedFile(c.encoding, period, rows, kept, drops, c.unknown, header_map, days,
                                key_shapes=shapes.get(i, {}), unmapped=lost[i])
         into.files[c.landed.sha] = Prestaged(staged, table, i, c.archive_path, dict(zip(dates, latest)),
