@@ -13,6 +13,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Iterable, Sequence
 
+import pandas as pd
+
 ERROR = "error"
 WARN = "warn"
 MAX_LINES = 10  # line numbers kept on a Failure
@@ -131,6 +133,8 @@ def plain(value):
             value = value.item()
         except (ValueError, AttributeError):
             pass
+    if value is pd.NaT:  # a blank date (NaT is a datetime without a time)
+        return None
     if isinstance(value, dt.datetime):
         return value.date().isoformat() if value.time() == dt.time(0) else value.isoformat()
     if isinstance(value, dt.date):
@@ -144,8 +148,6 @@ def plain(value):
     if isinstance(value, (str, int, float, bool)):
         return value
     try:  # pandas Timestamp / NaT
-        import pandas as pd
-
         if value is pd.NaT:
             return None
         if isinstance(value, pd.Timestamp):

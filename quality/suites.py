@@ -445,16 +445,16 @@ def _cycled(s: pd.Series, n: int) -> pd.Series:
 
 
 def check_batch(spec: SourceSpec, con, table: str, ctx: FileContext) -> FileValidation:
-    """Validate the typed rows of many files (``table``) in one GX validation.
+    """Validate the typed rows of one file or of many (``table``) in one GX validation: the gate.
 
     Every expectation but the file-level ones (``FILE_LEVEL_CHECKS``) passes or fails on a
     column's values alone, so GX validates the batch's *distinct* values instead of its rows:
     a frame whose every column is a block of one column's distinct values (or of one row rule's
     verdicts on the distinct values it reads), cycled to a common length. 13 million attendance
-    rows hold ~15,000 distinct pupils and ~250 dates. A failure here says only that some file
-    fails; the engine then narrows the batch down and reads the failing file by itself, where
-    ``check_file`` gives lines and values. ``ctx.exported_on`` is the batch's latest export date
-    (each file's own is checked per file)."""
+    rows hold ~15,000 distinct pupils and ~250 dates. A failure here says only that something
+    fails; the engine then narrows a batch down to the failing file and validates that file's
+    rows with ``check_file``, which gives lines and values. For a batch ``ctx.exported_on`` is
+    its latest export date (each file's own is checked per file, ``file_level_ok``)."""
     from great_expectations.validator.v1_validator import Validator
 
     started = time.perf_counter()
@@ -499,7 +499,7 @@ def check_batch(spec: SourceSpec, con, table: str, ctx: FileContext) -> FileVali
                                     f"{ctx.file_name}: {meta['check']} fails on {meta.get('column') or 'the table'}"))
     if pupils is not None:
         failures += R.context_failures(spec, pupils, ctx)
-    rows, = con.execute(f"SELECT count(*) FROM {table}").fetchone()
+    rows, = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0]
     return FileValidation(
         source_key=spec.key, file_name=ctx.file_name, rows=int(rows), failures=failures,
         seconds=time.perf_counter() - started, validated_at=validated_at, expectations=len(result.results),

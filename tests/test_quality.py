@@ -565,3 +565,54 @@ def test_file_context_from_the_warehouse(tmp_path):
     assert ctx.known_residents == {DEFAULTS["pupil_registry"]["resident_id"]}
     assert ctx.known_schools == {ELEM}
     assert ctx.previous_volumes == [100, 120]  # one per earlier period; its own period left out
+
+
+# ---------------------------------------------------------------------------------------------
+# The distinct-value gate (check_batch) judges like the row-by-row validation (check_file)
+# ---------------------------------------------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from quality import check_batch, file_level_ok  # noqa: E402
+from quality.suites import FILE_LEVEL_CHECKS  # noqa: E402
+
+# values a department's file may hold after typing, good and bad, per (source, column)
+_VALUES = {
+    "attendance_daily": dict(
+        date=["2024-05-07", "2024-05-11", "2024-06-03", "2025-05-07", "1999-01-01", None],
+        school_code=[ELEM, JH, "B111222409999", None],
+        pupil_id=[P1, P2, P3, STRANGER, None],
+        status=["present", "absent_sick", "late", "holiday", None],
+        room=[None, "nurse_room", "roof"]),
+    "health_checkup": dict(
+        height_cm=[130.0, 300.0, -5.0, None], weight_kg=[30.0, 45.0, 250.0], obesity_index=[7.0, 48.0, -3.7],
+        grade=[3, 8, 12], caries=["none", "treated", "purple"]),
+    "qu_survey": dict(approval=[40, 10, 55], infringement=[15, 35, 9], group=["satisfied", "infringed", "nobody"]),
+}
+
+
+@settings(max_examples=30, deadline=None)
+@given(data=st.data(), key=st.sampled_from(sorted(_VALUES)))
+def test_the_distinct_value_gate_fails_exactly_when_a_row_by_row_check_does(data, key):
+    spec = CATALOGUE[key]
+    choices = _VALUES[key]
+    rows = data.draw(st.lists(st.fixed_dictionaries({c: st.sampled_from(v) for c, v in choices.items()}),
+                              min_size=1, max_size=12))
+    df = typed(key, *rows)
+    ctx = context(f"{key}.csv")
+    by_rows = check_file(spec, df, ctx)
+    con = duckdb.connect()
+    try:
+        con.register("frame", df)
+        con.execute("CREATE TABLE rows AS SELECT * FROM frame")
+        for col in spec.staged_columns:  # the warehouse's types, as _typed has them
+            con.execute(f'ALTER TABLE rows ALTER "{col.staged_name}" TYPE {col.sql_type}')
+        gate = check_batch(spec, con, "rows", ctx)
+    finally:
+        con.close()
+    row_level = {f.check for f in by_rows.failures if f.check not in FILE_LEVEL_CHECKS}
+    assert bool(gate.failures) == bool(row_level), (row_level, [f.message for f in gate.failures])
+    # the gate names the same checks (never more, never fewer), without lines or values
+    assert {f.check for f in gate.failures} == row_level
+    assert file_level_ok(spec, len(df), None, {}, ctx)

@@ -2044,7 +2044,11 @@ def _ingest_file(con, spec: SourceSpec, paths: Paths, key: bytes, landed: Landed
             set_aside.append(("unknown_pupil", lines, "the pupil is not in the 学齢簿 (pupil_registry) of that school "
                               "year; the file is read again by itself once the registry changes"))
     if prestaged is None:
-        validation = quality.check_file(spec, quality.read_typed(con), ctx)
+        # the distinct-value gate first (cheap); a file with any finding is validated row by
+        # row, which gives the lines and values of each
+        validation = quality.check_batch(spec, con, "_typed", ctx)
+        if validation.failures or not quality.file_level_ok(spec, staged.rows_kept, staged.days, {}, ctx):
+            validation = quality.check_file(spec, quality.read_typed(con), ctx)
     elif quality.file_level_ok(spec, staged.rows_kept, staged.days, prestaged.latest, ctx):
         validation = replace(prestaged.validation, failures=[], seconds=prestaged.validation.seconds * prestaged.share)
     else:  # its volume or an export date the batch could not judge: by itself, for exact findings
