@@ -8,8 +8,10 @@ written. Plain functions, no Django: tested with the pages.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import pandas as pd
 
@@ -128,7 +130,7 @@ def school_view(page: dict) -> dict:
 def effects_view(page: dict) -> dict:
     """From ``ml.support_effects.effects_page``: one row per action that was decided."""
     t: pd.DataFrame = page["effects"]
-    rows = [{"action": r.action_ja, "n": int(r.n_supported), "naive": ratio(r.naive_effect),
+    rows = [{"action": r.action_ja, "n": f"{int(r.n_supported):,}", "naive": ratio(r.naive_effect),
              "adjusted": ratio(r.adjusted_effect),
              "interval": f"{ratio(r.ci_low)} 〜 {ratio(r.ci_high)}",
              "verdict": r.verdict_ja if isinstance(r.verdict_ja, str) else
@@ -145,10 +147,22 @@ def board_rows(karte: pd.DataFrame, names: dict[str, str]) -> list[dict]:
         last = rows.sort_values("school_year").iloc[-1]
         out.append({"school_code": code, "school_name": names.get(code, last.school_name),
                     "school_type": last.school_type,
-                    "odds": interval(last.beating_odds_pooled_estimate, last.beating_odds_pooled_low,
-                                     last.beating_odds_pooled_high),
+                    "odds": signed(last.beating_odds_pooled_estimate, 3),
+                    "odds_ci": (f"{signed(last.beating_odds_pooled_low, 3)} 〜 {signed(last.beating_odds_pooled_high, 3)}"
+                                if _finite(last.beating_odds_pooled_estimate) else ""),
                     "odds_word": odds_word(last.beating_odds_pooled_low, last.beating_odds_pooled_high),
                     "figures": [figure(rows, c) for c in HEADLINE]})
+    return out
+
+
+def board_headline(rows: list[dict]) -> list[dict]:
+    """The board table's column heads: each headline figure with the year most schools show."""
+    out = []
+    for i, cell in enumerate(HEADLINE):
+        years = [r["figures"][i] for r in rows if r["figures"][i].year]
+        common = max(years, key=lambda f: sum(g.year == f.year for g in years)) if years else None
+        out.append({"label": LABELS[cell], "year": common.year if common else None,
+                    "complete": common.year_complete if common else True})
     return out
 
 
@@ -165,3 +179,18 @@ def screen_counts(counts: list[dict]) -> list[dict]:
     return [{**c, "shown": c["n_listed"] >= MIN_CELL or c["n_listed"] == 0,
              "share": f"{100 * c['n_listed'] / c['n_screened']:.1f}%" if c["n_screened"] else NONE}
             for c in counts]
+
+
+@lru_cache(maxsize=1)
+def _indicators() -> dict[str, tuple[str, str]]:
+    from ml.hardship import load_spec
+
+    return {i.key: (i.label, i.why) for i in load_spec().indicators}
+
+
+def indicators_in_words(keys_json: str | None) -> list[dict]:
+    """The fired indicators (``indicators_json``: keys, strongest first) as label and reason. A
+    key the indicator file no longer has is shown as its key (the list predates the change)."""
+    known = _indicators()
+    return [{"label": known.get(k, (k, ""))[0], "why": known.get(k, (k, ""))[1]}
+            for k in json.loads(keys_json or "[]")]

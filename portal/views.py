@@ -424,7 +424,7 @@ def karte_chart(request, school_code: str):
 @require_GET
 def board_karte(request):
     from ml.karte import board_page
-    from portal.karte import HEADLINE, LABELS, board_rows, screen_counts
+    from portal.karte import board_headline, board_rows, screen_counts
 
     role = _require_board(request)
     try:
@@ -450,7 +450,7 @@ def board_karte(request):
         return _no_snapshot(request)
     _log(request, "view_board_karte", role, detail=f"{len(rows)} schools, year {year}")
     return render(request, "portal/board_karte.html", {
-        "rows": rows, "school_year": year, "headline": [LABELS[c] for c in HEADLINE],
+        "rows": rows, "school_year": year, "headline": board_headline(rows),
         "effects": effects, "has_chart": has_chart, "counts": counts,
         "min_score": screen_rules().min_score})
 
@@ -476,7 +476,7 @@ def effects_chart(request):
 @require_GET
 def screen(request, school_code: str):
     from ml.hardship import screen_page
-    from portal.karte import listed
+    from portal.karte import indicators_in_words, listed
 
     rules = screen_rules()
     try:
@@ -484,7 +484,7 @@ def screen(request, school_code: str):
         if not role.hardship_screen:
             access.refuse(request, "role lacks hardship_screen", school_code=school_code)
         if not snap.has("outputs.hardship_screen"):
-            page, rows, screened, on_list = None, [], 0, set()
+            page, rows, screened, on_list, fired = None, [], 0, set(), {}
         else:
             with snap.cursor() as cur:
                 page = screen_page(cur, school_code)
@@ -492,6 +492,9 @@ def screen(request, school_code: str):
                                   [school_code])[0]["n"]
             rows = listed(page["pupils"], screened, top_share=rules.top_share,
                           min_score=rules.min_score).to_dict("records")
+            fired = {r["pupil_id"]: r["indicators_json"] for r in snap.query(
+                "SELECT pupil_id, indicators_json FROM outputs.hardship_screen WHERE school_code = ?",
+                [school_code])}
             on_list = {r["pupil_id"] for r in snap.query(
                 "SELECT pupil_id FROM risk WHERE school_code = ? UNION "
                 "SELECT pupil_id FROM known WHERE school_code = ?", [school_code, school_code])}
@@ -501,7 +504,7 @@ def screen(request, school_code: str):
     for r in rows:
         r["who"] = _label(role, ident, r["pupil_id"])
         r["linked"] = r["pupil_id"] in on_list
-        r["indicators"] = [s for s in (r["indicators_ja"] or "").split("、") if s]
+        r["indicators"] = indicators_in_words(fired.get(r["pupil_id"]))
     as_of = page["as_of_date"] if page else None
     _log(request, "view_screen", role, school_code=school_code, pupil_ids=[r["pupil_id"] for r in rows],
          detail=f"貧困・虐待 screen as of {as_of}: {len(rows)} listed of {screened} screened"
