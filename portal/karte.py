@@ -69,17 +69,20 @@ class Figure:
     suppressed: bool
 
 
-def figure(rows: pd.DataFrame, cell: str) -> Figure:
+def newest_first(rows: pd.DataFrame) -> list[dict]:
+    return rows.sort_values("school_year", ascending=False).to_dict("records")
+
+
+def figure(years: list[dict], cell: str) -> Figure:
     """The newest year in which ``cell`` is published or suppressed (a school year in progress
-    has no 不登校 figure yet: the survey comes after it ends), beside the city and the past."""
-    for r in rows.sort_values("school_year", ascending=False).itertuples():
-        suppressed = bool(getattr(r, f"{cell}_suppressed"))
-        value = getattr(r, cell)
+    has no 不登校 figure yet: the survey comes after it ends), beside the city and the past.
+    ``years``: one school's karte rows, newest first (:func:`newest_first`)."""
+    for r in years:
+        suppressed, value = bool(r[f"{cell}_suppressed"]), r[cell]
         if suppressed or _finite(value):
-            return Figure(cell, LABELS[cell], int(r.school_year), bool(r.year_complete),
-                          SUPPRESSED if suppressed else fmt(cell, value), fmt(cell, getattr(r, f"{cell}_city")),
-                          fmt(cell, getattr(r, f"{cell}_prev")), fmt(cell, getattr(r, f"{cell}_past_mean")),
-                          suppressed)
+            return Figure(cell, LABELS[cell], int(r["school_year"]), bool(r["year_complete"]),
+                          SUPPRESSED if suppressed else fmt(cell, value), fmt(cell, r[f"{cell}_city"]),
+                          fmt(cell, r[f"{cell}_prev"]), fmt(cell, r[f"{cell}_past_mean"]), suppressed)
     return Figure(cell, LABELS[cell], None, True, NONE, NONE, NONE, NONE, False)
 
 
@@ -103,6 +106,7 @@ def school_view(page: dict) -> dict:
     by year), the practices split into clear associations and the rest."""
     years: pd.DataFrame = page["years"]
     last = years.sort_values("school_year").iloc[-1]
+    newest = newest_first(years)
     by_year = [{"year": int(r.school_year), "pupils": r.beating_odds_pupils,
                 "suppressed": bool(r.beating_odds_suppressed),
                 "text": interval(r.beating_odds_estimate, r.beating_odds_low, r.beating_odds_high),
@@ -113,8 +117,8 @@ def school_view(page: dict) -> dict:
     return {
         "school_code": page["school_code"], "school_name": page["school_name"],
         "latest_year": page["latest_year"], "year_complete": bool(last.year_complete),
-        "headline": [figure(years, c) for c in HEADLINE],
-        "others": [figure(years, c) for c, _, _ in TREND_CELLS if c not in HEADLINE],
+        "headline": [figure(newest, c) for c in HEADLINE],
+        "others": [figure(newest, c) for c, _, _ in TREND_CELLS if c not in HEADLINE],
         "odds": {"text": interval(last.beating_odds_pooled_estimate, last.beating_odds_pooled_low,
                                   last.beating_odds_pooled_high),
                  "years": int(last.beating_odds_pooled_years) if _finite(last.beating_odds_pooled_years) else None,
@@ -142,16 +146,19 @@ def effects_view(page: dict) -> dict:
 
 def board_rows(karte: pd.DataFrame, names: dict[str, str]) -> list[dict]:
     """Every school side by side: beating the odds (pooled) and the headline figures."""
+    by_school: dict[str, list[dict]] = {}
+    for r in newest_first(karte):  # one conversion: per-school frames convert slowly
+        by_school.setdefault(r["school_code"], []).append(r)
     out = []
-    for code, rows in karte.groupby("school_code", sort=True):
-        last = rows.sort_values("school_year").iloc[-1]
-        out.append({"school_code": code, "school_name": names.get(code, last.school_name),
-                    "school_type": last.school_type,
-                    "odds": signed(last.beating_odds_pooled_estimate, 3),
-                    "odds_ci": (f"{signed(last.beating_odds_pooled_low, 3)} 〜 {signed(last.beating_odds_pooled_high, 3)}"
-                                if _finite(last.beating_odds_pooled_estimate) else ""),
-                    "odds_word": odds_word(last.beating_odds_pooled_low, last.beating_odds_pooled_high),
-                    "figures": [figure(rows, c) for c in HEADLINE]})
+    for code in sorted(by_school):
+        recs = by_school[code]
+        last = recs[0]
+        est, low, high = (last[f"beating_odds_pooled_{k}"] for k in ("estimate", "low", "high"))
+        out.append({"school_code": code, "school_name": names.get(code, last["school_name"]),
+                    "school_type": last["school_type"], "odds": signed(est, 3),
+                    "odds_ci": f"{signed(low, 3)} 〜 {signed(high, 3)}" if _finite(est) else "",
+                    "odds_word": odds_word(low, high),
+                    "figures": [figure(recs, c) for c in HEADLINE]})
     return out
 
 

@@ -210,3 +210,16 @@ def test_the_snapshot_follows_the_outputs_but_does_not_wait_for_a_missing_one():
     assert {KARTE_KEY, SUPPORT_KEY, HARDSHIP_KEY, dg.AssetKey(["outputs", "risk_scores"])} <= parents
     condition = str(serving_snapshot.automation_conditions_by_key[SNAPSHOT_KEY])
     assert "all_deps_blocking_checks_passed" in condition and "any_deps_missing" not in condition
+
+
+def test_the_screen_of_many_schools_in_a_day_opens_an_incident(db):
+    from portal import audit
+    from portal.misuse import hits
+    from portal.roles import MisuseRules
+
+    for code in ("B1", "B2", "B3", "C1"):
+        audit.record("view_screen", username="sweeper", school_code=code, pupil_ids=["p1"])
+        audit.record("view_karte", username="reader", school_code=code)
+    found = {(r, u) for r, u, _, _ in hits(AuditEntry.objects.all(), MisuseRules())}
+    assert ("many_schools", "sweeper") in found
+    assert not any(u == "reader" for _, u in found)  # school-level reports are not pupil data
