@@ -223,3 +223,14 @@ def test_the_screen_of_many_schools_in_a_day_opens_an_incident(db):
     found = {(r, u) for r, u, _, _ in hits(AuditEntry.objects.all(), MisuseRules())}
     assert ("many_schools", "sweeper") in found
     assert not any(u == "reader" for _, u in found)  # school-level reports are not pupil data
+
+
+def test_admin_sees_no_karte_board_or_screen(client, users, city):
+    from portal.commands import add_user
+    from tests.portal_fixtures import PASSWORD
+
+    admin = add_user("sysadmin", "admin", PASSWORD)
+    client.force_login(admin, backend="django.contrib.auth.backends.ModelBackend")
+    for url in (f"/schools/{B1}/karte/", "/board/karte/", f"/schools/{B1}/screen/", "/support/effects.png"):
+        assert client.get(url).status_code == 403, url
+    assert AuditEntry.objects.filter(username="sysadmin", action="refused").count() == 4
