@@ -10,10 +10,20 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from assets.models import KNOWN_CASES_KEY, RISK_SCORES_KEY
+from assets.outputs import HARDSHIP_KEY, KARTE_KEY, SUPPORT_KEY
 from assets.sources import staging_key
 from resources.toda import TodaHome
 
 SNAPSHOT_KEY = dg.AssetKey(["serving", "snapshot"])
+# the 学校カルテ, support effects and hardship screen: after them in one run (toda demo), and a new
+# snapshot when one of them is rematerialised
+OUTPUT_KEYS = (KARTE_KEY, SUPPORT_KEY, HARDSHIP_KEY)
+# a new list is published as soon as it exists and its own gate passed. Not eager() as it stands:
+# eager waits until no dependency is missing, and an outputs table never materialised (a city
+# without support records yet) must not stop the risk list from reaching the schools; the
+# snapshot leaves out what is not there and the pages say so
+SNAPSHOT_AUTOMATION = (dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing())
+                       & dg.AutomationCondition.all_deps_blocking_checks_passed())
 TIMELINE_SOURCES = ("pupil_registry", "school_master", "attendance_daily", "nurse_office_visits",
                     "mood_checkin", "qu_survey", "school_life_survey", "bullying_records",
                     "counseling_records", "support_records")
@@ -23,13 +33,14 @@ TIMELINE_SOURCES = ("pupil_registry", "school_master", "attendance_daily", "nurs
     key=SNAPSHOT_KEY,
     group_name="serving",
     kinds={"duckdb"},
-    deps=[RISK_SCORES_KEY, KNOWN_CASES_KEY, *(staging_key(s) for s in TIMELINE_SOURCES)],
-    # a new list is published as soon as it exists and its own gate passed
-    automation_condition=dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed(),
+    deps=[RISK_SCORES_KEY, KNOWN_CASES_KEY, *(staging_key(s) for s in TIMELINE_SOURCES),
+          *OUTPUT_KEYS],
+    automation_condition=SNAPSHOT_AUTOMATION,
     description="Immutable serving snapshot for the school portal: the newest risk list with "
                 "reasons, bands, trend and 新規 against the previous list, known cases with their "
                 "absence streaks, and per-pupil timelines of this school year (weekly attendance, "
-                "nurse visits, mood, surveys, bullying and counselling events, support records). "
+                "nurse visits, mood, surveys, bullying and counselling events, support records); the "
+                "学校カルテ, support effects and hardship screen tables with their charts. "
                 "No names. Written to a new file, then serving/current is swapped atomically.",
 )
 def serving_snapshot(context: dg.AssetExecutionContext, toda: TodaHome,

@@ -29,7 +29,7 @@ def hits(entries, rules: MisuseRules) -> list[tuple[str, str, object, str]]:
             refusals[(e.username, at.date(), at.hour)] += 1
         if e.outcome == "ok" and e.action == "view_pupil":
             pupils[(e.username, at.date())].update(e.pupil_ids.split())
-        if e.outcome == "ok" and e.action in ("view_school", "view_pupil", "export") and e.school_code:
+        if e.outcome == "ok" and e.action in ("view_school", "view_pupil", "view_screen", "export") and e.school_code:
             schools[(e.username, at.date())].add(e.school_code)
         if e.action == "export" and e.outcome == "ok" and (
                 at.hour >= rules.night_start_hour or at.hour < rules.night_end_hour):

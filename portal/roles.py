@@ -20,6 +20,7 @@ class Role:
     names: bool = False
     export_names: bool = False
     record_support: bool = False
+    hardship_screen: bool = False
     audit_log: bool = False
     manage_users: bool = False
 
@@ -38,12 +39,19 @@ class MisuseRules:
     night_end_hour: int = 6
 
 
+@dataclass(frozen=True)
+class ScreenRules:
+    """Which of a school's screened pupils the 貧困・虐待 page lists (roles.toml ``[screen]``)."""
+    top_share: float = 0.05   # the school's top share by screen score (ties included) ...
+    min_score: float = 3.0    # ... with at least this score (one weak sign alone never lists)
+
+
 def config_file() -> Path:
     return Path(os.environ.get("TODA_PORTAL_ROLES") or DEFAULT_FILE)
 
 
 @lru_cache(maxsize=4)
-def _load(path: str) -> tuple[dict[str, Role], MisuseRules]:
+def _load(path: str) -> tuple[dict[str, Role], MisuseRules, ScreenRules]:
     data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     roles = {}
     for key, spec in data.get("roles", {}).items():
@@ -51,7 +59,7 @@ def _load(path: str) -> tuple[dict[str, Role], MisuseRules]:
         if role.scope not in SCOPES:
             raise ValueError(f"{path}: role {key!r} has scope {role.scope!r}; allowed: {', '.join(SCOPES)}")
         roles[key] = role
-    return roles, MisuseRules(**data.get("misuse", {}))
+    return roles, MisuseRules(**data.get("misuse", {})), ScreenRules(**data.get("screen", {}))
 
 
 def roles() -> dict[str, Role]:
@@ -60,6 +68,10 @@ def roles() -> dict[str, Role]:
 
 def misuse_rules() -> MisuseRules:
     return _load(str(config_file()))[1]
+
+
+def screen_rules() -> ScreenRules:
+    return _load(str(config_file()))[2]
 
 
 def role(key: str | None) -> Role | None:

@@ -3,7 +3,8 @@
 The portal never opens the warehouse (DuckDB takes one writer; a page must not block a run nor a
 run a page). After each published risk list, :func:`build_snapshot` writes a new, immutable
 DuckDB file ``$TODA_HOME/serving/snapshot_<as-of>_<stamp>.duckdb`` holding only what the pages
-show, then swaps the symlink ``serving/current`` to it with one ``rename`` (atomic on POSIX): a
+show (the newest risk list and its pupils' timelines; the 学校カルテ, support effects and
+hardship screen tables with their charts), then swaps the symlink ``serving/current`` to it with one ``rename`` (atomic on POSIX): a
 reader sees the old snapshot or the new one, never half of one. :class:`SnapshotReader` follows
 the link and opens the file read-only.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -32,7 +34,14 @@ BANDS = ("赤", "ピンク", "橙", "黄")  # worst first
 
 # the tables of a snapshot, in build order, with what each holds
 TABLES = ("meta", "schools", "risk", "known", "att_week", "nurse", "mood_week", "mood_alert",
-          "surveys", "events", "support")
+          "surveys", "events", "support", "charts")
+# the second half's tables (issue 11), copied under the same names (schema ``outputs``) when the
+# warehouse has them, so ml.karte / ml.support_effects / ml.hardship's page functions read a
+# snapshot exactly as they read the warehouse
+OUTPUT_TABLES = ("school_karte", "karte_practices", "support_effects", "hardship_screen")
+# charts drawn by the outputs assets under $TODA_HOME/reports, copied in as PNG bytes so that a
+# page's figures and its chart come from the same snapshot
+CHARTS = ("karte/*.png", "support/support_effects.png")
 
 
 def japanese_labels(source: str, column: str) -> dict[str, str]:
@@ -89,6 +98,7 @@ def build_snapshot(con: duckdb.DuckDBPyConnection, paths: Paths, *, keep: int = 
     con.execute(f"ATTACH '{tmp}' AS snap")
     try:
         _fill(con, as_of=as_of, prev=prev, school_year=school_year)
+        _fill_outputs(con, as_of=as_of, reports=paths.reports)
         con.execute("CREATE TABLE snap.meta (key VARCHAR, value VARCHAR)")
         con.executemany("INSERT INTO snap.meta VALUES (?, ?)", [
             ("as_of_date", as_of.isoformat()), ("previous_as_of_date", prev.isoformat() if prev else ""),
@@ -96,6 +106,8 @@ def build_snapshot(con: duckdb.DuckDBPyConnection, paths: Paths, *, keep: int = 
             ("scored_at", str(meta[2])), ("published_at", datetime.now().isoformat(timespec="seconds")),
             ("snapshot", final.name)])
         rows = {t: con.execute(f"SELECT count(*) FROM snap.{t}").fetchone()[0] for t in TABLES}
+        rows |= {f"outputs.{t}": con.execute(f"SELECT count(*) FROM snap.outputs.{t}").fetchone()[0]
+                 for t in OUTPUT_TABLES if _exists(con, f"outputs.{t}")}
     finally:
         con.execute("DETACH snap")
     os.chmod(tmp, 0o440)
@@ -258,6 +270,24 @@ def _fill(con, *, as_of: date, prev: date | None, school_year: int) -> None:
         con.execute(f"DROP TABLE IF EXISTS {t}")
 
 
+def _fill_outputs(con, *, as_of: date, reports: Path) -> None:
+    """The 学校カルテ, support effects and the hardship screen (one as-of date: the newest not
+    after the list's), and their charts. A table the warehouse does not have yet is left out;
+    the pages say it is not there."""
+    con.execute("CREATE SCHEMA snap.outputs")
+    for t in OUTPUT_TABLES:
+        if not _exists(con, f"outputs.{t}"):
+            continue
+        where = (f"WHERE as_of_date = (SELECT max(as_of_date) FROM outputs.{t} "
+                 f"WHERE as_of_date <= DATE '{as_of.isoformat()}')" if t == "hardship_screen" else "")
+        con.execute(f"CREATE TABLE snap.outputs.{t} AS SELECT * FROM outputs.{t} {where}")
+    con.execute("CREATE TABLE snap.charts (name VARCHAR PRIMARY KEY, png BLOB)")
+    files = sorted({p for pattern in CHARTS for p in reports.glob(pattern) if p.is_file()})
+    if files:
+        con.executemany("INSERT INTO snap.charts VALUES (?, ?)",
+                        [(p.relative_to(reports).as_posix(), p.read_bytes()) for p in files])
+
+
 # ---------------------------------------------------------------------------------------------
 # Reading (the portal)
 # ---------------------------------------------------------------------------------------------
@@ -294,13 +324,31 @@ class SnapshotReader:
         return con
 
     def query(self, sql: str, params: list | None = None) -> list[dict]:
-        cur = self.connection().cursor()
-        try:
+        with self.cursor() as cur:
             rel = cur.execute(sql, params or [])
             names = [d[0] for d in rel.description]
             return [dict(zip(names, row)) for row in rel.fetchall()]
+
+    @contextmanager
+    def cursor(self):
+        """A cursor of its own, for functions that take a DuckDB connection (ml/*_page)."""
+        cur = self.connection().cursor()
+        try:
+            yield cur
         finally:
             cur.close()
+
+    def has(self, table: str) -> bool:
+        """``outputs.school_karte`` or ``charts``: is it in the current snapshot?"""
+        schema, _, name = table.rpartition(".")
+        return bool(self.query("SELECT 1 FROM information_schema.tables WHERE table_schema = ? "
+                               "AND table_name = ?", [schema or "main", name]))
+
+    def chart(self, name: str) -> bytes | None:
+        if not self.has("charts"):
+            return None
+        rows = self.query("SELECT png FROM charts WHERE name = ?", [name])
+        return bytes(rows[0]["png"]) if rows else None
 
     def meta(self) -> dict[str, str]:
         return {r["key"]: r["value"] for r in self.query("SELECT key, value FROM meta")}

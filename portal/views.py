@@ -9,7 +9,7 @@ from datetime import date
 
 from django.contrib import messages
 from django.db import transaction
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -18,6 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from portal import access, audit
 from portal.forms import CloseIncidentForm, DecisionForm, ExportForm, ListFilter, OutcomeForm
 from portal.models import AuditEntry, Incident, SupportEntry
+from portal.roles import screen_rules
 from portal.serving import NoSnapshot
 from portal.supportcsv import choices, write_landing_file
 from toda_platform.identity import IdentityStore
@@ -80,11 +81,16 @@ def _no_snapshot(request):
     return render(request, "portal/no_snapshot.html", status=503)
 
 
+def _require_scope(request, scopes: tuple[str, ...], what: str):
+    role = access.user_role(request.user)
+    if role is None or role.scope not in scopes:
+        access.refuse(request, what)
+    return role
+
+
 @require_GET
 def schools(request):
-    role = access.user_role(request.user)
-    if role is None or role.scope not in ("all", "school"):
-        access.refuse(request, "role has no school list")
+    _require_scope(request, ("all", "school"), "role has no school list")
     try:
         rows = access.schools_in_scope(request.user)
         counts = {(r["school_code"], r["band"]): r["n"] for r in access.snapshot().query(
@@ -131,12 +137,17 @@ def alerts_for(*, school_code: str | None = None, pupils: set[str] | None = None
     return found
 
 
+def _school_in_scope(request, school_code: str):
+    """(role, snapshot, the school's row), or refused (portal/access.py)."""
+    role = access.check_school(request, school_code)
+    snap = access.snapshot()
+    return role, snap, snap.query("SELECT * FROM schools WHERE school_code = ?", [school_code])[0]
+
+
 @require_GET
 def school(request, school_code: str):
     try:
-        role = access.check_school(request, school_code)
-        snap = access.snapshot()
-        info = snap.query("SELECT * FROM schools WHERE school_code = ?", [school_code])[0]
+        role, snap, info = _school_in_scope(request, school_code)
         rows = snap.query("SELECT * FROM risk WHERE school_code = ? AND band IS NOT NULL "
                           "ORDER BY rank_in_school", [school_code])
         known = snap.query("SELECT * FROM known WHERE school_code = ? ORDER BY grade, class_name",
@@ -347,6 +358,160 @@ def alerts(request):
     _log(request, "view_alerts", role, pupil_ids=sorted({r["pupil_id"] for r in found + cases}) if role.names else (),
          detail=f"{len(found)} alerts")
     return render(request, "portal/alerts.html", {"alerts": found, "cases": cases, "agency_scope": mine is not None})
+
+
+# ---------------------------------------------------------------------------------------------
+# 学校カルテ, the effect of support, the 貧困・虐待 screen (issue 11)
+# ---------------------------------------------------------------------------------------------
+
+def _png(data: bytes | None) -> HttpResponse:
+    if data is None:
+        raise Http404("chart not drawn")
+    resp = HttpResponse(data, content_type="image/png")
+    resp["Cache-Control"] = "private, no-store"
+    return resp
+
+
+def _effects(snap) -> dict | None:
+    from ml.support_effects import effects_page
+    from portal.karte import effects_view
+
+    if not snap.has("outputs.support_effects"):
+        return None
+    with snap.cursor() as cur:
+        return effects_view(effects_page(cur, Paths.from_env().reports))
+
+
+def _require_board(request):
+    return _require_scope(request, ("all",), "role does not see every school")
+
+
+@require_GET
+def karte(request, school_code: str):
+    from ml.karte import karte_page
+    from portal.karte import ASSOCIATION_NOTE, NO_CLEAR_DIFFERENCE, school_view
+
+    try:
+        role, snap, info = _school_in_scope(request, school_code)
+        view = None
+        if snap.has("outputs.school_karte") and snap.has("outputs.karte_practices"):
+            with snap.cursor() as cur:
+                try:
+                    view = school_view(karte_page(cur, school_code, Paths.from_env().reports))
+                except KeyError:  # a school without a karte row (new, or no aggregates yet)
+                    view = None
+        effects = _effects(snap)
+        has_chart = snap.chart(f"karte/{school_code}.png") is not None
+    except NoSnapshot:
+        return _no_snapshot(request)
+    _log(request, "view_karte", role, school_code=school_code,
+         detail=f"学校カルテ {view['latest_year']}" if view else "学校カルテ (none yet)")
+    return render(request, "portal/karte.html", {
+        "school": info, "k": view, "effects": effects, "has_chart": has_chart,
+        "no_clear": NO_CLEAR_DIFFERENCE, "association_note": ASSOCIATION_NOTE,
+        "can_screen": role.hardship_screen})
+
+
+@require_GET
+def karte_chart(request, school_code: str):
+    try:
+        access.check_school(request, school_code)
+        return _png(access.snapshot().chart(f"karte/{school_code}.png"))
+    except NoSnapshot:
+        return _no_snapshot(request)
+
+
+@require_GET
+def board_karte(request):
+    from ml.karte import board_page
+    from portal.karte import board_headline, board_rows, screen_counts
+
+    role = _require_board(request)
+    try:
+        snap = access.snapshot()
+        names = {r["school_code"]: r["school_name"] for r in snap.query("SELECT * FROM schools")}
+        rows, year = [], None
+        if snap.has("outputs.school_karte"):
+            with snap.cursor() as cur:
+                year = board_page(cur, Paths.from_env().reports)["school_year"]
+                rows = board_rows(cur.execute("SELECT * FROM outputs.school_karte").df(), names)
+        counts = []
+        if snap.has("outputs.hardship_screen"):
+            rules = screen_rules()
+            counts = screen_counts(snap.query(
+                "SELECT school_code, count(*) AS n_screened, count(*) FILTER (WHERE screen_score >= ?) "
+                "AS n_listed, any_value(as_of_date) AS as_of_date FROM outputs.hardship_screen "
+                "GROUP BY ALL ORDER BY school_code", [rules.min_score]))
+            for c in counts:
+                c["school_name"] = names.get(c["school_code"], c["school_code"])
+        effects = _effects(snap)
+        has_chart = snap.chart("karte/beating_odds.png") is not None
+    except NoSnapshot:
+        return _no_snapshot(request)
+    _log(request, "view_board_karte", role, detail=f"{len(rows)} schools, year {year}")
+    return render(request, "portal/board_karte.html", {
+        "rows": rows, "school_year": year, "headline": board_headline(rows),
+        "effects": effects, "has_chart": has_chart, "counts": counts,
+        "min_score": screen_rules().min_score})
+
+
+@require_GET
+def board_chart(request):
+    _require_board(request)
+    try:
+        return _png(access.snapshot().chart("karte/beating_odds.png"))
+    except NoSnapshot:
+        return _no_snapshot(request)
+
+
+@require_GET
+def effects_chart(request):
+    _require_scope(request, ("all", "school"), "role sees no school reports")
+    try:
+        return _png(access.snapshot().chart("support/support_effects.png"))
+    except NoSnapshot:
+        return _no_snapshot(request)
+
+
+@require_GET
+def screen(request, school_code: str):
+    from ml.hardship import screen_page
+    from portal.karte import indicators_in_words, listed
+
+    rules = screen_rules()
+    try:
+        role, snap, info = _school_in_scope(request, school_code)
+        if not role.hardship_screen:
+            access.refuse(request, "role lacks hardship_screen", school_code=school_code)
+        if not snap.has("outputs.hardship_screen"):
+            page, rows, screened, on_list, fired = None, [], 0, set(), {}
+        else:
+            with snap.cursor() as cur:
+                page = screen_page(cur, school_code)
+            screened = snap.query("SELECT count(*) AS n FROM outputs.hardship_screen WHERE school_code = ?",
+                                  [school_code])[0]["n"]
+            rows = listed(page["pupils"], screened, top_share=rules.top_share,
+                          min_score=rules.min_score).to_dict("records")
+            fired = {r["pupil_id"]: r["indicators_json"] for r in snap.query(
+                "SELECT pupil_id, indicators_json FROM outputs.hardship_screen WHERE school_code = ?",
+                [school_code])}
+            on_list = {r["pupil_id"] for r in snap.query(
+                "SELECT pupil_id FROM risk WHERE school_code = ? UNION "
+                "SELECT pupil_id FROM known WHERE school_code = ?", [school_code, school_code])}
+    except NoSnapshot:
+        return _no_snapshot(request)
+    ident = _identities(role, [r["pupil_id"] for r in rows])
+    for r in rows:
+        r["who"] = _label(role, ident, r["pupil_id"])
+        r["linked"] = r["pupil_id"] in on_list
+        r["indicators"] = indicators_in_words(fired.get(r["pupil_id"]))
+    as_of = page["as_of_date"] if page else None
+    _log(request, "view_screen", role, school_code=school_code, pupil_ids=[r["pupil_id"] for r in rows],
+         detail=f"貧困・虐待 screen as of {as_of}: {len(rows)} listed of {screened} screened"
+                + (" with names" if role.names else ""))
+    return render(request, "portal/screen.html", {
+        "school": info, "page": page, "rows": rows, "screened": screened, "as_of": as_of,
+        "top_pct": f"{rules.top_share * 100:g}", "min_score": f"{rules.min_score:g}"})
 
 
 @require_GET

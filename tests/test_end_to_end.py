@@ -258,3 +258,22 @@ def test_bench_measures_the_outputs_against_the_truth(city):
     assert r["support"]["actions"] == 6 and r["support"]["naive_truth_inside"] == 0
     assert r["screen"]["matched_to_truth"] > 0 and r["screen"]["recall_top10"] > 0.10  # beats a random list
     assert (paths.reports / "outputs_vs_truth.json").exists()
+
+
+def test_the_serving_snapshot_carries_the_outputs_built_before_it(city):
+    """The snapshot runs after the outputs in one run, and holds them for the portal's pages."""
+    from portal.serving import SnapshotReader
+
+    paths, _, _ = city
+    snap = SnapshotReader(paths.serving)
+    warehouse = query(paths, "SELECT (SELECT count(*) FROM outputs.school_karte) AS karte, "
+                             "(SELECT count(*) FROM outputs.support_effects) AS support, "
+                             "(SELECT count(*) FROM outputs.hardship_screen WHERE as_of_date = "
+                             "(SELECT max(as_of_date) FROM outputs.hardship_screen)) AS screen").iloc[0]
+    assert snap.query("SELECT (SELECT count(*) FROM outputs.school_karte) AS karte, "
+                      "(SELECT count(*) FROM outputs.support_effects) AS support, "
+                      "(SELECT count(*) FROM outputs.hardship_screen) AS screen") == \
+        [{"karte": warehouse.karte, "support": warehouse.support, "screen": warehouse.screen}]
+    schools = {r["school_code"] for r in snap.query("SELECT school_code FROM schools")}
+    charts = {r["name"] for r in snap.query("SELECT name FROM charts")}
+    assert {f"karte/{c}.png" for c in schools} | {"karte/beating_odds.png", "support/support_effects.png"} <= charts

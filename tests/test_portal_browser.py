@@ -34,18 +34,73 @@ def browser():
         b.close()
 
 
+def _logged_in(browser, live_server, username: str):
+    """A desktop-sized page, signed in through the login form."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="ja-JP")
+    page.goto(f"{live_server.url}/")
+    assert "/login/" in page.url
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    return page
+
+
+def _charts_loaded(page) -> list[int]:
+    page.wait_for_load_state("networkidle")
+    return page.locator("img.chart").evaluate_all("imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
+
+
+def _shoot(page, name: str) -> None:
+    """Full-page screenshots at desktop and phone width; nothing wider than a phone's screen."""
+    page.screenshot(path=str(ARTIFACTS / f"{name}_desktop.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.screenshot(path=str(ARTIFACTS / f"{name}_phone.png"), full_page=True)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+
+def test_karte_board_and_screen_pages_in_a_browser(live_server, city, browser, transactional_db):
+    from portal.commands import add_user
+    from portal.models import AuditEntry
+
+    add_user("kocho", "principal", PASSWORD, school=B1)
+    add_user("iinkai", "board", PASSWORD)
+    page = _logged_in(browser, live_server, "kocho")
+    page.wait_for_url(f"**/schools/{B1}/")
+    page.click("a:has-text('学校カルテ')")
+    page.wait_for_url(f"**/schools/{B1}/karte/")
+    assert "子どもたちの学力の伸びが大きい学校です" in page.locator("#odds .verdict").inner_text()
+    assert page.locator(".figure[data-cell='futoukou_rate'] .fig-value").inner_text() == "1.20%"
+    assert [w > 500 for w in _charts_loaded(page)] == [True, True]  # the karte and support charts
+    _shoot(page, "karte")
+    page.click("a:has-text('貧困・虐待スクリーニング')")
+    page.wait_for_url(f"**/schools/{B1}/screen/")
+    assert page.locator(".notice").inner_text().startswith("これは判断ではありません")
+    assert page.locator(".screen-row").count() == 2
+    _shoot(page, "screen")
+
+    board = _logged_in(browser, live_server, "iinkai")
+    board.wait_for_url("**/schools/")
+    board.click("header a:has-text('学校カルテ')")
+    board.wait_for_url("**/board/karte/")
+    assert board.locator("table.board tbody tr").count() == 3
+    assert board.locator("tr[data-school='%s'] .odds-word" % B1).inner_text() == "上回る"
+    assert [w > 500 for w in _charts_loaded(board)] == [True, True]  # every school, support
+    _shoot(board, "board_karte")
+    assert AuditEntry.objects.filter(action="view_board_karte", username="iinkai").exists()
+    assert AuditEntry.objects.filter(action="view_screen", username="kocho", pupil_ids="p1 p3").exists()
+    for name in ("karte", "screen", "board_karte"):
+        for width in ("desktop", "phone"):
+            assert (ARTIFACTS / f"{name}_{width}.png").stat().st_size > 20_000
+
+
 def test_principal_sees_list_opens_pupil_records_decision_logs_out(live_server, city, browser, transactional_db):
     from portal.commands import add_user
     from portal.models import AuditEntry, SupportEntry
 
     add_user("kocho", "principal", PASSWORD, school=B1)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="ja-JP")
-    page.goto(f"{live_server.url}/")
-    assert "/login/" in page.url
-    page.fill("input[name=username]", "kocho")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
+    page = _logged_in(browser, live_server, "kocho")
     page.wait_for_url(f"**/schools/{B1}/")
     assert "戸田第一小学校" in page.content()
     red = page.locator(".cases .chip.band-red").first
@@ -53,12 +108,7 @@ def test_principal_sees_list_opens_pupil_records_decision_logs_out(live_server, 
     assert red.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(211, 47, 47)"
     assert page.locator(".chip.band-yellow").first.evaluate("e => getComputedStyle(e).backgroundColor") == \
         "rgb(249, 168, 37)"
-    page.screenshot(path=str(ARTIFACTS / "school_desktop.png"), full_page=True)
-    page.set_viewport_size({"width": 390, "height": 844})
-    page.screenshot(path=str(ARTIFACTS / "school_phone.png"), full_page=True)
-    # phone width: nothing wider than the screen
-    assert page.evaluate("document.documentElement.scrollWidth") <= 390
-    page.set_viewport_size({"width": 1280, "height": 900})
+    _shoot(page, "school")
 
     page.click("a[href='/pupils/p1/']")
     page.wait_for_url("**/pupils/p1/")
@@ -72,9 +122,7 @@ def test_principal_sees_list_opens_pupil_records_decision_logs_out(live_server, 
     page.wait_for_selector(".msg-success")
     page.wait_for_load_state("networkidle")  # the chart
     assert "ケース会議の決定を記録しました" in page.content()
-    page.screenshot(path=str(ARTIFACTS / "pupil_desktop.png"), full_page=True)
-    page.set_viewport_size({"width": 390, "height": 844})
-    page.screenshot(path=str(ARTIFACTS / "pupil_phone.png"), full_page=True)
+    _shoot(page, "pupil")
     assert SupportEntry.objects.get(pupil_id="p1").action == "home_visit"
 
     page.click("header button:has-text('ログアウト')")
