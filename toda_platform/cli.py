@@ -101,6 +101,24 @@ def demo(home, **city) -> None:
     click.echo("Materialising every asset (one in-process run) …")
     result = materialise_all(paths)
     _print_summary(paths)
+    _exit_if_failed(result)
+
+
+@main.command()
+@home_option
+def refresh(home) -> None:
+    """Run now exactly what the nightly schedule runs (its job, its partition range), in this
+    process; waits for the warehouse while another run holds it."""
+    from toda_platform.definitions import refresh as run_refresh
+
+    paths = _paths(home)
+    click.echo("Running the nightly refresh now (job nightly_refresh_job) …")
+    result = run_refresh(paths)
+    _print_summary(paths)
+    _exit_if_failed(result)
+
+
+def _exit_if_failed(result) -> None:
     if not result.success:
         failed = [e.step_key for e in result.all_events if e.is_step_failure]
         click.echo(f"The run failed at: {', '.join(failed) or 'see the Dagster UI'}", err=True)
@@ -297,6 +315,37 @@ def audit_verify(home) -> None:
     click.echo(verdict.message())
     if not verdict.ok:
         sys.exit(1)
+
+
+@main.group(invoke_without_command=True)
+@home_option
+@click.pass_context
+def alerts(ctx, home) -> None:
+    """Open alerts of failed runs (ops.alerts); `toda alerts close ID --note ...` closes one."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from toda_platform.alerts import listed
+
+    found = listed(_paths(home))
+    for a in found:
+        click.echo(f"#{a['id']} {a['raised_at']} {a['job_name']} run {a['run_id'][:8]} "
+                   f"{a['assets'] or '-'} {a['failed_check'] or ''} {a['error']}: {a['message']}")
+    click.echo(f"{len(found)} open alert(s)")
+
+
+@alerts.command("close")
+@home_option
+@click.argument("alert_id", type=int)
+@click.option("--note", required=True, help="What was done about it (recorded).")
+def alerts_close(home, alert_id, note) -> None:
+    """Close an open alert with a note."""
+    import getpass
+
+    from toda_platform.alerts import close
+
+    if not close(_paths(home), alert_id, getpass.getuser(), note):
+        raise click.ClickException(f"no open alert #{alert_id}")
+    click.echo(f"alert #{alert_id} closed")
 
 
 @main.command()

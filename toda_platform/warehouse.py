@@ -16,6 +16,11 @@ from typing import Callable
 
 import duckdb
 
+# Every run that writes the warehouse carries this tag; the Dagster instance's run queue lets one
+# such run go at a time (dagster.yaml, written by the CLI: toda_platform/definitions.py).
+WRITER_TAG = "toda/writer"
+WRITER_TAGS = {WRITER_TAG: "warehouse"}
+
 LOCK_WAIT_ENV = "TODA_LOCK_WAIT_SECONDS"
 LOCK_WAIT_SECONDS = 600.0
 _HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
