@@ -69,6 +69,8 @@ def failure_alert(context: dg.RunFailureSensorContext) -> alerts.Alert:
     steps = []
     for event in context.get_step_failure_events():
         error = getattr(event.event_specific_data, "error", None)
+        while getattr(error, "cause", None) is not None:  # Dagster's wrapper -> the asset's own error
+            error = error.cause
         steps.append((event.step_key or "", getattr(error, "cls_name", "") or "", getattr(error, "message", "") or ""))
     checks = []
     for record in context.instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
