@@ -207,6 +207,18 @@ def _print_models(console, con) -> None:
 
 @main.command()
 @home_option
+def instance(home) -> None:
+    """Write the Dagster instance's config ($TODA_HOME/dagster/dagster.yaml: the run queue lets
+    one warehouse writer go at a time); the services run this before they start."""
+    from toda_platform.definitions import prepare_dagster_home
+
+    paths = _paths(home)
+    prepare_dagster_home(paths)
+    click.echo(f"DAGSTER_HOME={paths.dagster_home}")
+
+
+@main.command()
+@home_option
 @click.option("--port", default=3000, show_default=True)
 def ui(home, port) -> None:
     """Start the Dagster UI on this TODA_HOME (runs, assets, checks, sensors)."""
