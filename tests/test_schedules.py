@@ -4,6 +4,7 @@ retraining sensor, and `toda refresh` running exactly what the nightly schedule 
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 import dagster as dg
 import pytest
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 from assets import schedules
 from assets.marts import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, as_of_months
 from assets.models import ABLATION_KEY, MODEL_KEY
-from toda_platform.definitions import build_definitions, refresh
+from toda_platform.definitions import CLI_PID_TAG, build_definitions, fail_orphaned_runs, refresh
 from toda_platform.school_calendar import SchoolCalendar, is_school_day
 from toda_platform.warehouse import WRITER_TAG
 
@@ -126,6 +127,7 @@ def test_toda_refresh_runs_the_nightly_schedules_job_with_its_tags(defs, paths, 
     [request] = tick.run_requests
     assert ran["job"] == defs.resolve_schedule_def("nightly_refresh").job_name == "nightly_refresh_job"
     scheduled = {k: v for k, v in request.tags.items() if k != "dagster/schedule_name"}
+    assert ran["tags"].pop(CLI_PID_TAG) == str(os.getpid())
     assert ran["tags"] == scheduled and ran["tags"][ASSET_PARTITION_RANGE_START_TAG] == "2021-04"
     assert ran["run_config"] is None and not request.run_config
 
@@ -152,3 +154,25 @@ def test_the_survey_sensor_starts_the_retrain_job(defs):
                                  repository_def=defs.get_repository_def()) as ctx:
         [request] = sensor.evaluate_tick(ctx).run_requests
     assert request.job_name in (None, "retrain_job") and sensor.job_name == "retrain_job"
+
+
+def test_runs_left_in_progress_by_a_stopped_daemon_are_failed_at_its_start():
+    instance = dg.DagsterInstance.ephemeral()
+    S = dg.DagsterRunStatus
+
+    def run(status, tags=None):
+        return instance.add_run(dg.DagsterRun(job_name="nightly_refresh_job", status=status, tags=tags or {})).run_id
+
+    daemons = run(S.STARTED)
+    starting = run(S.STARTING)
+    dead_cli = run(S.STARTED, {CLI_PID_TAG: "4242"})
+    live_cli = run(S.STARTED, {CLI_PID_TAG: "777"})
+    done = run(S.SUCCESS)
+    queued = run(S.NOT_STARTED)  # waiting: the queue starts it later
+    failed = fail_orphaned_runs(instance, pid_alive=lambda pid: pid == 777)
+    assert set(failed) == {daemons, starting, dead_cli}
+    status = {r: instance.get_run_by_id(r).status for r in (daemons, dead_cli, live_cli, done, queued)}
+    assert status == {daemons: S.FAILURE, dead_cli: S.FAILURE, live_cli: S.STARTED, done: S.SUCCESS,
+                      queued: S.NOT_STARTED}
+    failure = instance.all_logs(daemons, of_type=dg.DagsterEventType.RUN_FAILURE)
+    assert len(failure) == 1  # what the run-failure sensor turns into an alert

@@ -207,14 +207,23 @@ def _print_models(console, con) -> None:
 
 @main.command()
 @home_option
-def instance(home) -> None:
+@click.option("--fail-orphaned-runs", is_flag=True,
+              help="Also mark failed the runs a stopped daemon or machine left in progress (the daemon's "
+                   "service runs this before it starts).")
+def instance(home, fail_orphaned_runs) -> None:
     """Write the Dagster instance's config ($TODA_HOME/dagster/dagster.yaml: the run queue lets
     one warehouse writer go at a time); the services run this before they start."""
+    from toda_platform.definitions import fail_orphaned_runs as fail_orphans
     from toda_platform.definitions import prepare_dagster_home
 
     paths = _paths(home)
     prepare_dagster_home(paths)
     click.echo(f"DAGSTER_HOME={paths.dagster_home}")
+    if fail_orphaned_runs:
+        import dagster as dg
+
+        for run_id in fail_orphans(dg.DagsterInstance.get()):
+            click.echo(f"run {run_id} was left in progress: marked failed")
 
 
 @main.command()

@@ -48,9 +48,14 @@ concurrency:
     tag_concurrency_limits:
       - key: "{WRITER_TAG}"
         limit: 1
+run_monitoring:  # a run stuck starting (its process never came up) is failed and alerted
+  enabled: true
+  start_timeout_seconds: 300
 telemetry:
   enabled: false
 """
+
+CLI_PID_TAG = "toda/cli_pid"  # runs executed in a `toda` process (demo, refresh), not by the daemon
 
 
 def prepare_dagster_home(paths: Paths) -> None:
@@ -72,13 +77,41 @@ def _instance(paths: Paths, instance: dg.DagsterInstance | None) -> dg.DagsterIn
     return dg.DagsterInstance.get()
 
 
+def cli_tags() -> dict[str, str]:
+    import os
+
+    return {CLI_PID_TAG: str(os.getpid())}
+
+
+def fail_orphaned_runs(instance: dg.DagsterInstance, pid_alive=None) -> list[str]:
+    """Mark failed the runs left "in progress" by a daemon or a machine that stopped: run at the
+    daemon's start, when none of its runs can still be running. A run of a `toda` command in a
+    terminal is left alone while that process lives. The failure raises an alert like any other."""
+    import os
+
+    def alive(pid: int) -> bool:
+        return os.path.exists(f"/proc/{pid}")
+
+    pid_alive = pid_alive or alive
+    active = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+    failed = []
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=active)):
+        pid = run.tags.get(CLI_PID_TAG)
+        if pid and pid.isdigit() and pid_alive(int(pid)):
+            continue
+        instance.report_run_failed(run, "left unfinished when the Dagster daemon or the machine stopped; "
+                                        "the next schedule or sensor tick starts over")
+        failed.append(run.run_id)
+    return failed
+
+
 def refresh(paths: Paths, *, instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
     """Run in this process exactly what the nightly schedule runs: its job, with the tags of
     the run request its tick makes (``toda refresh``)."""
     job = build_definitions(paths).resolve_job_def(schedules.nightly_job.name)
     request = schedules.nightly_request()
     return job.execute_in_process(instance=_instance(paths, instance), raise_on_error=False,
-                                  tags={**request.tags}, run_config=request.run_config or None)
+                                  tags={**request.tags, **cli_tags()}, run_config=request.run_config or None)
 
 
 def materialise_all(paths: Paths, *, instance: dg.DagsterInstance | None = None,
@@ -96,4 +129,4 @@ def materialise_all(paths: Paths, *, instance: dg.DagsterInstance | None = None,
     if ops:  # per-asset config, e.g. {"models__source_ablation": {"config": {...}}}
         run_config["ops"] = ops
     return job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config,
-                                  tags=partition_range_tags())
+                                  tags={**partition_range_tags(), **cli_tags()})
