@@ -83,6 +83,9 @@ def failure_alert(context: dg.RunFailureSensorContext) -> alerts.Alert:
 @dg.run_failure_sensor(
     name="run_failure_alerts",
     default_status=dg.DefaultSensorStatus.RUNNING,
+    # every run of the instance: the one code location's, and those executed in a `toda` process
+    # (`toda refresh`), which carry no code-location origin and would be passed over otherwise
+    monitor_all_code_locations=True,
     description="Records every failed run as an open alert (ops.alerts in $TODA_HOME/ops.sqlite3: "
                 "run, job, assets, failed check, message without data values); the portal's "
                 "operations page and `toda alerts` list them.",

@@ -176,3 +176,16 @@ def test_runs_left_in_progress_by_a_stopped_daemon_are_failed_at_its_start():
                       queued: S.NOT_STARTED}
     failure = instance.all_logs(daemons, of_type=dg.DagsterEventType.RUN_FAILURE)
     assert len(failure) == 1  # what the run-failure sensor turns into an alert
+
+
+def test_the_instance_config_is_rewritten_unless_someone_replaced_it(paths):
+    from toda_platform.definitions import prepare_dagster_home
+
+    config = paths.dagster_home / "dagster.yaml"
+    config.parent.mkdir(parents=True)
+    config.write_text("# Written by `toda demo`. DuckDB takes one writer at a time.\nconcurrency: {}\n")
+    prepare_dagster_home(paths)
+    assert 'key: "toda/writer"' in config.read_text() and "max_concurrent_runs: 1" in config.read_text()
+    config.write_text("# ours\nrun_coordinator: {}\n")
+    prepare_dagster_home(paths)
+    assert config.read_text() == "# ours\nrun_coordinator: {}\n"

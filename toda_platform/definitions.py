@@ -65,7 +65,8 @@ def prepare_dagster_home(paths: Paths) -> None:
 
     paths.dagster_home.mkdir(parents=True, exist_ok=True)
     config = paths.dagster_home / "dagster.yaml"
-    if not config.exists() or config.read_text(encoding="utf-8").startswith(YAML_HEADER):
+    # "# Written by `toda demo`" was the header of earlier versions: rewritten too
+    if not config.exists() or config.read_text(encoding="utf-8").startswith("# Written by `toda"):
         config.write_text(DAGSTER_YAML, encoding="utf-8")
     os.environ["DAGSTER_HOME"] = str(paths.dagster_home)
 
