@@ -60,7 +60,7 @@ def test_a_failing_step_records_one_alert_without_data_values(paths):
     assert alert["run_id"] == result.run_id and alert["job_name"] == "nightly_refresh_job"
     assert alert["assets"] == "marts/broken" and alert["failed_check"] == ""
     assert alert["error"] == "ValueError" and alert["status"] == "open"
-    assert alert["message"] == "ValueError: pupil … (<hex>, <hex>) has no school"
+    assert alert["message"] == "pupil … (<hex>, <hex>) has no school"
     stored = paths.ops_db.read_bytes()
     for value in (NAME, NUMBER, PSEUDONYM):
         assert value.encode() not in stored

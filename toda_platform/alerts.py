@@ -72,10 +72,13 @@ class Alert:
         """From a failed run: ``step_errors`` = (step key, error class, error message) of each
         failed step, ``failed_checks`` = (asset key, check name) of each failed ERROR check."""
         assets = sorted({step_asset(s) for s, _, _ in step_errors})
-        first = step_errors[0] if step_errors else ("", "", run_message)
+        _, error, message = step_errors[0] if step_errors else ("", "", run_message)
+        message = message or run_message
+        if error and message.startswith(f"{error}: "):  # Dagster's error text repeats the class
+            message = message[len(error) + 2:]
         return cls(run_id=run_id, job_name=job_name, assets=assets,
                    failed_check=", ".join(f"{a}:{c}" for a, c in failed_checks),
-                   error=_NON_ASCII.sub("", first[1])[:80], message=safe_message(first[2] or run_message))
+                   error=_NON_ASCII.sub("", error)[:80], message=safe_message(message))
 
 
 def _connect(paths: Paths) -> sqlite3.Connection:
