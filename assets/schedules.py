@@ -115,15 +115,31 @@ def survey_brought_files(metadata: dict) -> bool:
     return bool(value) and int(value) > 0
 
 
-@dg.asset_sensor(name="retrain_on_survey", asset_key=SURVEY_KEY, job=retrain_job,
-                 default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=300,
-                 description="Retrains when a new long-absence survey is staged (the labels change "
-                             "once a year, with it).")
-def retrain_on_survey(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
-    materialization = asset_event.asset_materialization
-    if materialization is None or not survey_brought_files(dict(materialization.metadata)):
+@dg.sensor(name="retrain_on_survey", job=retrain_job, default_status=dg.DefaultSensorStatus.RUNNING,
+           minimum_interval_seconds=300,
+           description="Retrains when a new long-absence survey is staged (the labels change once a "
+                       "year, with it). Starts from the survey's latest staging: the run that "
+                       "made it (`toda demo`, the nightly refresh) trained on it already.")
+def retrain_on_survey(context: dg.SensorEvaluationContext):
+    instance = context.instance
+    if not context.cursor:
+        latest = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=SURVEY_KEY), limit=1,
+                                                 ascending=False).records
+        if latest:
+            context.update_cursor(str(latest[0].storage_id))
+        return dg.SkipReason("starting from the survey's latest staging")
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=SURVEY_KEY, after_storage_id=int(context.cursor)), limit=1000,
+        ascending=True).records
+    if not records:
+        return dg.SkipReason("the survey was not staged since the last tick")
+    context.update_cursor(str(records[-1].storage_id))
+    # every staging since the last tick, not only the newest: a rerun finding nothing new must
+    # not hide the run before it that applied a file
+    new = [r for r in records if survey_brought_files(dict(r.asset_materialization.metadata))]
+    if not new:
         return dg.SkipReason("the survey was restaged without a new file")
-    return dg.RunRequest(run_key=f"survey:{asset_event.run_id}", tags=partition_range_tags())
+    return dg.RunRequest(run_key=f"survey:{new[-1].run_id}", tags=partition_range_tags())
 
 
 @dg.schedule(name="yearly_retrain", job=retrain_job, cron_schedule="0 2 15 5 *", execution_timezone=TZ,

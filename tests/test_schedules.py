@@ -142,18 +142,29 @@ def test_a_survey_retrains_only_when_a_new_file_was_applied(metadata, retrain):
     assert schedules.survey_brought_files(metadata) is retrain
 
 
-def test_the_survey_sensor_starts_the_retrain_job(defs):
+def test_the_survey_sensor_starts_from_the_latest_staging_then_retrains_on_a_new_file(defs):
     instance = dg.DagsterInstance.ephemeral()
     sensor = defs.get_repository_def().get_sensor_def("retrain_on_survey")
-    instance.report_runless_asset_event(dg.AssetMaterialization(schedules.SURVEY_KEY, metadata={"files_applied": 0}))
-    with dg.build_sensor_context(instance=instance, repository_def=defs.get_repository_def()) as ctx:
-        result = sensor.evaluate_tick(ctx)
-    assert result.run_requests == [] and "without a new file" in result.skip_message
-    instance.report_runless_asset_event(dg.AssetMaterialization(schedules.SURVEY_KEY, metadata={"files_applied": 1}))
-    with dg.build_sensor_context(instance=instance, cursor=result.cursor,
-                                 repository_def=defs.get_repository_def()) as ctx:
-        [request] = sensor.evaluate_tick(ctx).run_requests
-    assert request.job_name in (None, "retrain_job") and sensor.job_name == "retrain_job"
+    assert sensor.job_name == "retrain_job"
+
+    def stage(applied):
+        instance.report_runless_asset_event(dg.AssetMaterialization(schedules.SURVEY_KEY,
+                                                                    metadata={"files_applied": applied}))
+
+    def tick(cursor):
+        with dg.build_sensor_context(instance=instance, cursor=cursor) as ctx:
+            return sensor.evaluate_tick(ctx)
+
+    stage(1)  # `toda demo`: staged and trained in the same run
+    first = tick(None)  # the UI opened after the demo: no retraining
+    assert first.run_requests == [] and "latest staging" in first.skip_message and first.cursor
+    stage(0)  # the nightly restaged it: nothing new
+    second = tick(first.cursor)
+    assert second.run_requests == [] and "without a new file" in second.skip_message
+    stage(1)  # a new survey file landed and was staged ...
+    stage(0)  # ... and restaged before the sensor looked: still retrains
+    [request] = tick(second.cursor).run_requests
+    assert request.tags[ASSET_PARTITION_RANGE_START_TAG] == as_of_months.get_partition_keys()[0]
 
 
 def test_runs_left_in_progress_by_a_stopped_daemon_are_failed_at_its_start():
