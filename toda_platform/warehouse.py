@@ -2,7 +2,7 @@
 
 DuckDB takes a file lock per process: a notebook, a DuckDB shell or another run holding the
 warehouse makes a writer fail at once with "Could not set lock on file … Conflicting lock is held
-in <program> (PID n)". A run waits instead — up to ``TODA_LOCK_WAIT_SECONDS`` (default 600) —
+in <program> (PID n)". A run waits instead — up to ``TODA_LOCK_WAIT_SECONDS`` (default 3600) —
 saying which program holds the lock, and then fails with a message that names it.
 """
 
@@ -22,7 +22,7 @@ WRITER_TAG = "toda/writer"
 WRITER_TAGS = {WRITER_TAG: "warehouse"}
 
 LOCK_WAIT_ENV = "TODA_LOCK_WAIT_SECONDS"
-LOCK_WAIT_SECONDS = 600.0
+LOCK_WAIT_SECONDS = 3600.0  # a whole-range build of the marts holds the lock for minutes
 _HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
 
 
