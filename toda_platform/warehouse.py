@@ -22,7 +22,7 @@ WRITER_TAG = "toda/writer"
 WRITER_TAGS = {WRITER_TAG: "warehouse"}
 
 LOCK_WAIT_ENV = "TODA_LOCK_WAIT_SECONDS"
-LOCK_WAIT_SECONDS = 3600.0  # a whole-range build of the marts holds the lock for minutes
+LOCK_WAIT_SECONDS = 3600.0  # a long step (the marts' whole-range build) holds the lock throughout
 _HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
 
 
