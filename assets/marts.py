@@ -233,23 +233,3 @@ def no_small_cells(warehouse: DuckDBResource) -> dg.AssetCheckResult:
 mart_assets = [pupil_features, labels_asset, school_aggregates]
 mart_checks = [features_unique, features_plausible, no_small_cells]
 
-
-def nightly_with_marts(schedule: dg.ScheduleDefinition) -> dg.ScheduleDefinition:
-    """The nightly refresh of everything, with the partition range tags the partitioned marts
-    need (a run without them cannot build a partitioned asset). Keeps the given schedule's name,
-    cron, time zone and description; the range is computed at each tick, so it follows the
-    calendar."""
-
-    @dg.schedule(
-        name=schedule.name,
-        cron_schedule=schedule.cron_schedule,
-        execution_timezone=schedule.execution_timezone,
-        target=dg.AssetSelection.all(),
-        description=(schedule.description or "")
-        + " Partitioned marts: every month partition, in the same run.",
-        default_status=schedule.default_status,
-    )
-    def _nightly(context: dg.ScheduleEvaluationContext):
-        return dg.RunRequest(tags=partition_range_tags())
-
-    return _nightly

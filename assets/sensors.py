@@ -1,28 +1,28 @@
-"""React to new files in the landing zone; refresh everything nightly."""
+"""React to new files in the landing zone, follow the automation conditions, record failed runs."""
 
 
-import hashlib
 import json
-import time
 
 import dagster as dg
 
 from assets.sources import staging_key
 from resources.toda import TodaHome
-from toda_platform.catalogue import CATALOGUE
-from toda_platform.ingest import landed_files
+from toda_platform import alerts, landing_watch
+from toda_platform.warehouse import WRITER_TAGS, WarehouseLocked, connect
 
-def landing_signature(toda: TodaHome, source_key: str, now: float | None = None) -> str | None:
-    """A fingerprint of the settled files of one landing folder (None when there are none).
+SENSOR_LOCK_WAIT = 20.0  # seconds a tick waits for a run's warehouse lock before trying next tick
 
-    "Settled" is the ingestion's own rule (``scan_landing``: untouched for TODA_SETTLE_SECONDS),
-    so the sensor and a manual or nightly run agree on which files are complete."""
-    now = time.time() if now is None else now
-    files = [(p.name, st.st_size, st.st_mtime_ns)
-             for p in landed_files(toda.paths.landing_dir(source_key), now=now) if (st := p.lstat())]
-    if not files:
-        return None
-    return hashlib.sha256(json.dumps(sorted(files)).encode()).hexdigest()[:16]
+
+def _manifest(toda: TodaHome):
+    """What the manifest has seen, read-only; {} before the first run made the warehouse."""
+    path = toda.paths.warehouse
+    if not path.exists():
+        return {}
+    con = connect(path, read_only=True, wait=SENSOR_LOCK_WAIT)
+    try:
+        return landing_watch.manifest_seen(con)
+    finally:
+        con.close()
 
 
 @dg.sensor(
@@ -30,19 +30,24 @@ def landing_signature(toda: TodaHome, source_key: str, now: float | None = None)
     minimum_interval_seconds=60,
     target=dg.AssetSelection.groups("sources"),
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Starts a staging run for each source whose landing folder gained or changed a "
-                "settled (complete) file.",
+    description="Stages, in one run, every source whose landing folder holds a settled file the "
+                "file manifest has not seen (so its first tick after `toda demo` starts nothing). "
+                "In that run the school master and the registry go first: the other sources are "
+                "checked against them.",
 )
 def landing_zone_sensor(context: dg.SensorEvaluationContext, toda: TodaHome):
     cursor = json.loads(context.cursor) if context.cursor else {}
-    requests = []
-    for key in CATALOGUE:
-        sig = landing_signature(toda, key)
-        if sig is not None and cursor.get(key) != sig:
-            cursor[key] = sig
-            requests.append(dg.RunRequest(run_key=f"{key}:{sig}", asset_selection=[staging_key(key)]))
-    context.update_cursor(json.dumps(cursor, sort_keys=True))
-    return requests or dg.SkipReason("no new or changed files in the landing zone")
+    try:
+        tick = landing_watch.evaluate(toda.paths, cursor, lambda: _manifest(toda))
+    except WarehouseLocked:
+        return dg.SkipReason("the warehouse is busy with a run: looking again at the next tick")
+    context.update_cursor(json.dumps(tick.cursor, sort_keys=True))
+    if not tick.to_stage:
+        return dg.SkipReason("no file in the landing zone that the manifest has not seen")
+    # one run: Dagster orders the staging assets by their deps (reference sources first)
+    key = ",".join(f"{k}:{tick.cursor[k]}" for k in tick.to_stage)
+    return dg.RunRequest(run_key=f"landing:{key}", asset_selection=[staging_key(k) for k in tick.to_stage],
+                         tags=WRITER_TAGS)
 
 
 # Dagster creates a stopped default sensor for automation conditions; this one is on from the
@@ -52,15 +57,40 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
     target=dg.AssetSelection.all(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=60,
+    run_tags=WRITER_TAGS,
     description="Evaluates the assets' automation conditions (marts/school_aggregates: eager, "
                 "once its sources' blocking checks passed) and starts the runs they request.",
 )
 
 
-nightly_refresh = dg.ScheduleDefinition(
-    name="nightly_refresh",
-    target=dg.AssetSelection.all(),
-    cron_schedule="0 21 * * *",
-    execution_timezone="Asia/Tokyo",
-    description="Materialise everything each evening, after the school day's attendance is in.",
+def failure_alert(context: dg.RunFailureSensorContext) -> alerts.Alert:
+    """The alert of a failed run: its failed steps, and the ERROR checks that failed in it."""
+    run = context.dagster_run
+    steps = []
+    for event in context.get_step_failure_events():
+        error = getattr(event.event_specific_data, "error", None)
+        while getattr(error, "cause", None) is not None:  # Dagster's wrapper -> the asset's own error
+            error = error.cause
+        steps.append((event.step_key or "", getattr(error, "cls_name", "") or "", getattr(error, "message", "") or ""))
+    checks = []
+    for record in context.instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+        evaluation = record.dagster_event.event_specific_data
+        if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
+            checks.append((evaluation.asset_key.to_user_string(), evaluation.check_name))
+    return alerts.Alert.of_failure(run.run_id, run.job_name, steps, checks, context.failure_event.message or "")
+
+
+@dg.run_failure_sensor(
+    name="run_failure_alerts",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    # every run of the instance: the one code location's, and those executed in a `toda` process
+    # (`toda refresh`), which carry no code-location origin and would be passed over otherwise
+    monitor_all_code_locations=True,
+    description="Records every failed run as an open alert (ops.alerts in $TODA_HOME/ops.sqlite3: "
+                "run, job, assets, failed check, message without data values); the portal's "
+                "operations page and `toda alerts` list them.",
 )
+def run_failure_alerts(context: dg.RunFailureSensorContext, toda: TodaHome):
+    alert = failure_alert(context)
+    if alerts.record(toda.paths, alert):
+        context.log.info(f"alert recorded for run {alert.run_id} ({alert.job_name})")

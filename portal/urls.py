@@ -6,6 +6,7 @@ from portal import views
 
 admin.site.site_header = "学校ポータル 管理"
 admin.site.site_title = "学校ポータル 管理"
+admin.site.index_template = "portal/admin_index.html"  # with the open alerts of failed runs
 
 urlpatterns = [
     path("", views.home, name="home"),

@@ -212,13 +212,12 @@ def test_a_file_still_being_copied_is_left_for_a_later_run(city, paths, db, key)
     assert report.files == [] and report.skipped[0]["file"] == MAY
     assert "still being copied" in report.skipped[0]["reason"]
     assert manifest(db, ATT).empty  # nothing recorded for a transient state
-    from assets.sensors import landing_signature
-    from resources.toda import TodaHome
+    from toda_platform.landing_watch import settled, signature
 
     os.environ["TODA_SETTLE_SECONDS"] = "30"
     try:
-        assert landing_signature(TodaHome(home=str(paths.home)), ATT, now=now) is None
-        assert landing_signature(TodaHome(home=str(paths.home)), ATT, now=now + 31) is not None
+        assert signature(settled(paths, ATT, now=now)) is None
+        assert signature(settled(paths, ATT, now=now + 31)) is not None
     finally:
         os.environ["TODA_SETTLE_SECONDS"] = "0"
     report = run(db, paths, key, ATT, settle=30, now=now + 31)

@@ -101,6 +101,24 @@ def demo(home, **city) -> None:
     click.echo("Materialising every asset (one in-process run) …")
     result = materialise_all(paths)
     _print_summary(paths)
+    _exit_if_failed(result)
+
+
+@main.command()
+@home_option
+def refresh(home) -> None:
+    """Run now exactly what the nightly schedule runs (its job, its partition range), in this
+    process; waits for the warehouse while another run holds it."""
+    from toda_platform.definitions import refresh as run_refresh
+
+    paths = _paths(home)
+    click.echo("Running the nightly refresh now (job nightly_refresh_job) …")
+    result = run_refresh(paths)
+    _print_summary(paths)
+    _exit_if_failed(result)
+
+
+def _exit_if_failed(result) -> None:
     if not result.success:
         failed = [e.step_key for e in result.all_events if e.is_step_failure]
         click.echo(f"The run failed at: {', '.join(failed) or 'see the Dagster UI'}", err=True)
@@ -185,6 +203,27 @@ def _print_models(console, con) -> None:
         n = con.execute("SELECT count(*) FROM outputs.known_cases WHERE as_of_date = "
                         "(SELECT max(as_of_date) FROM outputs.known_cases)").fetchone()[0]
         console.print(f"Known cases listed apart (not scored): {n:,} (outputs.known_cases)")
+
+
+@main.command()
+@home_option
+@click.option("--fail-orphaned-runs", is_flag=True,
+              help="Also mark failed the runs a stopped daemon or machine left in progress (the daemon's "
+                   "service runs this before it starts).")
+def instance(home, fail_orphaned_runs) -> None:
+    """Write the Dagster instance's config ($TODA_HOME/dagster/dagster.yaml: the run queue lets
+    one warehouse writer go at a time); the services run this before they start."""
+    from toda_platform.definitions import fail_orphaned_runs as fail_orphans
+    from toda_platform.definitions import prepare_dagster_home
+
+    paths = _paths(home)
+    prepare_dagster_home(paths)
+    click.echo(f"DAGSTER_HOME={paths.dagster_home}")
+    if fail_orphaned_runs:
+        import dagster as dg
+
+        for run_id in fail_orphans(dg.DagsterInstance.get()):
+            click.echo(f"run {run_id} was left in progress: marked failed")
 
 
 @main.command()
@@ -297,6 +336,37 @@ def audit_verify(home) -> None:
     click.echo(verdict.message())
     if not verdict.ok:
         sys.exit(1)
+
+
+@main.group(invoke_without_command=True)
+@home_option
+@click.pass_context
+def alerts(ctx, home) -> None:
+    """Open alerts of failed runs (ops.alerts); `toda alerts close ID --note ...` closes one."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from toda_platform.alerts import listed
+
+    found = listed(_paths(home))
+    for a in found:
+        click.echo(f"#{a['id']} {a['raised_at']} {a['job_name']} run {a['run_id'][:8]} "
+                   f"{a['assets'] or '-'} {a['failed_check'] or ''} {a['error']}: {a['message']}")
+    click.echo(f"{len(found)} open alert(s)")
+
+
+@alerts.command("close")
+@home_option
+@click.argument("alert_id", type=int)
+@click.option("--note", required=True, help="What was done about it (recorded).")
+def alerts_close(home, alert_id, note) -> None:
+    """Close an open alert with a note."""
+    import getpass
+
+    from toda_platform.alerts import close
+
+    if not close(_paths(home), alert_id, getpass.getuser(), note):
+        raise click.ClickException(f"no open alert #{alert_id}")
+    click.echo(f"alert #{alert_id} closed")
 
 
 @main.command()

@@ -77,6 +77,11 @@ class Paths:
         return self.home / "serving"
 
     @property
+    def ops_db(self) -> Path:
+        """Operational alerts of failed runs (toda_platform.alerts), apart from the warehouse."""
+        return self.home / "ops.sqlite3"
+
+    @property
     def dagster_home(self) -> Path:
         return self.home / "dagster"
 

@@ -2,7 +2,7 @@
 
 DuckDB takes a file lock per process: a notebook, a DuckDB shell or another run holding the
 warehouse makes a writer fail at once with "Could not set lock on file … Conflicting lock is held
-in <program> (PID n)". A run waits instead — up to ``TODA_LOCK_WAIT_SECONDS`` (default 600) —
+in <program> (PID n)". A run waits instead — up to ``TODA_LOCK_WAIT_SECONDS`` (default 3600) —
 saying which program holds the lock, and then fails with a message that names it.
 """
 
@@ -16,8 +16,13 @@ from typing import Callable
 
 import duckdb
 
+# Every run that writes the warehouse carries this tag; the Dagster instance's run queue lets one
+# such run go at a time (dagster.yaml, written by the CLI: toda_platform/definitions.py).
+WRITER_TAG = "toda/writer"
+WRITER_TAGS = {WRITER_TAG: "warehouse"}
+
 LOCK_WAIT_ENV = "TODA_LOCK_WAIT_SECONDS"
-LOCK_WAIT_SECONDS = 600.0
+LOCK_WAIT_SECONDS = 3600.0  # a long step (the marts' whole-range build) holds the lock throughout
 _HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
 
 
