@@ -17,10 +17,15 @@ from toda_platform.settings import Paths
 
 
 def build_definitions(paths: Paths | None = None) -> dg.Definitions:
+    from toda_platform.governance.purposes import check_purposes
+
     paths = paths or Paths.from_env()
+    assets = [*staging_assets, *mart_assets, *model_assets, *scoring_assets, *serving_assets,
+              *ops_assets, *output_assets]
+    # purpose limitation: refuses to load when an output reads a source beyond its purposes
+    check_purposes(assets)
     return dg.Definitions(
-        assets=[*staging_assets, *mart_assets, *model_assets, *scoring_assets, *serving_assets,
-                *ops_assets, *output_assets],
+        assets=assets,
         asset_checks=[*staging_checks, *mart_checks, *scoring_checks, *ops_checks],
         sensors=[landing_zone_sensor, automation_sensor],
         # the nightly refresh of everything, carrying the partition range the marts need

@@ -1952,6 +1952,9 @@ def _ingest_file(con, spec: SourceSpec, paths: Paths, key: bytes, landed: Landed
                            data=landed.data)
     except IngestError as error:
         return stop("rejected", [error.to_dict()], error.message)
+    from toda_platform.governance.erasure import keep_out
+
+    keep_out(con, spec, staged, paths)  # pupils erased on request never come back (toda erase)
 
     damage = _key_damage(con, spec, staged, landed.name, refs)
     if damage is not None:

@@ -1,0 +1,453 @@
+"""Erasing one pupil everywhere under ``TODA_HOME``, and keeping them out of every rebuild.
+
+``erase(con, paths, key, number, reason)`` (then :func:`compact` with the connection closed):
+
+1. works out the pupil's pseudonym and, from the registry, their resident pseudonyms;
+2. rewrites every department file that holds their rows — the archive copy (renamed to its new
+   sha256), the landing and quarantine copies (same bytes, modification time kept, so the next
+   scan sees the same landing) — without those rows;
+3. in one warehouse transaction: deletes their rows from every table holding a ``pupil_id`` or
+   ``resident_id`` (staging, marts, outputs, models…), points the manifest, coverage, releases
+   and staged rows at the rewritten files, and writes
+   ``governance.erasure_log``;
+4. erases them from the identity store and the portal's support entries, and rewrites every
+   serving snapshot without them (the portal follows ``serving/current`` to the new file);
+5. scrubs any other text file under the home (exports, reports, MLflow artifacts) of the
+   pupil's pseudonyms, numbers and names;
+6. vacuums the SQLite stores; :func:`compact` rewrites the warehouse into a fresh file, so that
+   deleted rows do not linger in free blocks.
+
+What is kept to prove it happened holds no identifying value: the erasure list
+(``$TODA_HOME/governance/erased.tokens``) and ``governance.erasure_log`` hold ``sha256(pseudonym)``
+(a token), never the pseudonym, number or name; the reason is stored as given and must not name
+the pupil (it is refused when it contains the number).
+
+Ingestion calls :func:`keep_out` on every file it reads: a department re-sending an old export
+(with the pupil in it) does not bring them back, into the warehouse nor the identity store, even
+into a warehouse rebuilt from nothing.
+
+Not touched: the portal's audit log keeps the pseudonym in the entries that recorded who looked
+at the pupil — it is hash-chained evidence of access, and rewriting it would break the chain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+
+from toda_platform.catalogue import CATALOGUE, SourceSpec
+from toda_platform.governance.csvfiles import identifies, without
+from toda_platform.governance.warehouse import base_tables_with, ensure_schema, has_table
+from toda_platform.identity import IdentityStore
+from toda_platform.pseudonym import normalise_number, pseudonymise
+from toda_platform.settings import Paths
+
+ERASED_FILE = "erased.tokens"  # under $TODA_HOME/governance: one token per line
+LOG_DDL = """CREATE TABLE IF NOT EXISTS governance.erasure_log (
+    erasure_id VARCHAR NOT NULL, erased_at TIMESTAMP NOT NULL, token VARCHAR NOT NULL,
+    reason VARCHAR NOT NULL, rows_removed BIGINT NOT NULL, tables JSON, files_rewritten INTEGER,
+    snapshots_rewritten INTEGER, identity_rows INTEGER, other_files_scrubbed INTEGER)"""
+FILES_DDL = """CREATE TABLE IF NOT EXISTS governance.erasure_files (
+    erasure_id VARCHAR NOT NULL, source_key VARCHAR NOT NULL, old_sha256 VARCHAR NOT NULL,
+    new_sha256 VARCHAR NOT NULL, rows_removed INTEGER NOT NULL)"""
+ID_COLUMNS = ("pupil_id", "resident_id")
+DB_SUFFIXES = (".duckdb", ".sqlite", ".sqlite3", ".db", ".wal", "-wal", "-shm")
+MASK = "＊"
+
+
+class ErasureError(ValueError):
+    pass
+
+
+def token(pseudonym: str) -> str:
+    """What the erasure list keeps of a pseudonym: its sha256 (also computable in DuckDB SQL)."""
+    return hashlib.sha256(pseudonym.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class ErasureReport:
+    erasure_id: str
+    token: str
+    rows: dict[str, int] = field(default_factory=dict)
+    files_rewritten: int = 0
+    snapshots_rewritten: int = 0
+    identity_rows: int = 0
+    portal_rows: int = 0
+    scrubbed: list[str] = field(default_factory=list)
+
+    @property
+    def rows_removed(self) -> int:
+        return sum(self.rows.values())
+
+
+def ensure_tables(con) -> None:
+    ensure_schema(con)
+    for ddl in (LOG_DDL, FILES_DDL):
+        con.execute(ddl)
+
+
+def _id_filter(con, table: str) -> tuple[str, list]:
+    cols = {c for (c,) in con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema || '.' || table_name = ?",
+        [table.replace('"', "")]).fetchall()}
+    return " OR ".join(f"{c} IN (SELECT unnest(?))" for c in ID_COLUMNS if c in cols), [c for c in ID_COLUMNS if c in cols]
+
+
+def _rewrite_sources(con, paths: Paths, key: bytes, targets: set[str]):
+    """Every department file holding a target's rows, rewritten in memory: a list of
+    (spec, old_sha, Rewritten, [(kind, path)])."""
+    found: dict[tuple[str, str], tuple] = {}
+    for skey, spec in CATALOGUE.items():
+        if not identifies(spec):
+            continue
+        for kind, folder in (("archive", paths.archive / skey), ("landing", paths.landing_dir(skey)),
+                             ("quarantine", paths.quarantine / skey)):
+            if not folder.is_dir():
+                continue
+            for p in sorted(folder.iterdir()):
+                if not p.is_file() or p.is_symlink() or p.name.endswith(".reasons.json"):
+                    continue
+                data = p.read_bytes()
+                sha = hashlib.sha256(data).hexdigest()
+                entry = found.get((skey, sha))
+                if entry is None:
+                    rewritten = without(spec, data, key, targets)
+                    if rewritten is None:
+                        continue
+                    entry = found[(skey, sha)] = (spec, sha, rewritten, [])
+                entry[3].append((kind, p))
+    return list(found.values())
+
+
+def erase(con: duckdb.DuckDBPyConnection, paths: Paths, key: bytes, number: str, reason: str) -> ErasureReport:
+    number = normalise_number(number)
+    if not number:
+        raise ErasureError("no student number given")
+    if not reason.strip():
+        raise ErasureError("a reason is required (it is recorded)")
+    if number in reason:
+        raise ErasureError("the reason must not contain the student number (it is kept in the log)")
+    pupil_id = pseudonymise(key, number)
+    residents = set()
+    if has_table(con, "staging", "pupil_registry"):
+        residents = {r for (r,) in con.execute(
+            "SELECT DISTINCT resident_id FROM staging.pupil_registry WHERE pupil_id = ? AND resident_id IS NOT NULL",
+            [pupil_id]).fetchall()}
+    targets = {pupil_id, *residents}
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    report = ErasureReport(erasure_id=f"E{now:%Y%m%d%H%M%S}-{token(pupil_id)[:8]}", token=token(pupil_id))
+
+    identity = IdentityStore(paths.identity)
+    known = identity.lookup([pupil_id]).get(pupil_id)
+    needles = {pupil_id, number, *residents}
+    if known is not None:
+        needles |= {v for v in (known.name, known.kana) if v}
+
+    # 0. the erasure list first: from now on no ingestion lets them in
+    add_tokens(paths, [report.token, *(token(r) for r in residents)])
+
+    # 1. files, rewritten to new archive names before the transaction (removed again on failure)
+    files = _rewrite_sources(con, paths, key, targets)
+    new_archives = []
+    for spec, old_sha, rw, copies in files:
+        needles |= rw.needles
+        new_sha = hashlib.sha256(rw.data).hexdigest()
+        if any(kind == "archive" for kind, _ in copies):
+            target = paths.archive / spec.key / f"{new_sha}.csv"
+            _write_readonly(target, rw.data)
+            new_archives.append(target)
+
+    # 2. the warehouse, in one transaction
+    ensure_tables(con)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for table in sorted(set(base_tables_with(con, "pupil_id")) | set(base_tables_with(con, "resident_id"))):
+            if table.startswith("governance."):
+                continue
+            where, cols = _id_filter(con, table)
+            if not where:
+                continue
+            n = con.execute(f"DELETE FROM {table} WHERE {where}", [list(targets)] * len(cols)).fetchone()[0]
+            if n:
+                report.rows[table] = n
+        for spec, old_sha, rw, copies in files:
+            new_sha = hashlib.sha256(rw.data).hexdigest()
+            _repoint(con, paths, spec, old_sha, new_sha, len(rw.data))
+            con.execute("INSERT INTO governance.erasure_files VALUES (?, ?, ?, ?, ?)",
+                        [report.erasure_id, spec.key, old_sha, new_sha, rw.removed])
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        for p in new_archives:
+            _unlink(p)
+        raise
+
+    # 3. the copies on disk: the old archive names go, landing and quarantine copies are rewritten
+    for spec, old_sha, rw, copies in files:
+        for kind, p in copies:
+            if kind == "archive":
+                if p.name != f"{hashlib.sha256(rw.data).hexdigest()}.csv":
+                    _unlink(p)
+            else:
+                _rewrite_in_place(p, rw.data)
+        report.files_rewritten += 1
+
+    # 4. identity store, portal entries, serving snapshots
+    report.identity_rows = sum(identity.erase(t) for t in targets) if identity.path.exists() else 0
+    _vacuum_sqlite(identity.path)
+    report.portal_rows = _erase_portal(paths, targets)
+    report.snapshots_rewritten = _rewrite_snapshots(paths, targets)
+
+    # 5. any other text file under the home
+    report.scrubbed = [str(p.relative_to(paths.home)) for p in scrub_files(paths, needles)]
+
+    con.execute("INSERT INTO governance.erasure_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [report.erasure_id, now, report.token, reason.strip(), report.rows_removed,
+                 json.dumps(report.rows), report.files_rewritten, report.snapshots_rewritten,
+                 report.identity_rows, len(report.scrubbed)])
+    con.execute("CHECKPOINT")
+    return report
+
+
+def _repoint(con, paths: Paths, spec: SourceSpec, old: str, new: str, size: int) -> None:
+    new_path = str(paths.archive / spec.key / f"{new}.csv")
+    con.execute("UPDATE staging.file_manifest SET sha256 = ?, size_bytes = ?, "
+                "archive_path = CASE WHEN archive_path IS NULL THEN NULL ELSE ? END "
+                "WHERE source_key = ? AND sha256 = ?", [new, size, new_path, spec.key, old])
+    con.execute("UPDATE staging.file_manifest SET superseded_by = ? WHERE source_key = ? AND superseded_by = ?",
+                [new, spec.key, old])
+    for table in ("file_coverage", "file_releases"):
+        if has_table(con, "staging", table):
+            con.execute(f"UPDATE staging.{table} SET sha256 = ? WHERE source_key = ? AND sha256 = ?",
+                        [new, spec.key, old])
+    if has_table(con, "staging", "file_coverage"):
+        con.execute("UPDATE staging.file_coverage SET replaced_by = ? WHERE source_key = ? AND replaced_by = ?",
+                    [new, spec.key, old])
+    if has_table(con, "staging", spec.key):
+        con.execute(f"UPDATE staging.{spec.key} SET _file_sha256 = ? WHERE _file_sha256 = ?", [new, old])
+
+
+def _write_readonly(target: Path, data: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".erasing-")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(tmp, 0o444)
+    os.replace(tmp, target)
+
+
+def _rewrite_in_place(path: Path, data: bytes) -> None:
+    st = path.stat()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".erasing-")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.chmod(tmp, st.st_mode & 0o777)
+    os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))  # the same landing, for the next scan
+    os.replace(tmp, path)
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def _vacuum_sqlite(path: Path) -> None:
+    if not path.exists():
+        return
+    con = sqlite3.connect(path, timeout=30)
+    try:
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        con.execute("VACUUM")
+    finally:
+        con.close()
+
+
+def _erase_portal(paths: Paths, targets: set[str]) -> int:
+    """Support entries recorded in the portal (its audit log is left whole: see the module doc)."""
+    db = paths.home / "portal" / "portal.sqlite3"
+    if not db.exists():
+        return 0
+    con = sqlite3.connect(db, timeout=30)
+    try:
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        n = 0
+        if "portal_supportentry" in tables:
+            with con:
+                n = con.execute(f"DELETE FROM portal_supportentry WHERE pupil_id IN ({','.join('?' * len(targets))})",
+                                list(targets)).rowcount
+    finally:
+        con.close()
+    _vacuum_sqlite(db)
+    return n
+
+
+def _rewrite_snapshots(paths: Paths, targets: set[str]) -> int:
+    """Each serving snapshot holding a target is copied, without them, to a new file; the old file
+    goes and ``current`` follows to the new one."""
+    if not paths.serving.is_dir():
+        return 0
+    current = paths.serving / "current"
+    pointed = current.resolve() if current.is_symlink() else None
+    done = 0
+    for snap in sorted(paths.serving.glob("snapshot_*.duckdb")):
+        src = duckdb.connect(str(snap), read_only=True)
+        try:
+            hit = any(src.execute(f"SELECT count(*) FROM {t} WHERE {w}", [list(targets)] * len(c)).fetchone()[0]
+                      for t in base_tables_with(src, "pupil_id") + base_tables_with(src, "resident_id")
+                      for w, c in [_id_filter(src, t)] if w)
+        finally:
+            src.close()
+        if not hit:
+            continue
+        new = snap.with_name(f"{snap.stem}_e{datetime.now():%H%M%S%f}.duckdb")
+        copy_duckdb(snap, new, targets)
+        os.chmod(new, 0o440)
+        if pointed == snap.resolve():
+            link = paths.serving / f".current_erase_{os.getpid()}"
+            _unlink(link)
+            os.symlink(new.name, link)
+            os.replace(link, current)
+        snap.chmod(0o640)
+        _unlink(snap)
+        done += 1
+    return done
+
+
+def _sql_path(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def copy_duckdb(source: Path, target: Path, exclude: set[str] | None = None) -> None:
+    """A fresh DuckDB file with ``source``'s schema (tables, constraints, views, sequences) and
+    rows — without the rows of ``exclude`` in a ``pupil_id``/``resident_id`` column: rows deleted
+    or left out never reach the new file's blocks."""
+    _unlink(target)
+    con = duckdb.connect()
+    try:
+        con.execute(f"ATTACH {_sql_path(source)} AS src (READ_ONLY)")
+        con.execute(f"ATTACH {_sql_path(target)} AS dst")
+        con.execute("COPY FROM DATABASE src TO dst (SCHEMA)")
+        tables = con.execute("SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = 'src' "
+                             "AND NOT internal").fetchall()
+        for schema, table in tables:
+            cols = {c for (c,) in con.execute(
+                "SELECT column_name FROM duckdb_columns() WHERE database_name = 'src' AND schema_name = ? "
+                "AND table_name = ?", [schema, table]).fetchall()}
+            ids = [c for c in ID_COLUMNS if c in cols] if exclude else []
+            where = " AND ".join(f'("{c}" IS NULL OR "{c}" NOT IN (SELECT unnest(?)))' for c in ids) or "true"
+            con.execute(f'INSERT INTO dst."{schema}"."{table}" SELECT * FROM src."{schema}"."{table}" WHERE {where}',
+                        [list(exclude or ())] * len(ids))
+        con.execute("DETACH dst")
+        con.execute("DETACH src")
+    finally:
+        con.close()
+
+
+def compact(path: Path) -> None:
+    """Rewrite a DuckDB file into a fresh one and swap it in: deleted rows can linger in the free
+    blocks of the old file. Call after :func:`erase` with every connection to it closed."""
+    tmp = path.with_name(f".compacting-{path.name}")
+    copy_duckdb(path, tmp)
+    os.replace(tmp, path)
+    _unlink(Path(f"{path}.wal"))
+
+
+def _text(data: bytes) -> tuple[str, str] | None:
+    if b"\x00" in data[:4096]:
+        return None
+    from toda_platform.governance.csvfiles import decode
+
+    try:
+        return decode(data)
+    except UnicodeDecodeError:
+        return None
+
+
+def scrub_files(paths: Paths, needles: set[str]) -> list[Path]:
+    """Text files under the home (other than databases and the department files already
+    rewritten) that mention a needle: a CSV loses the lines that do, any other text has each
+    occurrence masked. Returns the files changed."""
+    needles = {n for n in needles if n and len(n) >= 2}
+    if not needles:
+        return []
+    changed = []
+    skip = {paths.archive, paths.landing, paths.quarantine, paths.serving, paths.identity, paths.secrets,
+            paths.dagster_home}
+    for root, dirs, names in os.walk(paths.home):
+        here = Path(root)
+        dirs[:] = [d for d in dirs if here / d not in skip]
+        for name in names:
+            p = here / name
+            if p.is_symlink() or name.endswith(DB_SUFFIXES) or p == paths.warehouse:
+                continue
+            try:
+                data = p.read_bytes()
+            except OSError:
+                continue
+            decoded = _text(data)
+            if decoded is None:
+                continue
+            text, encoding = decoded
+            if not any(n in text for n in needles):
+                continue
+            if p.suffix.lower() == ".csv":
+                new = "".join(line for line in text.splitlines(keepends=True) if not any(n in line for n in needles))
+            else:
+                new = text
+                for n in sorted(needles, key=len, reverse=True):
+                    new = new.replace(n, MASK)
+            _rewrite_in_place(p, new.encode(encoding))
+            changed.append(p)
+    return changed
+
+
+def erased_file(paths: Paths) -> Path:
+    """The erasure list: tokens only, outside the warehouse so that a warehouse rebuilt from
+    nothing still keeps the pupils out."""
+    return paths.home / "governance" / ERASED_FILE
+
+
+def erased_tokens(paths: Paths) -> set[str]:
+    f = erased_file(paths)
+    return set(f.read_text(encoding="ascii").split()) if f.exists() else set()
+
+
+def add_tokens(paths: Paths, tokens: list[str]) -> None:
+    f = erased_file(paths)
+    f.parent.mkdir(parents=True, exist_ok=True)
+    new = [t for t in tokens if t not in erased_tokens(paths)]
+    if new:
+        with f.open("a", encoding="ascii") as out:
+            out.write("".join(f"{t}\n" for t in new))
+            out.flush()
+            os.fsync(out.fileno())
+
+
+def keep_out(con: duckdb.DuckDBPyConnection, spec: SourceSpec, staged, paths: Paths) -> int:
+    """Called by ingestion on each file read into ``_typed``: the rows (and registry names) of
+    erased pupils are dropped before the file is checked and applied, so a department re-sending
+    an export with them in it neither brings them back nor has its file refused for a pupil the
+    registry no longer knows. Returns the rows dropped (counted as ``erased`` in the manifest)."""
+    tokens = erased_tokens(paths)
+    cols = [c.staged_name for c in spec.staged_columns if c.staged_name in ID_COLUMNS]
+    if not tokens or not cols:
+        return 0
+    where = " OR ".join(f"sha256({c}) IN (SELECT unnest(?))" for c in cols)
+    n = con.execute(f"DELETE FROM _typed WHERE {where}", [sorted(tokens)] * len(cols)).fetchone()[0]
+    staged.identities = [r for r in staged.identities if token(r.pupil_id) not in tokens]
+    if n:
+        staged.rows_kept -= n
+        staged.drop_reasons["erased"] = staged.drop_reasons.get("erased", 0) + n
+    return n
