@@ -1815,6 +1815,10 @@ def ingest_source(
         add(_ingest_file(con, spec, paths, key, landed, refs, refs_fp, archive_path=archive_path))
 
     _final_outcomes(con, spec, report.files)
+    if any(f.drop_reasons.get("erased") for f in report.files):  # toda erase: the archive too
+        from toda_platform.governance.erasure import sweep
+
+        sweep(con, spec, paths, key)
     report.table_rows, report.known_from, report.known_until = con.execute(
         f"SELECT count(*), min(known_date)::VARCHAR, max(known_date)::VARCHAR FROM staging.{spec.key}"
     ).fetchall()[0]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass, field
+from typing import Callable
 
 from toda_platform.catalogue import SourceSpec
 from toda_platform.pseudonym import pseudonymise
@@ -52,9 +53,9 @@ def identifies(spec: SourceSpec) -> bool:
     return any(c.kind in IDENTIFIER_KINDS or c.pseudonym_headers for c in spec.columns)
 
 
-def without(spec: SourceSpec, data: bytes, key: bytes, targets: set[str]) -> Rewritten | None:
-    """``data`` without the rows whose pupil or resident number pseudonymises into ``targets``
-    (or whose 仮名ID is one of them); None when no row matches (or the file cannot be read)."""
+def without(spec: SourceSpec, data: bytes, key: bytes, is_target: Callable[[str], bool]) -> Rewritten | None:
+    """``data`` without the rows whose pupil or resident number pseudonymises to a target (or
+    whose 仮名ID is one); None when no row matches (or the file cannot be read)."""
     from toda_platform.ingest import _delimiter, normalise_header
 
     try:
@@ -84,7 +85,7 @@ def without(spec: SourceSpec, data: bytes, key: bytes, targets: set[str]) -> Rew
         fields = next(csv.reader([rec], delimiter=delim), []) if rec.strip() else []
         ids = {pseudonymise(key, fields[i]) for i in hashed if i < len(fields) and fields[i].strip()}
         ids |= {fields[i].strip() for i in direct if i < len(fields)}
-        if ids & targets:
+        if any(is_target(i) for i in ids):
             removed += 1
             needles |= {fields[i].strip() for i in personal if i < len(fields) and len(fields[i].strip()) >= 2}
         else:

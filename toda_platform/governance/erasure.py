@@ -40,11 +40,12 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable, Iterable
 
 import duckdb
 
 from toda_platform.catalogue import CATALOGUE, SourceSpec
-from toda_platform.governance.csvfiles import identifies, without
+from toda_platform.governance.csvfiles import Rewritten, identifies, without
 from toda_platform.governance.warehouse import base_tables_with, ensure_schema, has_table
 from toda_platform.identity import IdentityStore
 from toda_platform.pseudonym import normalise_number, pseudonymise
@@ -101,11 +102,27 @@ def _id_filter(con, table: str) -> tuple[str, list]:
     return " OR ".join(f"{c} IN (SELECT unnest(?))" for c in ID_COLUMNS if c in cols), [c for c in ID_COLUMNS if c in cols]
 
 
-def _rewrite_sources(con, paths: Paths, key: bytes, targets: set[str]):
-    """Every department file holding a target's rows, rewritten in memory: a list of
-    (spec, old_sha, Rewritten, [(kind, path)])."""
-    found: dict[tuple[str, str], tuple] = {}
-    for skey, spec in CATALOGUE.items():
+@dataclass
+class FileRewrite:
+    """One department file (all its copies: same bytes) and the same file without some pupils."""
+
+    spec: SourceSpec
+    old_sha: str
+    rewritten: Rewritten
+    copies: list[tuple[str, Path]] = field(default_factory=list)  # (archive|landing|quarantine, path)
+
+    @property
+    def new_sha(self) -> str:
+        return hashlib.sha256(self.rewritten.data).hexdigest()
+
+
+def find_rewrites(paths: Paths, key: bytes, is_target: Callable[[str], bool],
+                  sources: Iterable[str] | None = None) -> list[FileRewrite]:
+    """Every department file (archive, landing, quarantine) holding a target's rows, rewritten in
+    memory. Nothing is written yet."""
+    found: dict[tuple[str, str], FileRewrite] = {}
+    for skey in sources or CATALOGUE:
+        spec = CATALOGUE[skey]
         if not identifies(spec):
             continue
         for kind, folder in (("archive", paths.archive / skey), ("landing", paths.landing_dir(skey)),
@@ -119,12 +136,77 @@ def _rewrite_sources(con, paths: Paths, key: bytes, targets: set[str]):
                 sha = hashlib.sha256(data).hexdigest()
                 entry = found.get((skey, sha))
                 if entry is None:
-                    rewritten = without(spec, data, key, targets)
+                    rewritten = without(spec, data, key, is_target)
                     if rewritten is None:
                         continue
-                    entry = found[(skey, sha)] = (spec, sha, rewritten, [])
-                entry[3].append((kind, p))
+                    entry = found[(skey, sha)] = FileRewrite(spec, sha, rewritten)
+                entry.copies.append((kind, p))
     return list(found.values())
+
+
+def _stage(paths: Paths, rewrites: list[FileRewrite]) -> list[Path]:
+    """The new archive copies, written before the warehouse changes (removed again on failure)."""
+    written = []
+    for f in rewrites:
+        if any(kind == "archive" for kind, _ in f.copies):
+            target = paths.archive / f.spec.key / f"{f.new_sha}.csv"
+            if not target.exists():
+                _write_readonly(target, f.rewritten.data)
+                written.append(target)
+    return written
+
+
+def _record_rewrites(con, paths: Paths, rewrites: list[FileRewrite], erasure_id: str) -> None:
+    """Inside the caller's transaction: the warehouse points at the rewritten files."""
+    for f in rewrites:
+        _repoint(con, paths, f.spec, f.old_sha, f.new_sha, len(f.rewritten.data))
+        con.execute("INSERT INTO governance.erasure_files VALUES (?, ?, ?, ?, ?)",
+                    [erasure_id, f.spec.key, f.old_sha, f.new_sha, f.rewritten.removed])
+
+
+def _finish(rewrites: list[FileRewrite]) -> None:
+    """After the commit: old archive names go, landing and quarantine copies are rewritten."""
+    for f in rewrites:
+        for kind, p in f.copies:
+            if kind == "archive":
+                if p.name != f"{f.new_sha}.csv":
+                    _unlink(p)
+            else:
+                _rewrite_in_place(p, f.rewritten.data)
+
+
+def sweep(con: duckdb.DuckDBPyConnection, spec: SourceSpec, paths: Paths, key: bytes) -> int:
+    """After ingestion kept erased pupils out of a source's staged rows (:func:`keep_out`), the
+    files it archived still hold them as the department sent them: rewrite those too. Returns
+    the files rewritten."""
+    tokens = erased_tokens(paths)
+    if not tokens:
+        return 0
+    rewrites = find_rewrites(paths, key, lambda p: token(p) in tokens, [spec.key])
+    if not rewrites:
+        return 0
+    ensure_tables(con)
+    apply_rewrites(con, paths, rewrites, f"sweep-{datetime.now(timezone.utc):%Y%m%d%H%M%S}")
+    return len(rewrites)
+
+
+def apply_rewrites(con, paths: Paths, rewrites: list[FileRewrite], erasure_id: str,
+                   also: Callable[[], None] = lambda: None) -> None:
+    """New archive copies first; then, in one transaction, ``also`` (the caller's own deletes)
+    and the warehouse pointed at them; after the commit the old copies go. On failure the new
+    copies are removed and nothing changed."""
+    written = _stage(paths, rewrites)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        also()
+        _record_rewrites(con, paths, rewrites, erasure_id)
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        for p in written:
+            _unlink(p)
+        raise
+    _finish(rewrites)
 
 
 def erase(con: duckdb.DuckDBPyConnection, paths: Paths, key: bytes, number: str, reason: str) -> ErasureReport:
@@ -155,50 +237,24 @@ def erase(con: duckdb.DuckDBPyConnection, paths: Paths, key: bytes, number: str,
     add_tokens(paths, [report.token, *(token(r) for r in residents)])
 
     # 1. files, rewritten to new archive names before the transaction (removed again on failure)
-    files = _rewrite_sources(con, paths, key, targets)
-    new_archives = []
-    for spec, old_sha, rw, copies in files:
-        needles |= rw.needles
-        new_sha = hashlib.sha256(rw.data).hexdigest()
-        if any(kind == "archive" for kind, _ in copies):
-            target = paths.archive / spec.key / f"{new_sha}.csv"
-            _write_readonly(target, rw.data)
-            new_archives.append(target)
-
-    # 2. the warehouse, in one transaction
+    rewrites = find_rewrites(paths, key, targets.__contains__)
+    for f in rewrites:
+        needles |= f.rewritten.needles
     ensure_tables(con)
-    con.execute("BEGIN TRANSACTION")
-    try:
+
+    def delete_rows() -> None:
         for table in sorted(set(base_tables_with(con, "pupil_id")) | set(base_tables_with(con, "resident_id"))):
-            if table.startswith("governance."):
-                continue
             where, cols = _id_filter(con, table)
-            if not where:
+            if not where or table.startswith("governance."):
                 continue
             n = con.execute(f"DELETE FROM {table} WHERE {where}", [list(targets)] * len(cols)).fetchone()[0]
             if n:
                 report.rows[table] = n
-        for spec, old_sha, rw, copies in files:
-            new_sha = hashlib.sha256(rw.data).hexdigest()
-            _repoint(con, paths, spec, old_sha, new_sha, len(rw.data))
-            con.execute("INSERT INTO governance.erasure_files VALUES (?, ?, ?, ?, ?)",
-                        [report.erasure_id, spec.key, old_sha, new_sha, rw.removed])
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        for p in new_archives:
-            _unlink(p)
-        raise
 
-    # 3. the copies on disk: the old archive names go, landing and quarantine copies are rewritten
-    for spec, old_sha, rw, copies in files:
-        for kind, p in copies:
-            if kind == "archive":
-                if p.name != f"{hashlib.sha256(rw.data).hexdigest()}.csv":
-                    _unlink(p)
-            else:
-                _rewrite_in_place(p, rw.data)
-        report.files_rewritten += 1
+    # 2-3. in one warehouse transaction: every row of theirs, and the files repointed; then the
+    # old archive names go and the landing and quarantine copies are rewritten
+    apply_rewrites(con, paths, rewrites, report.erasure_id, also=delete_rows)
+    report.files_rewritten = len(rewrites)
 
     # 4. identity store, portal entries, serving snapshots
     report.identity_rows = sum(identity.erase(t) for t in targets) if identity.path.exists() else 0
