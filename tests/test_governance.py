@@ -404,3 +404,64 @@ def test_erasure_leaves_no_trace_and_a_rebuild_keeps_the_pupil_out(paths, con, k
     con.close()
     assert rows == 4 and erased_rows == 2 + 4 + 1
     assert _traces(paths, key) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. keys
+# ---------------------------------------------------------------------------------------------
+
+
+def test_outside_demo_mode_the_platform_refuses_a_weak_or_missing_key(paths, monkeypatch):
+    from resources.toda import TodaHome
+    from toda_platform.definitions import build_definitions
+    from toda_platform.pseudonym import MIN_KEY_BYTES, MissingKeyError, WeakKeyError
+
+    monkeypatch.setenv("TODA_DEMO", "0")
+    monkeypatch.setenv("TODA_PSEUDONYM_KEY", "x" * (MIN_KEY_BYTES - 1))
+    with pytest.raises(WeakKeyError, match=f"{MIN_KEY_BYTES - 1} bytes; outside demo mode"):
+        build_definitions(paths)
+    with pytest.raises(WeakKeyError):
+        TodaHome(home=str(paths.home)).pseudonym_key()
+    monkeypatch.delenv("TODA_PSEUDONYM_KEY")
+    with pytest.raises(MissingKeyError, match="no pseudonym key"):
+        build_definitions(paths)
+    monkeypatch.setenv("TODA_PSEUDONYM_KEY", "x" * MIN_KEY_BYTES)
+    assert build_definitions(paths) is not None
+    # demo mode: a synthetic city's home (its truth folder), or TODA_DEMO=1, accepts the test key
+    monkeypatch.setenv("TODA_PSEUDONYM_KEY", "short")
+    monkeypatch.delenv("TODA_DEMO")
+    paths.truth.mkdir()
+    assert TodaHome(home=str(paths.home)).pseudonym_key() == b"short"
+
+
+# ---------------------------------------------------------------------------------------------
+# The commands
+# ---------------------------------------------------------------------------------------------
+
+
+def test_the_commands(paths, key):
+    from click.testing import CliRunner
+
+    from toda_platform.cli import main
+
+    run = CliRunner()
+    out = run.invoke(main, ["notice", "--home", str(paths.home)])
+    assert out.exit_code == 0, out.output
+    assert (paths.home / "governance" / "notice.html").read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    out = run.invoke(main, ["register", "--home", str(paths.home)])
+    assert out.exit_code == 0 and (paths.home / "governance" / "register.csv").exists()
+
+    _land_city(paths)
+    con = duckdb.connect(str(paths.warehouse))
+    _ingest_all(con, paths, key)
+    con.close()
+    out = run.invoke(main, ["retention", "--home", str(paths.home), "--dry-run", "--today", "2026-11-30"])
+    assert out.exit_code == 0, out.output
+    assert "would go: staging.attendance_daily: 6 rows with known_date before 2020-11-30" in out.output
+    out = run.invoke(main, ["retention", "--home", str(paths.home), "--today", "2026-11-30"])
+    assert "9 rows and 4 files removed" in out.output, out.output
+    out = run.invoke(main, ["erase", "--home", str(paths.home), "--student-number", TARGET[0],
+                            "--reason", "本人からの請求", "--yes"])
+    assert out.exit_code == 0, out.output
+    assert "erasure E" in out.output and "3 department files rewritten" in out.output
+    assert _traces(paths, key) == []

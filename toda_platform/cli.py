@@ -94,6 +94,7 @@ def demo(home, **city) -> None:
         from toda_platform.ingest import SETTLE_ENV
 
         os.environ[SETTLE_ENV] = "0"
+    os.environ.setdefault("TODA_DEMO", "1")  # a synthetic city: the demo key is made here
     load_key(paths.pseudonym_key_file, create=True)
 
     from toda_platform.definitions import materialise_all
