@@ -465,3 +465,95 @@ def test_the_commands(paths, key):
     assert out.exit_code == 0, out.output
     assert "erasure E" in out.output and "3 department files rewritten" in out.output
     assert _traces(paths, key) == []
+
+
+SUPPORT_HEADER = ["記録番号", "決定日", "学校コード", "仮名ID", "リスク区分", "支援内容", "担当", "経過"]
+
+
+def test_key_rotation_rekeys_everything_keeps_every_row_and_join_and_retires_the_old_key(paths, key, monkeypatch):
+    from click.testing import CliRunner
+
+    from toda_platform.cli import main
+    from toda_platform.governance.keys import KeyRotationError, fingerprint, rotate
+
+    monkeypatch.delenv("TODA_PSEUDONYM_KEY")
+    paths.pseudonym_key_file.parent.mkdir(parents=True)
+    paths.pseudonym_key_file.write_text(key.decode() + "\n")
+    _land_city(paths)
+    old_ids = {n: pseudonymise(key, n) for n, *_ in [TARGET, *OTHERS]}
+    write_csv(paths.landing_dir("support_records") / "支援記録_2024.csv", SUPPORT_HEADER,
+              [["S1", "2024-05-10", ELEM, old_ids[TARGET[0]], "赤", "家庭訪問", "SSW", "継続中"]],
+              mtime=_ts(dt.date(2024, 5, 11)))
+    con = duckdb.connect(str(paths.warehouse))
+    for source in ("pupil_registry", "attendance_daily", "infant_checkup", "support_records"):
+        assert {f.outcome for f in ingest_source(con, CATALOGUE[source], paths, key).files} == {"applied"}
+    _derived_tables(con, key)
+    _snapshot(paths, list(old_ids.values()))
+    tables = ["staging.pupil_registry", "staging.attendance_daily", "staging.infant_checkup",
+              "staging.support_records", "marts.pupil_features", "outputs.risk_scores"]
+    before = {t: sorted(map(tuple, con.execute(f"SELECT * EXCLUDE (_file_sha256) FROM {t}").fetchall()))
+              if t.startswith("staging") else sorted(con.execute(f"SELECT * FROM {t}").fetchall()) for t in tables}
+    joins = ("SELECT count(*) FROM staging.attendance_daily a JOIN staging.pupil_registry r USING (pupil_id) "
+             "JOIN staging.infant_checkup i ON i.resident_id = r.resident_id "
+             "JOIN staging.support_records s ON s.pupil_id = a.pupil_id")
+    joined = con.execute(joins).fetchone()[0]
+    assert joined > 0
+    old_residents = {r for (r,) in con.execute("SELECT resident_id FROM staging.pupil_registry").fetchall()}
+    # a pseudonym with no number behind it: rotation refuses and changes nothing
+    con.execute("INSERT INTO outputs.risk_scores VALUES ('0123456789abcdef', DATE '2024-05-01', 0.1)")
+    with pytest.raises(KeyRotationError, match=r"outputs.risk_scores.pupil_id \(1\)"):
+        rotate(con, paths)
+    assert paths.pseudonym_key_file.read_text().strip() == key.decode()
+    con.execute("DELETE FROM outputs.risk_scores WHERE pupil_id = '0123456789abcdef'")
+    con.close()
+
+    out = CliRunner().invoke(main, ["keys", "rotate", "--home", str(paths.home), "--yes"])
+    assert out.exit_code == 0, out.output
+    new_key = paths.pseudonym_key_file.read_text().strip().encode()
+    assert new_key != key and len(new_key) == 64 and f"key {fingerprint(key)} retired" in out.output
+    new_ids = {n: pseudonymise(new_key, n) for n in old_ids}
+    rekey = {old_ids[n]: new_ids[n] for n in old_ids}
+    rekey |= {pseudonymise(key, r): pseudonymise(new_key, r) for _n, r, *_ in [TARGET, *OTHERS]}
+    assert {pseudonymise(key, r) for _n, r, *_ in [TARGET, *OTHERS]} == old_residents
+
+    con = duckdb.connect(str(paths.warehouse))
+    try:
+        for t in tables:
+            rows = con.execute(f"SELECT * EXCLUDE (_file_sha256) FROM {t}" if t.startswith("staging")
+                               else f"SELECT * FROM {t}").fetchall()
+            expected = sorted(tuple(rekey.get(v, v) if isinstance(v, str) else v for v in row) for row in before[t])
+            assert sorted(map(tuple, rows)) == expected, t  # every row, every pseudonym re-keyed
+        assert con.execute(joins).fetchone()[0] == joined  # every join
+        assert con.execute("SELECT count(*) FROM governance.key_log").fetchone()[0] == 1
+        # the support file's 仮名ID was rewritten too, and the manifest follows it
+        for sha, path in con.execute("SELECT sha256, archive_path FROM staging.file_manifest").fetchall():
+            assert hashlib.sha256(open(path, "rb").read()).hexdigest() == sha
+    finally:
+        con.close()
+    assert set(IdentityStore(paths.identity).lookup(new_ids.values())) == set(new_ids.values())
+    snap = duckdb.connect(str((paths.serving / "current").resolve()), read_only=True)
+    assert sorted(r[0] for r in snap.execute("SELECT pupil_id FROM risk_list").fetchall()) == sorted(new_ids.values())
+    snap.close()
+
+    # old pseudonyms and the old key appear nowhere under the home
+    old_needles = [*rekey, key.decode()]
+    for p in paths.home.rglob("*"):
+        if p.is_file() and not p.is_symlink():
+            data = p.read_bytes()
+            assert not [n for n in old_needles if n.encode() in data], p
+    for p in [paths.warehouse, (paths.serving / "current").resolve()]:
+        c = duckdb.connect(str(p), read_only=True)
+        for schema, table in c.execute("SELECT schema_name, table_name FROM duckdb_tables()").fetchall():
+            text = str(c.execute(f'SELECT * FROM "{schema}"."{table}"').fetchall())
+            assert not [n for n in old_needles if n in text], (p, table)
+        c.close()
+
+    # the next run keys new deliveries with the new key: nothing duplicates, nothing is orphaned
+    con = duckdb.connect(str(paths.warehouse))
+    write_csv(paths.landing_dir("attendance_daily") / "出欠_2024-04_再.csv", ATT_HEADER,
+              _attendance([dt.date(2024, 4, 8), dt.date(2024, 4, 9)], [TARGET, *OTHERS]),
+              mtime=_ts(dt.date(2024, 5, 2)))
+    ingest_source(con, CATALOGUE["attendance_daily"], paths, new_key)
+    assert con.execute("SELECT count(*) FROM staging.attendance_daily").fetchone()[0] == 12
+    assert con.execute(joins).fetchone()[0] == joined
+    con.close()

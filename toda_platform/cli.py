@@ -451,5 +451,37 @@ def erase(home, student_number, reason, yes) -> None:
                f"{len(report.scrubbed)} other files cleaned; recorded in governance.erasure_log")
 
 
+@main.group()
+def keys() -> None:
+    """The pseudonym key."""
+
+
+@keys.command("rotate")
+@home_option
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def keys_rotate(home, yes) -> None:
+    """Re-pseudonymise everything under a new key (warehouse, identity store, snapshots, files)
+    and retire the old key."""
+    from toda_platform.governance.erasure import compact
+    from toda_platform.governance.keys import KeyRotationError, rotate
+    from toda_platform.warehouse import connect
+
+    paths = _paths(home)
+    if not yes:
+        click.confirm("Every pseudonym changes and the old key is deleted. Rotate?", abort=True)
+    con = connect(paths.warehouse, log=click.echo)
+    try:
+        report = rotate(con, paths)
+    except KeyRotationError as e:
+        raise click.ClickException(str(e)) from e
+    finally:
+        con.close()
+    compact(paths.warehouse)  # old pseudonyms must not linger in free blocks
+    click.echo(f"key {report.old_fingerprint} retired, now {report.new_fingerprint}: {report.pseudonyms:,} "
+               f"pseudonyms, {sum(report.rows.values()):,} rows re-keyed, {report.files_rewritten} files, "
+               f"{report.snapshots_rewritten} snapshots, {report.identity_rows} identity records; "
+               f"recorded in governance.key_log")
+
+
 if __name__ == "__main__":
     main()

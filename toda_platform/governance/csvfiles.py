@@ -9,6 +9,7 @@ encoding (a UTF-8 BOM stays).
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -53,9 +54,26 @@ def identifies(spec: SourceSpec) -> bool:
     return any(c.kind in IDENTIFIER_KINDS or c.pseudonym_headers for c in spec.columns)
 
 
-def without(spec: SourceSpec, data: bytes, key: bytes, is_target: Callable[[str], bool]) -> Rewritten | None:
-    """``data`` without the rows whose pupil or resident number pseudonymises to a target (or
-    whose 仮名ID is one); None when no row matches (or the file cannot be read)."""
+@dataclass
+class Parsed:
+    encoding: str
+    delimiter: str
+    records: list[str]
+    head: int  # index of the header record
+    hashed: list[int]  # positions of pupil / resident numbers (pseudonymised on the way in)
+    direct: list[int]  # positions of 仮名ID (already pseudonyms)
+    personal: list[int]  # positions of numbers and names (identity columns)
+
+    def rows(self):
+        """(index, fields) of each data record."""
+        for i in range(self.head + 1, len(self.records)):
+            rec = self.records[i]
+            yield i, (next(csv.reader([rec], delimiter=self.delimiter), []) if rec.strip() else [])
+
+
+def parse(spec: SourceSpec, data: bytes) -> Parsed | None:
+    """A department file split into records, with where its identifiers are; None when it cannot
+    be read or holds no identifier."""
     from toda_platform.ingest import _delimiter, normalise_header
 
     try:
@@ -70,26 +88,70 @@ def without(spec: SourceSpec, data: bytes, key: bytes, is_target: Callable[[str]
     headers = [normalise_header(h) for h in next(csv.reader([recs[head]], delimiter=delim))]
     hashed, direct, personal = [], [], []
     for col in spec.columns:
+        names = {normalise_header(x) for x in col.headers}
+        pseudo = {normalise_header(x) for x in col.pseudonym_headers}
         for i, h in enumerate(headers):
-            if h in {normalise_header(x) for x in col.headers} and col.kind in IDENTIFIER_KINDS:
+            if h in names and col.kind in IDENTIFIER_KINDS:
                 hashed.append(i)
-            elif h in {normalise_header(x) for x in col.pseudonym_headers}:
+            elif h in pseudo:
                 direct.append(i)
-            if h in {normalise_header(x) for x in col.accepted_headers} and (
-                    col.kind in IDENTIFIER_KINDS or col.pii == "identity"):
+            if (h in names or h in pseudo) and (col.kind in IDENTIFIER_KINDS or col.pii == "identity"):
                 personal.append(i)
     if not hashed and not direct:
         return None
-    kept, removed, needles = recs[:head + 1], 0, set()
-    for rec in recs[head + 1:]:
-        fields = next(csv.reader([rec], delimiter=delim), []) if rec.strip() else []
-        ids = {pseudonymise(key, fields[i]) for i in hashed if i < len(fields) and fields[i].strip()}
-        ids |= {fields[i].strip() for i in direct if i < len(fields)}
-        if any(is_target(i) for i in ids):
-            removed += 1
-            needles |= {fields[i].strip() for i in personal if i < len(fields) and len(fields[i].strip()) >= 2}
-        else:
-            kept.append(rec)
-    if not removed:
+    return Parsed(encoding, delim, recs, head, hashed, direct, personal)
+
+
+def _cell(fields: list[str], i: int) -> str:
+    return fields[i].strip() if i < len(fields) else ""
+
+
+def without(spec: SourceSpec, data: bytes, key: bytes, is_target: Callable[[str], bool]) -> Rewritten | None:
+    """``data`` without the rows whose pupil or resident number pseudonymises to a target (or
+    whose 仮名ID is one); None when no row matches (or the file cannot be read)."""
+    parsed = parse(spec, data)
+    if parsed is None:
         return None
-    return Rewritten("".join(kept).encode(encoding), removed, needles)
+    drop, needles = set(), set()
+    for i, fields in parsed.rows():
+        ids = {pseudonymise(key, _cell(fields, j)) for j in parsed.hashed if _cell(fields, j)}
+        ids |= {_cell(fields, j) for j in parsed.direct if _cell(fields, j)}
+        if any(is_target(x) for x in ids):
+            drop.add(i)
+            needles |= {_cell(fields, j) for j in parsed.personal if len(_cell(fields, j)) >= 2}
+    if not drop:
+        return None
+    kept = [r for i, r in enumerate(parsed.records) if i not in drop]
+    return Rewritten("".join(kept).encode(parsed.encoding), len(drop), needles)
+
+
+def identifier_values(spec: SourceSpec, data: bytes) -> set[str]:
+    """The raw pupil and resident numbers of a file (for re-keying)."""
+    parsed = parse(spec, data)
+    if parsed is None:
+        return set()
+    return {_cell(f, j) for _i, f in parsed.rows() for j in parsed.hashed if _cell(f, j)}
+
+
+def with_pseudonyms_replaced(spec: SourceSpec, data: bytes, mapping: dict[str, str]) -> Rewritten | None:
+    """``data`` with each 仮名ID replaced through ``mapping`` (a key rotation); None when the file
+    has no 仮名ID to change."""
+    parsed = parse(spec, data)
+    if parsed is None or not parsed.direct:
+        return None
+    out, changed = list(parsed.records), 0
+    for i, fields in parsed.rows():
+        hits = [j for j in parsed.direct if _cell(fields, j) in mapping]
+        if not hits:
+            continue
+        for j in hits:
+            fields[j] = mapping[fields[j].strip()]
+        rec = parsed.records[i]
+        ending = rec[len(rec.rstrip("\r\n")):]
+        buf = io.StringIO()
+        csv.writer(buf, delimiter=parsed.delimiter, lineterminator=ending).writerow(fields)
+        out[i] = buf.getvalue()
+        changed += 1
+    if not changed:
+        return None
+    return Rewritten("".join(out).encode(parsed.encoding), 0)

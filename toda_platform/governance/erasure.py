@@ -355,7 +355,7 @@ def _rewrite_snapshots(paths: Paths, targets: set[str]) -> int:
     if not paths.serving.is_dir():
         return 0
     current = paths.serving / "current"
-    pointed = current.resolve() if current.is_symlink() else None
+    pointed = current.resolve() if current.is_symlink() else None  # followed by replace_snapshot
     done = 0
     for snap in sorted(paths.serving.glob("snapshot_*.duckdb")):
         src = duckdb.connect(str(snap), read_only=True)
@@ -367,16 +367,7 @@ def _rewrite_snapshots(paths: Paths, targets: set[str]) -> int:
             src.close()
         if not hit:
             continue
-        new = snap.with_name(f"{snap.stem}_e{datetime.now():%H%M%S%f}.duckdb")
-        copy_duckdb(snap, new, targets)
-        os.chmod(new, 0o440)
-        if pointed == snap.resolve():
-            link = paths.serving / f".current_erase_{os.getpid()}"
-            _unlink(link)
-            os.symlink(new.name, link)
-            os.replace(link, current)
-        snap.chmod(0o640)
-        _unlink(snap)
+        replace_snapshot(paths, snap, "e", pointed, exclude=targets)
         done += 1
     return done
 
@@ -385,30 +376,65 @@ def _sql_path(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-def copy_duckdb(source: Path, target: Path, exclude: set[str] | None = None) -> None:
+def replace_snapshot(paths: Paths, snap: Path, tag: str, pointed: Path | None, *,
+                     exclude: set[str] | None = None, remap: dict[str, str] | None = None) -> Path:
+    """A serving snapshot copied (without ``exclude``, re-keyed by ``remap``) to a new read-only
+    file; ``current`` follows it if it pointed at the old one (``pointed``); the old file goes."""
+    new = snap.with_name(f"{snap.stem}_{tag}{datetime.now():%H%M%S%f}.duckdb")
+    copy_duckdb(snap, new, exclude, remap)
+    os.chmod(new, 0o440)
+    if pointed == snap.resolve():
+        link = paths.serving / f".current_{tag}_{os.getpid()}"
+        _unlink(link)
+        os.symlink(new.name, link)
+        os.replace(link, paths.serving / "current")
+    _unlink(snap)
+    return new
+
+
+def copy_duckdb(source: Path, target: Path, exclude: set[str] | None = None,
+                remap: dict[str, str] | None = None) -> None:
     """A fresh DuckDB file with ``source``'s schema (tables, constraints, views, sequences) and
-    rows — without the rows of ``exclude`` in a ``pupil_id``/``resident_id`` column: rows deleted
-    or left out never reach the new file's blocks."""
+    rows — without the rows of ``exclude`` in a ``pupil_id``/``resident_id`` column, and with
+    those columns mapped through ``remap`` (a key rotation): rows deleted or left out never reach
+    the new file's blocks."""
     _unlink(target)
     con = duckdb.connect()
     try:
         con.execute(f"ATTACH {_sql_path(source)} AS src (READ_ONLY)")
         con.execute(f"ATTACH {_sql_path(target)} AS dst")
         con.execute("COPY FROM DATABASE src TO dst (SCHEMA)")
+        if remap:
+            register_map(con, remap)
         tables = con.execute("SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = 'src' "
                              "AND NOT internal").fetchall()
         for schema, table in tables:
             cols = {c for (c,) in con.execute(
                 "SELECT column_name FROM duckdb_columns() WHERE database_name = 'src' AND schema_name = ? "
                 "AND table_name = ?", [schema, table]).fetchall()}
-            ids = [c for c in ID_COLUMNS if c in cols] if exclude else []
-            where = " AND ".join(f'("{c}" IS NULL OR "{c}" NOT IN (SELECT unnest(?)))' for c in ids) or "true"
-            con.execute(f'INSERT INTO dst."{schema}"."{table}" SELECT * FROM src."{schema}"."{table}" WHERE {where}',
-                        [list(exclude or ())] * len(ids))
+            ids = [c for c in ID_COLUMNS if c in cols]
+            kept = ids if exclude else []
+            where = " AND ".join(f'(t."{c}" IS NULL OR t."{c}" NOT IN (SELECT unnest(?)))' for c in kept) or "true"
+            select, joins = "t.*", ""
+            if remap and ids:
+                select = "t.* REPLACE (" + ", ".join(f'coalesce(m{i}.new, t."{c}") AS "{c}"'
+                                                     for i, c in enumerate(ids)) + ")"
+                joins = " ".join(f'LEFT JOIN _key_map m{i} ON t."{c}" = m{i}.old' for i, c in enumerate(ids))
+            con.execute(f'INSERT INTO dst."{schema}"."{table}" SELECT {select} FROM src."{schema}"."{table}" t '
+                        f"{joins} WHERE {where}", [list(exclude or ())] * len(kept))
         con.execute("DETACH dst")
         con.execute("DETACH src")
     finally:
         con.close()
+
+
+def register_map(con: duckdb.DuckDBPyConnection, mapping: dict[str, str]) -> None:
+    """``mapping`` as the temporary table ``_key_map(old, new)``."""
+    import pyarrow as pa
+
+    con.register("_key_map_arrow", pa.table({"old": list(mapping), "new": list(mapping.values())}))
+    con.execute("CREATE OR REPLACE TEMP TABLE _key_map AS SELECT * FROM _key_map_arrow")
+    con.unregister("_key_map_arrow")
 
 
 def compact(path: Path) -> None:
