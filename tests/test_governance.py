@@ -103,8 +103,10 @@ def test_notice_lists_every_source_role_purpose_and_contact():
         assert label in html
     assert documents.CONTACT["office"] in html and "@media print" in html and "@page" in html
     assert "住所" in html  # said not to be taken in
-    # the legal bases are stated once each
-    assert html.count("第69条第2項第3号") == 1
+    # each legal basis is stated once, with the sources it covers
+    assert html.count("第69条第2項第3号") == 1 and html.count("同法第62条") == 0
+    assert html.count("個人情報の保護に関する法律第62条") == 1
+    assert html.count("（地方教育行政の組織及び運営に関する法律第21条）") == 2  # with and without 第62条
 
 
 def test_register_holds_every_source_with_the_fields_the_law_names(tmp_path):

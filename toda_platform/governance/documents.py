@@ -48,13 +48,13 @@ NOT_PERSONAL = "個人情報ファイルに該当しない（学校単位の集�
 def item_label(col: Column) -> str:
     """One recorded item as families read it."""
     if col.pii == "pseudonymise":
-        return f"{col.header}（番号は仮の番号に置き換えて使います）"
+        return f"{col.header}（仮の番号に置換）"
     if col.pii == "birth_month":
-        return f"{col.header}（年と月のみ）"
+        return f"{col.header}（年月のみ）"
     if col.pii == "identity":
-        return f"{col.header}（名前の台帳に分けて保管し、権限のある先生だけが見られます）"
+        return f"{col.header}（名前の台帳に別保管）"
     if col.unmapped == "count":
-        return f"{col.header}（決められた区分のみ。自由記述は取り込みません）"
+        return f"{col.header}（決められた区分のみ）"
     return col.header
 
 
@@ -108,7 +108,12 @@ def _roles() -> list[dict]:
 
 def notice_context() -> dict:
     sources = [_source(s) for s in CATALOGUE.values()]
+    bases: dict[str, list[str]] = {}
+    for s in sources:
+        if s["personal"]:
+            bases.setdefault(s["legal_basis"], []).append(s["title"])
     return {
+        "bases": [{"text": text, "sources": titles} for text, titles in bases.items()],
         "organ": HOLDER_ORGAN,
         "purposes": [{"label": PURPOSES[k], "text": PURPOSE_TEXT[k]} for k in PURPOSES],
         "sources": [s for s in sources if s["personal"]],
