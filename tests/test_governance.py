@@ -14,10 +14,12 @@ import sqlite3
 import dagster as dg
 import duckdb
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tests.conftest import write_csv
 from toda_platform.catalogue import CATALOGUE, PURPOSES
 from toda_platform.governance import documents, erasure, purposes, retention
+from toda_platform.governance.csvfiles import records, without
 from toda_platform.identity import IdentityStore
 from toda_platform.ingest import ingest_source
 from toda_platform.pseudonym import pseudonymise
@@ -352,8 +354,9 @@ def test_erasure_leaves_no_trace_and_a_rebuild_keeps_the_pupil_out(paths, con, k
     try:
         # everyone else is untouched, and the manifest, archive and staged rows agree
         assert w.execute("SELECT count(*) FROM staging.attendance_daily").fetchone()[0] == others_before
-        for sha, archive_path, source in w.execute(
-                "SELECT sha256, archive_path, source_key FROM staging.file_manifest WHERE outcome = 'applied'").fetchall():
+        applied = w.execute("SELECT sha256, archive_path, source_key FROM staging.file_manifest "
+                            "WHERE outcome = 'applied'").fetchall()
+        for sha, archive_path, source in applied:
             assert hashlib.sha256(open(archive_path, "rb").read()).hexdigest() == sha
             staged_shas = {s for (s,) in w.execute(f"SELECT DISTINCT _file_sha256 FROM staging.{source}").fetchall()}
             assert sha in staged_shas
@@ -559,3 +562,39 @@ def test_key_rotation_rekeys_everything_keeps_every_row_and_join_and_retires_the
     assert con.execute("SELECT count(*) FROM staging.attendance_daily").fetchone()[0] == 12
     assert con.execute(joins).fetchone()[0] == joined
     con.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Rewriting a department file: only the target's rows go, every other byte stays
+# ---------------------------------------------------------------------------------------------
+
+_text = st.text(alphabet=st.sampled_from(list("あい,\"\n ab1")), max_size=8)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(st.sampled_from(["20170001", "２０１７０００１", "20170002", "20170003"]), _text),
+                     min_size=1, max_size=12),
+       encoding=st.sampled_from(["utf-8-sig", "cp932", "utf-8"]), newline=st.sampled_from(["\r\n", "\n"]))
+def test_without_removes_exactly_the_targets_rows(rows, encoding, newline):
+    key = b"k" * 32
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator=newline)
+    writer.writerow(["日付", "学校コード", "学籍番号", "出欠", "登校形態", "理由"])
+    for number, note in rows:
+        writer.writerow(["2024/4/8", ELEM, number, "出", "", note])
+    data = buf.getvalue().encode(encoding)
+    target = pseudonymise(key, "20170001")
+    result = without(CATALOGUE["attendance_daily"], data, key, {target}.__contains__)
+    kept = [r for r in rows if pseudonymise(key, r[0]) != target]
+    if len(kept) == len(rows):
+        assert result is None
+        return
+    assert result.removed == len(rows) - len(kept)
+    text = result.data.decode(encoding.replace("-sig", "") if not result.data.startswith(b"\xef\xbb\xbf")
+                              else "utf-8-sig")
+    parsed = list(csv.reader(io.StringIO(text, newline="")))
+    assert [(r[2], r[5]) for r in parsed[1:]] == kept
+    # the other records are the original bytes, in order
+    original = records(data.decode(encoding))
+    assert records(text) == [r for r in original if not any(n in r for n in ("20170001", "２０１７０００１"))]
+    assert result.data.startswith(b"\xef\xbb\xbf") == (encoding == "utf-8-sig")

@@ -31,3 +31,19 @@ def test_notice_is_public_styled_and_prints(live_server, browser, transactional_
     page.emulate_media(media="print")
     pdf = page.pdf(path=str(ARTIFACTS / "notice.pdf"), format="A4", print_background=True)
     assert pdf.startswith(b"%PDF") and pdf.count(b"/Type /Page") - pdf.count(b"/Type /Pages") >= 2
+
+
+def test_toda_notice_pdf(tmp_path):
+    from click.testing import CliRunner
+
+    from tests.test_portal_browser import CHROMIUM
+    from toda_platform.cli import main
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no browser at {CHROMIUM}")
+    out = CliRunner().invoke(main, ["notice", "--home", str(tmp_path), "--out", str(tmp_path), "--pdf"],
+                             env={"TODA_CHROMIUM": CHROMIUM})
+    assert out.exit_code == 0, out.output
+    data = (tmp_path / "notice.pdf").read_bytes()
+    pages = data.count(b"/MediaBox [0 0 594.9")  # A4 (595 x 842 points, as Chromium rounds it)
+    assert data.startswith(b"%PDF") and pages >= 2 and pages == data.count(b"/MediaBox")

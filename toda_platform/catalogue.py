@@ -871,7 +871,8 @@ INFANT_CHECKUP = SourceSpec(
     period=school_year_of("checkup_date"),
     export=ExportStyle(encoding="cp932", file_cadence="school_year",
                        file_name="乳幼児健診_{period}.csv", date_format="wareki_kanji"),
-    use=_pupil_use("福祉保健センターの乳幼児健診記録から提供（宛名番号で照合）", basis=_WELFARE, years=16, retention_ja="健診日から16年（中学校卒業まで）", sensitive=True),
+    use=_pupil_use("福祉保健センターの乳幼児健診記録から提供（宛名番号で照合）", basis=_WELFARE, years=16,
+                   retention_ja="健診日から16年（中学校卒業まで）", sensitive=True),
 )
 
 NURSERY_ENROLLMENT = SourceSpec(
@@ -901,7 +902,8 @@ NURSERY_ENROLLMENT = SourceSpec(
     period=school_year_of("enrolled_on"),
     export=ExportStyle(encoding="utf-8-sig", file_cadence="school_year",
                        file_name="保育入所_{period}.csv", date_format="wareki_letter"),
-    use=_pupil_use("保育幼稚園課の入所記録から提供（宛名番号で照合）", basis=_WELFARE, years=16, retention_ja="入所・退所の日から16年（中学校卒業まで）"),
+    use=_pupil_use("保育幼稚園課の入所記録から提供（宛名番号で照合）", basis=_WELFARE, years=16,
+                   retention_ja="退所の日（在園中は入所の日）から16年（中学校卒業まで）"),
 )
 
 SUPPORT_RECORDS = SourceSpec(

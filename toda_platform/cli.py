@@ -363,13 +363,19 @@ def _documents_dir(paths: Paths, out: str | None) -> Path:
 @main.command()
 @home_option
 @click.option("--out", default=None, help="Folder to write to (default: $TODA_HOME/governance).")
-def notice(home, out) -> None:
+@click.option("--pdf", is_flag=True, help="Also print it to notice.pdf with the local Chromium.")
+def notice(home, out, pdf) -> None:
     """The notice to pupils and parents (お知らせ), from the catalogue: a printable HTML page."""
-    from toda_platform.governance.documents import write_documents
+    from toda_platform.governance.documents import print_pdf, write_documents
 
     paths = _paths(home)
     for p in write_documents(_documents_dir(paths, out), register=False):
-        click.echo(f"wrote {p} (print it from a browser: A4, print styles included)")
+        click.echo(f"wrote {p} (A4 print styles included)")
+        if pdf:
+            try:
+                click.echo(f"wrote {print_pdf(p, p.with_suffix('.pdf'))}")
+            except (FileNotFoundError, RuntimeError) as e:
+                raise click.ClickException(str(e)) from e
 
 
 @main.command()

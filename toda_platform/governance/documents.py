@@ -224,3 +224,24 @@ def write_documents(out_dir: Path, *, notice: bool = True, register: bool = True
         q.write_text(register_csv(), encoding="utf-8", newline="")
         written += [p, q]
     return written
+
+
+CHROMIUM_ENV = "TODA_CHROMIUM"
+
+
+def print_pdf(html: Path, pdf: Path, *, chromium: str | None = None, timeout: float = 120) -> Path:
+    """A4 PDF of a written page, printed by a local Chromium (headless; nothing is fetched)."""
+    import os
+    import shutil
+    import subprocess
+
+    browser = chromium or os.environ.get(CHROMIUM_ENV) or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not browser or not Path(browser).exists():
+        raise FileNotFoundError(f"no Chromium to print with: install it or set {CHROMIUM_ENV}")
+    pdf.unlink(missing_ok=True)
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-pdf-header-footer",
+                    f"--print-to-pdf={pdf}", html.resolve().as_uri()],
+                   check=True, capture_output=True, timeout=timeout)
+    if not pdf.exists():
+        raise RuntimeError(f"Chromium did not write {pdf}")
+    return pdf

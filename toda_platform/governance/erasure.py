@@ -99,7 +99,8 @@ def _id_filter(con, table: str) -> tuple[str, list]:
     cols = {c for (c,) in con.execute(
         "SELECT column_name FROM information_schema.columns WHERE table_schema || '.' || table_name = ?",
         [table.replace('"', "")]).fetchall()}
-    return " OR ".join(f"{c} IN (SELECT unnest(?))" for c in ID_COLUMNS if c in cols), [c for c in ID_COLUMNS if c in cols]
+    present = [c for c in ID_COLUMNS if c in cols]
+    return " OR ".join(f"{c} IN (SELECT unnest(?))" for c in present), present
 
 
 @dataclass
