@@ -240,8 +240,11 @@ def test_retention_drops_exactly_the_expired_rows_and_files(paths, con, key):
     assert len(doomed) == 4  # the 2019 registry and June 2019 attendance: archive + landing copies
     assert all(p.name in ("学齢簿_2019.csv", "出欠_2019-06.csv") or p.parent.parent == paths.archive for p in doomed)
     assert _counts(con) == before and sorted(paths.home.rglob("*.csv")) == files_before
+    assert dry.identity_years == [2019] and dry.identity_rows == 3
+    store = IdentityStore(paths.identity)
+    assert store.count() == 6
 
-    retention.apply(con, retention.plan(con, paths, TODAY))
+    retention.apply(con, paths, retention.plan(con, paths, TODAY))
     after = _counts(con)
     assert after == {"staging.pupil_registry": 3, "staging.attendance_daily": 6, "staging.infant_checkup": 3,
                      "marts.pupil_features": 3, "outputs.risk_scores": 3}
@@ -254,6 +257,8 @@ def test_retention_drops_exactly_the_expired_rows_and_files(paths, con, key):
     logged = con.execute("SELECT kind, object, removed FROM governance.retention_log ORDER BY ALL").fetchall()
     assert ("rows", "staging.attendance_daily", 6) in logged and ("rows", "marts.pupil_features", 3) in logged
     assert sum(1 for k, *_ in logged if k == "file") == 2
+    assert store.count() == 3 and {r.school_year for r in store.for_school(ELEM, 2024)} == {2024}
+    assert store.for_school(ELEM, 2019) == [] and ("identity", "identity store, school years 2019", 3) in logged
     # nothing left to do, and a later ingestion neither fails nor brings anything back
     assert retention.plan(con, paths, TODAY).rows == 0 and retention.plan(con, paths, TODAY).files == []
     _ingest_all(con, paths, key)
@@ -338,8 +343,10 @@ def test_erasure_leaves_no_trace_and_a_rebuild_keeps_the_pupil_out(paths, con, k
                                 [ids[0]]).fetchone()[0]
     assert len(_traces(paths, key)) > 10  # the scan does see the pupil before erasure
 
-    with pytest.raises(erasure.ErasureError):
-        erasure.erase(con, paths, key, TARGET[0], f"request about {TARGET[0]}")
+    for bad_reason in (f"request about {TARGET[0]}", f"{TARGET[2]}の保護者から", " "):
+        with pytest.raises(erasure.ErasureError):
+            erasure.erase(con, paths, key, TARGET[0], bad_reason)
+    assert not erasure.erased_file(paths).exists()  # refused before anything changed
     report = erasure.erase(con, paths, key, "２０１７０００１", "保護者からの削除請求（受付番号 2026-15）")
     con.close()
     erasure.compact(paths.warehouse)

@@ -417,7 +417,7 @@ def retention(home, dry_run, today) -> None:
     try:
         plan = R.plan(con, paths, _today(today), derived)
         if not dry_run:
-            R.apply(con, plan)
+            R.apply(con, paths, plan)
     finally:
         con.close()
     verb = "would go" if dry_run else "removed"

@@ -233,6 +233,8 @@ def erase(con: duckdb.DuckDBPyConnection, paths: Paths, key: bytes, number: str,
     needles = {pupil_id, number, *residents}
     if known is not None:
         needles |= {v for v in (known.name, known.kana) if v}
+        if any(v and v in reason for v in (known.name, known.kana)):
+            raise ErasureError("the reason must not name the pupil (it is kept in the log)")
 
     # 0. the erasure list first: from now on no ingestion lets them in
     add_tokens(paths, [report.token, *(token(r) for r in residents)])

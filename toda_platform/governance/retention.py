@@ -1,7 +1,8 @@
 """Retention: no record is kept longer than its source's period (``SourceSpec.use``).
 
 A staged row expires when its ``known_date`` is older than the source's ``retention_years``
-before today. A derived pupil-level table (marts, outputs: a ``pupil_id`` and an ``as_of_date``)
+before today; so do the identity store's names of school years none of whose registry rows is
+kept. A derived pupil-level table (marts, outputs: a ``pupil_id`` and an ``as_of_date``)
 expires rows older than the *shortest* period among the sources it derives from — its lineage in
 the asset graph, or every pupil-level source when the table is not mapped to an asset. An
 archived file expires when no staged row still comes from it and it was exported before its
@@ -14,6 +15,8 @@ never a value of a row). ``plan`` is the dry run: it changes nothing.
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -62,6 +65,8 @@ class RetentionPlan:
     today: date
     tables: list[TableCut]
     files: list[FileCut]
+    identity_years: list[int] = field(default_factory=list)  # school years whose names go
+    identity_rows: int = 0
 
     @property
     def rows(self) -> int:
@@ -69,6 +74,9 @@ class RetentionPlan:
 
     def lines(self) -> list[str]:
         out = [f"{t.table}: {t.rows:,} rows with {t.column} before {t.cutoff}" for t in self.tables if t.rows]
+        if self.identity_rows:
+            out.append(f"identity store: {self.identity_rows:,} records of school years "
+                       f"{', '.join(map(str, self.identity_years))}")
         out += [f"{kind} {p}" for f in self.files for kind, p in f.paths]
         return out
 
@@ -104,7 +112,35 @@ def plan(con: duckdb.DuckDBPyConnection, paths: Paths, today: date,
         tables.append(TableCut(table, "as_of_date", cut, n))
     if has_table(con, "staging", "file_manifest"):
         files = _expired_files(con, paths, today)
-    return RetentionPlan(today, tables, files)
+    plan_ = RetentionPlan(today, tables, files)
+    _identity_plan(con, paths, plan_)
+    return plan_
+
+
+def _identity_plan(con, paths: Paths, plan_: RetentionPlan) -> None:
+    """Names of the school years whose registry rows are all past retention (after the cut)."""
+    store = paths.identity / "identity.sqlite"
+    registry = next((t for t in plan_.tables if t.table == "staging.pupil_registry"), None)
+    if registry is None or not store.exists():
+        return
+    kept = {y for (y,) in con.execute("SELECT DISTINCT school_year FROM staging.pupil_registry "
+                                      "WHERE known_date >= ?", [registry.cutoff]).fetchall()}
+    with closing(sqlite3.connect(store)) as db:
+        counts = db.execute("SELECT school_year, count(*) FROM pupil_identity WHERE school_year < ? GROUP BY 1",
+                            [registry.cutoff.year]).fetchall()
+    plan_.identity_years = sorted(y for y, _n in counts if y not in kept)
+    plan_.identity_rows = sum(n for y, n in counts if y not in kept)
+
+
+def _apply_identity(paths: Paths, plan_: RetentionPlan) -> None:
+    if not plan_.identity_years:
+        return
+    store = paths.identity / "identity.sqlite"
+    with closing(sqlite3.connect(store, timeout=30)) as db:
+        with db:
+            db.executemany("DELETE FROM pupil_identity WHERE school_year = ?", [[y] for y in plan_.identity_years])
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        db.execute("VACUUM")
 
 
 def _expired_files(con, paths: Paths, today: date) -> list[FileCut]:
@@ -140,7 +176,7 @@ def _expired_files(con, paths: Paths, today: date) -> list[FileCut]:
     return out
 
 
-def apply(con: duckdb.DuckDBPyConnection, plan_: RetentionPlan) -> RetentionPlan:
+def apply(con: duckdb.DuckDBPyConnection, paths: Paths, plan_: RetentionPlan) -> RetentionPlan:
     """Drop what ``plan_`` lists, in one transaction, record it, then delete the files."""
     ensure_schema(con)
     con.execute(LOG_DDL)
@@ -163,10 +199,15 @@ def apply(con: duckdb.DuckDBPyConnection, plan_: RetentionPlan) -> RetentionPlan
                         [f.source_key, f.sha256])
             con.execute("INSERT INTO governance.retention_log VALUES (?, ?, 'file', ?, ?, ?, ?)",
                         [run_at, plan_.today, f.sha256, f.source_key, f.cutoff, len(f.paths)])
+        if plan_.identity_rows:
+            con.execute("INSERT INTO governance.retention_log VALUES (?, ?, 'identity', ?, 'pupil_registry', NULL, ?)",
+                        [run_at, plan_.today, "identity store, school years "
+                         + ", ".join(map(str, plan_.identity_years)), plan_.identity_rows])
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")
         raise
+    _apply_identity(paths, plan_)
     for f in plan_.files:
         for _kind, p in f.paths:
             p.unlink(missing_ok=True)
