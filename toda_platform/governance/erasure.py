@@ -8,23 +8,23 @@
    scan sees the same landing) — without those rows;
 3. in one warehouse transaction: deletes their rows from every table holding a ``pupil_id`` or
    ``resident_id`` (staging, marts, outputs, models…), points the manifest, coverage, releases
-   and staged rows at the rewritten files, and writes
-   ``governance.erasure_log``;
+   and staged rows at the rewritten files (``governance.erasure_files``);
 4. erases them from the identity store and the portal's support entries, and rewrites every
    serving snapshot without them (the portal follows ``serving/current`` to the new file);
 5. scrubs any other text file under the home (exports, reports, MLflow artifacts) of the
    pupil's pseudonyms, numbers and names;
-6. vacuums the SQLite stores; :func:`compact` rewrites the warehouse into a fresh file, so that
-   deleted rows do not linger in free blocks.
+6. vacuums the SQLite stores and writes ``governance.erasure_log``; :func:`compact` rewrites the
+   warehouse into a fresh file, so that deleted rows do not linger in free blocks.
 
 What is kept to prove it happened holds no identifying value: the erasure list
 (``$TODA_HOME/governance/erased.tokens``) and ``governance.erasure_log`` hold ``sha256(pseudonym)``
 (a token), never the pseudonym, number or name; the reason is stored as given and must not name
-the pupil (it is refused when it contains the number).
+the pupil (it is refused when it holds their number or name).
 
-Ingestion calls :func:`keep_out` on every file it reads: a department re-sending an old export
-(with the pupil in it) does not bring them back, into the warehouse nor the identity store, even
-into a warehouse rebuilt from nothing.
+Ingestion calls :func:`keep_out` on every file it reads, and :func:`sweep` after a file had such
+rows: a department re-sending an old export (with the pupil in it) does not bring them back —
+into the warehouse, the identity store or the archive — even into a warehouse rebuilt from
+nothing.
 
 Not touched: the portal's audit log keeps the pseudonym in the entries that recorded who looked
 at the pupil — it is hash-chained evidence of access, and rewriting it would break the chain.
