@@ -112,9 +112,15 @@ def without(spec: SourceSpec, data: bytes, key: bytes, is_target: Callable[[str]
     parsed = parse(spec, data)
     if parsed is None:
         return None
-    drop, needles = set(), set()
+    drop, needles, seen = set(), set(), {}
+
+    def pseudonym(raw: str) -> str:  # a monthly file repeats each number on every school day
+        if raw not in seen:
+            seen[raw] = pseudonymise(key, raw)
+        return seen[raw]
+
     for i, fields in parsed.rows():
-        ids = {pseudonymise(key, _cell(fields, j)) for j in parsed.hashed if _cell(fields, j)}
+        ids = {pseudonym(_cell(fields, j)) for j in parsed.hashed if _cell(fields, j)}
         ids |= {_cell(fields, j) for j in parsed.direct if _cell(fields, j)}
         if any(is_target(x) for x in ids):
             drop.add(i)
