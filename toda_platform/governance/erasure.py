@@ -37,6 +37,7 @@ import json
 import os
 import sqlite3
 import tempfile
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,7 +46,7 @@ from typing import Callable, Iterable
 import duckdb
 
 from toda_platform.catalogue import CATALOGUE, SourceSpec
-from toda_platform.governance.csvfiles import Rewritten, identifies, without
+from toda_platform.governance.csvfiles import Rewritten, decode, identifies, without
 from toda_platform.governance.warehouse import base_tables_with, ensure_schema, has_table
 from toda_platform.identity import IdentityStore
 from toda_platform.pseudonym import normalise_number, pseudonymise
@@ -117,10 +118,20 @@ class FileRewrite:
         return hashlib.sha256(self.rewritten.data).hexdigest()
 
 
+def _mentions(data: bytes, hints: set[str]) -> bool:
+    """Whether the file's text (NFKC, as numbers are normalised before hashing) contains a hint."""
+    try:
+        text = unicodedata.normalize("NFKC", decode(data)[0])
+    except UnicodeDecodeError:
+        return True  # let the reader decide
+    return any(h in text for h in hints)
+
+
 def find_rewrites(paths: Paths, key: bytes, is_target: Callable[[str], bool],
-                  sources: Iterable[str] | None = None) -> list[FileRewrite]:
+                  sources: Iterable[str] | None = None, hints: set[str] | None = None) -> list[FileRewrite]:
     """Every department file (archive, landing, quarantine) holding a target's rows, rewritten in
-    memory. Nothing is written yet."""
+    memory. Nothing is written yet. ``hints``: raw numbers and pseudonyms of the targets — a file
+    whose text contains none of them is not parsed (parsing and hashing every row is the slow part)."""
     found: dict[tuple[str, str], FileRewrite] = {}
     for skey in sources or CATALOGUE:
         spec = CATALOGUE[skey]
@@ -137,7 +148,7 @@ def find_rewrites(paths: Paths, key: bytes, is_target: Callable[[str], bool],
                 sha = hashlib.sha256(data).hexdigest()
                 entry = found.get((skey, sha))
                 if entry is None:
-                    rewritten = without(spec, data, key, is_target)
+                    rewritten = without(spec, data, key, is_target) if not hints or _mentions(data, hints) else None
                     if rewritten is None:
                         continue
                     entry = found[(skey, sha)] = FileRewrite(spec, sha, rewritten)
@@ -240,7 +251,14 @@ def erase(con: duckdb.DuckDBPyConnection, paths: Paths, key: bytes, number: str,
     add_tokens(paths, [report.token, *(token(r) for r in residents)])
 
     # 1. files, rewritten to new archive names before the transaction (removed again on failure)
-    rewrites = find_rewrites(paths, key, targets.__contains__)
+    # the registry first: its rows of the pupil give their raw 宛名番号, which the welfare files key on
+    hints = {number, *targets}
+    rewrites = find_rewrites(paths, key, targets.__contains__, ["pupil_registry"], hints)
+    for f in rewrites:
+        needles |= f.rewritten.needles
+        hints |= {normalise_number(n) for n in f.rewritten.needles}
+    rewrites += find_rewrites(paths, key, targets.__contains__, [k for k in CATALOGUE if k != "pupil_registry"],
+                              hints)
     for f in rewrites:
         needles |= f.rewritten.needles
     ensure_tables(con)
@@ -452,8 +470,6 @@ def compact(path: Path) -> None:
 def _text(data: bytes) -> tuple[str, str] | None:
     if b"\x00" in data[:4096]:
         return None
-    from toda_platform.governance.csvfiles import decode
-
     try:
         return decode(data)
     except UnicodeDecodeError:
