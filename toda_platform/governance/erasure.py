@@ -460,11 +460,25 @@ def register_map(con: duckdb.DuckDBPyConnection, mapping: dict[str, str]) -> Non
 
 def compact(path: Path) -> None:
     """Rewrite a DuckDB file into a fresh one and swap it in: deleted rows can linger in the free
-    blocks of the old file. Call after :func:`erase` with every connection to it closed."""
+    blocks of the old file. Call after :func:`erase` with every connection to it closed. The
+    file stays locked (open for writing here) until the swap, so no run writes to it meanwhile."""
+    from toda_platform.warehouse import connect
+
     tmp = path.with_name(f".compacting-{path.name}")
-    copy_duckdb(path, tmp)
-    os.replace(tmp, path)
-    _unlink(Path(f"{path}.wal"))
+    _unlink(tmp)
+    con = connect(path)
+    try:
+        db = con.execute("SELECT current_database()").fetchone()[0]
+        con.execute("CHECKPOINT")
+        con.execute(f"ATTACH {_sql_path(tmp)} AS fresh")
+        con.execute(f'COPY FROM DATABASE "{db}" TO fresh')
+        con.execute("DETACH fresh")
+        os.replace(tmp, path)
+    except Exception:
+        _unlink(tmp)
+        raise
+    finally:
+        con.close()
 
 
 def _text(data: bytes) -> tuple[str, str] | None:
