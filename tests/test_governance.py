@@ -270,6 +270,24 @@ def test_retention_drops_exactly_the_expired_rows_and_files(paths, con, key):
 # ---------------------------------------------------------------------------------------------
 
 
+def _portal_db(paths, ids):
+    """A stand-in for the portal's database: support entries recorded for these pupils."""
+    (paths.home / "portal").mkdir()
+    db = sqlite3.connect(paths.home / "portal" / "portal.sqlite3")
+    db.execute("CREATE TABLE portal_supportentry (id INTEGER PRIMARY KEY, pupil_id TEXT, action TEXT)")
+    db.executemany("INSERT INTO portal_supportentry (pupil_id, action) VALUES (?, 'home_visit')", [[p] for p in ids])
+    db.commit()
+    db.close()
+
+
+def _portal_ids(paths):
+    db = sqlite3.connect(paths.home / "portal" / "portal.sqlite3")
+    try:
+        return sorted(r[0] for r in db.execute("SELECT pupil_id FROM portal_supportentry"))
+    finally:
+        db.close()
+
+
 def _snapshot(paths, ids):
     paths.serving.mkdir(parents=True)
     snap = paths.serving / "snapshot_20241105_1.duckdb"
@@ -334,6 +352,7 @@ def test_erasure_leaves_no_trace_and_a_rebuild_keeps_the_pupil_out(paths, con, k
     _ingest_all(con, paths, key)
     ids = _derived_tables(con, key)
     _snapshot(paths, ids)
+    _portal_db(paths, ids)
     paths.exports.mkdir()
     (paths.exports / "case_list_B2.csv").write_text(
         "仮名ID,氏名\n" + "".join(f"{p},{n[2]}\n" for p, n in zip(ids, [TARGET, *OTHERS])), encoding="utf-8")
@@ -354,6 +373,7 @@ def test_erasure_leaves_no_trace_and_a_rebuild_keeps_the_pupil_out(paths, con, k
     assert report.rows["staging.pupil_registry"] == 2 and report.rows["staging.attendance_daily"] == 4
     assert report.rows["staging.infant_checkup"] == 1 and report.rows["marts.pupil_features"] == 2
     assert report.files_rewritten == 5 and report.snapshots_rewritten == 1 and report.identity_rows == 2
+    assert report.portal_rows == 1 and _portal_ids(paths) == sorted(ids[1:])
     assert set(report.scrubbed) == {"exports/case_list_B2.csv", "mlartifacts/1/scores.json"}
     assert _traces(paths, key) == []
 
@@ -501,6 +521,7 @@ def test_key_rotation_rekeys_everything_keeps_every_row_and_join_and_retires_the
         assert {f.outcome for f in ingest_source(con, CATALOGUE[source], paths, key).files} == {"applied"}
     _derived_tables(con, key)
     _snapshot(paths, list(old_ids.values()))
+    _portal_db(paths, list(old_ids.values()))
     tables = ["staging.pupil_registry", "staging.attendance_daily", "staging.infant_checkup",
               "staging.support_records", "marts.pupil_features", "outputs.risk_scores"]
     before = {t: sorted(map(tuple, con.execute(f"SELECT * EXCLUDE (_file_sha256) FROM {t}").fetchall()))
@@ -543,6 +564,7 @@ def test_key_rotation_rekeys_everything_keeps_every_row_and_join_and_retires_the
     finally:
         con.close()
     assert set(IdentityStore(paths.identity).lookup(new_ids.values())) == set(new_ids.values())
+    assert _portal_ids(paths) == sorted(new_ids.values())
     snap = duckdb.connect(str((paths.serving / "current").resolve()), read_only=True)
     assert sorted(r[0] for r in snap.execute("SELECT pupil_id FROM risk_list").fetchall()) == sorted(new_ids.values())
     snap.close()

@@ -280,7 +280,8 @@ def erase(con: duckdb.DuckDBPyConnection, paths: Paths, key: bytes, number: str,
     # 4. identity store, portal entries, serving snapshots
     report.identity_rows = sum(identity.erase(t) for t in targets) if identity.path.exists() else 0
     _vacuum_sqlite(identity.path)
-    report.portal_rows = _erase_portal(paths, targets)
+    report.portal_rows = portal_support(paths, f"DELETE FROM {PORTAL_SUPPORT} WHERE pupil_id = ?",
+                                        [[t] for t in targets])
     report.snapshots_rewritten = _rewrite_snapshots(paths, targets)
 
     # 5. any other text file under the home
@@ -351,19 +352,25 @@ def _vacuum_sqlite(path: Path) -> None:
         con.close()
 
 
-def _erase_portal(paths: Paths, targets: set[str]) -> int:
-    """Support entries recorded in the portal (its audit log is left whole: see the module doc)."""
+PORTAL_SUPPORT = "portal_supportentry"  # the portal's support entries (portal/models.py SupportEntry)
+
+
+def portal_support(paths: Paths, statement: str = "", rows: Iterable[list] = ()) -> list[str] | int:
+    """The portal's support entries (its audit log is left whole: see the module doc). Without a
+    statement: the pseudonyms they hold; with one: run it over ``rows`` in one transaction and
+    return the rows changed."""
     db = paths.home / "portal" / "portal.sqlite3"
     if not db.exists():
-        return 0
+        return [] if not statement else 0
     con = sqlite3.connect(db, timeout=30)
     try:
-        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        n = 0
-        if "portal_supportentry" in tables:
-            with con:
-                n = con.execute(f"DELETE FROM portal_supportentry WHERE pupil_id IN ({','.join('?' * len(targets))})",
-                                list(targets)).rowcount
+        if not con.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
+                           [PORTAL_SUPPORT]).fetchone()[0]:
+            return [] if not statement else 0
+        if not statement:
+            return [r[0] for r in con.execute(f"SELECT DISTINCT pupil_id FROM {PORTAL_SUPPORT}")]
+        with con:
+            n = sum(con.execute(statement, row).rowcount for row in rows)
     finally:
         con.close()
     _vacuum_sqlite(db)

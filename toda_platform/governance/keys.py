@@ -8,9 +8,9 @@ re-keyed from.
 
 Then: the warehouse is re-keyed in one transaction (every ``pupil_id``/``resident_id`` column, the
 files whose 仮名ID column is rewritten repointed, ``governance.key_log`` written); the identity
-store in one SQLite transaction; each serving snapshot is copied re-keyed to a new file that
-``current`` follows; last, the new key replaces the old in the key file, and the old key is
-retired (deleted: only its fingerprint stays in the log).
+store and the portal's support entries in one SQLite transaction each; each serving snapshot is
+copied re-keyed to a new file that ``current`` follows; last, the new key replaces the old in the
+key file, and the old key is retired (deleted: only its fingerprint stays in the log).
 
 Not re-keyed: the portal's audit log (hash-chained evidence of who saw what, under the pseudonyms
 of the day: rewriting it would break the chain) and the erasure list (tokens of old pseudonyms of
@@ -31,8 +31,8 @@ import duckdb
 
 from toda_platform.catalogue import CATALOGUE
 from toda_platform.governance.csvfiles import identifier_values, identifies, with_pseudonyms_replaced
-from toda_platform.governance.erasure import (FileRewrite, _id_filter, apply_rewrites, ensure_tables,
-                                              register_map, replace_snapshot)
+from toda_platform.governance.erasure import (PORTAL_SUPPORT, FileRewrite, _id_filter, apply_rewrites,
+                                              ensure_tables, portal_support, register_map, replace_snapshot)
 from toda_platform.governance.warehouse import base_tables_with
 from toda_platform.identity import IdentityStore
 from toda_platform.pseudonym import KEY_ENV, MIN_KEY_BYTES, pseudonymise, require_key
@@ -62,6 +62,7 @@ class RotationReport:
     files_rewritten: int = 0
     snapshots_rewritten: int = 0
     identity_rows: int = 0
+    portal_rows: int = 0
 
 
 def _department_files(paths: Paths):
@@ -122,9 +123,10 @@ def rotate(con: duckdb.DuckDBPyConnection, paths: Paths, *, new_key: bytes | Non
     register_map(con, mapping)
     missing = _unmapped(con)
     store = IdentityStore(paths.identity)
-    stray = [p for p in _identity_ids(store) if p not in mapping]
-    if stray:
-        missing["identity store"] = len(stray)
+    for where, held in (("identity store", _identity_ids(store)), ("portal support entries", portal_support(paths))):
+        stray = [p for p in held if p not in mapping]
+        if stray:
+            missing[where] = len(stray)
     for snap in _snapshots(paths):
         s = duckdb.connect(str(snap), read_only=True)
         try:
@@ -162,6 +164,8 @@ def rotate(con: duckdb.DuckDBPyConnection, paths: Paths, *, new_key: bytes | Non
     apply_rewrites(con, paths, list(rewrites.values()), f"key-rotation-{now:%Y%m%d%H%M%S}", also=rekey)
 
     report.identity_rows = _rekey_identity(store, mapping)
+    report.portal_rows = portal_support(paths, f"UPDATE {PORTAL_SUPPORT} SET pupil_id = ? WHERE pupil_id = ?",
+                                        [[new, old] for old, new in mapping.items()])
     report.snapshots_rewritten = _rekey_snapshots(paths, mapping)
     con.execute("INSERT INTO governance.key_log VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [now, report.old_fingerprint, report.new_fingerprint, report.pseudonyms,
