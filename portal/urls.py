@@ -29,5 +29,6 @@ urlpatterns = [
     path("alerts/", views.alerts, name="alerts"),
     path("audit/", views.audit_log, name="audit"),
     path("audit/incidents/<int:incident_id>/close/", views.close_incident, name="close_incident"),
+    path("notice/", views.notice, name="notice"),
     path("admin/", admin.site.urls),
 ]

@@ -8,6 +8,7 @@ import io
 from datetime import date
 
 from django.contrib import messages
+from django.contrib.auth.decorators import login_not_required
 from django.db import transaction
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -542,3 +543,12 @@ def close_incident(request, incident_id: int):
     else:
         messages.error(request, "確認内容を記入してください。")
     return redirect(reverse("audit"))
+
+
+@login_not_required
+@require_GET
+def notice(request):
+    """The notice to families (お知らせ), public: generated from the catalogue like `toda notice`."""
+    from toda_platform.governance.documents import notice_context
+
+    return render(request, "portal/notice.html", notice_context())

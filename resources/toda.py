@@ -6,7 +6,7 @@ from contextlib import contextmanager
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from toda_platform.pseudonym import load_key
+from toda_platform.pseudonym import require_key
 from toda_platform.settings import Paths
 
 
@@ -22,7 +22,7 @@ class TodaHome(dg.ConfigurableResource):
     def pseudonym_key(self) -> bytes:
         # Never created here: a pipeline run must not invent a new key (every pseudonym would
         # change). `toda demo` creates one on first use, with mode 0600.
-        return load_key(self.paths.pseudonym_key_file)
+        return require_key(self.paths.pseudonym_key_file, demo=self.paths.demo)
 
 
 class Warehouse(DuckDBResource):

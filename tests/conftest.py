@@ -17,6 +17,9 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 # Tests land a file and read it at once: the wait for a file to settle (30 s in production) is
 # off unless a test sets it (tests/test_landing.py does).
 os.environ["TODA_SETTLE_SECONDS"] = "0"
+# Tests run on synthetic cities with a short test key: demo mode (tests/test_governance.py turns
+# it off to see the platform refuse a weak key).
+os.environ.setdefault("TODA_DEMO", "1")
 
 
 @pytest.fixture

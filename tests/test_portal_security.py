@@ -21,7 +21,7 @@ from tests.tiny_city import B1, C1
 pytestmark = pytest.mark.django_db
 
 SAMPLE = {"int": "1", "str": "x1", "slug": "x1", "path": "x1/y", "uuid": "00000000-0000-0000-0000-000000000000"}
-PUBLIC = {"/login/", "/admin/login/"}  # the login forms themselves
+PUBLIC = {"/login/", "/admin/login/", "/notice/"}  # the login forms; the notice to families
 
 
 def _paths_of(patterns, prefix=""):

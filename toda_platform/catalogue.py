@@ -145,6 +145,68 @@ class ExportStyle:
     fullwidth_digits: bool = False  # some numbers typed with full-width digits
 
 
+# Why a source may be used (purpose limitation, 個人情報の保護に関する法律 第61条・第69条). Every
+# output asset declares one of these (toda_platform/governance.py); the definitions refuse to load
+# when an asset reads, through its lineage, a source that does not list the asset's purpose.
+PURPOSES: dict[str, str] = {
+    "early_support": "不登校の早期発見と支援",
+    "school_improvement": "学校改善（学校カルテ）",
+    "support_evaluation": "支援の効果検証",
+    "hardship_screening": "貧困・虐待の早期把握と支援",
+}
+
+
+@dataclass(frozen=True)
+class Use:
+    """What a source may serve, on what legal footing, and how long the platform keeps it.
+
+    ``retention_years`` counts from each record's ``known_date``: ``toda retention`` drops the
+    rows (and the archived files) older than that. ``personal`` is False for school-level
+    figures that identify no one."""
+
+    purposes: tuple[str, ...]
+    legal_basis: str  # one sentence, in Japanese, for the notice and the register
+    retention_years: int
+    retention_ja: str  # the period in words, for families
+    collected_from: str  # how it is collected (収集方法), in Japanese
+    personal: bool = True
+    sensitive: bool = False  # holds 要配慮個人情報 (health checkup results: 施行令第2条)
+
+    def __post_init__(self):
+        unknown = [p for p in self.purposes if p not in PURPOSES]
+        if unknown or not self.purposes:
+            raise ValueError(f"unknown or missing purposes {unknown}; known: {', '.join(PURPOSES)}")
+        if self.retention_years < 1:
+            raise ValueError("a retention period is at least one year")
+
+
+ALL_PURPOSES = tuple(PURPOSES)
+_BOARD = ("戸田市教育委員会が、学校教育に関する所掌事務（地方教育行政の組織及び運営に関する法律第21条）"
+          "の遂行に必要な範囲で保有し（個人情報の保護に関する法律第61条第1項）、その利用目的の範囲内で"
+          "利用します（同法第69条第1項）。")
+_FROM_PUPILS = ("児童生徒本人から直接、書面（電磁的記録を含む）で取得するため、取得の際に利用目的を明示します"
+                "（個人情報の保護に関する法律第62条）。")
+_PREFECTURE = ("埼玉県教育委員会が実施し市に返却する調査結果を、市教育委員会が所掌事務の遂行に必要な範囲で"
+               "保有し、その利用目的の範囲内で利用します（個人情報の保護に関する法律第61条第1項・第69条第1項）。")
+_WELFARE = ("市長部局が母子保健法・子ども・子育て支援法に基づく事務のために保有する情報を、教育委員会の"
+            "所掌事務の遂行に必要な限度で、相当の理由があるときに限り提供を受けて利用します（個人情報の"
+            "保護に関する法律第69条第2項第3号。要件の確認と記録は市の個人情報保護担当が行います）。")
+_SCHOOL_LEVEL = ("学校単位の集計値で、特定の個人を識別できないため個人情報には当たりません。10人未満の"
+                 "集計は表示しません。")
+_SIX_YEARS = "記録の日から6年（数年にわたる経過をたどり、支援とその検証に使うため）"
+
+
+def _pupil_use(collected_from: str, *, basis: str = _BOARD, years: int = 6,
+               retention_ja: str = _SIX_YEARS, sensitive: bool = False) -> Use:
+    return Use(ALL_PURPOSES, basis, years, retention_ja, collected_from, sensitive=sensitive)
+
+
+def _school_use(collected_from: str, purposes: tuple[str, ...] = ("school_improvement",),
+                years: int = 10) -> Use:
+    return Use(purposes, _SCHOOL_LEVEL, years, f"{years}年（学校の経年比較のため）", collected_from,
+               personal=False)
+
+
 @dataclass(frozen=True)
 class SourceSpec:
     key: str
@@ -159,6 +221,7 @@ class SourceSpec:
     known_rule: str  # the same rule in words
     period: str  # DuckDB expression → the period a file covers (its "slot", see ingest.py)
     export: ExportStyle
+    use: Use  # purposes, legal basis, retention (see Use)
     constants: Mapping[str, object] = field(default_factory=dict)  # domain facts for checks
     handling: Handling = "coverage"
     # for "rows": the column whose raw text orders duplicate submissions (a form's timestamp);
@@ -288,6 +351,7 @@ PUPIL_REGISTRY = SourceSpec(
     export=ExportStyle(encoding="cp932", file_cadence="school_year", file_name="学齢簿_{period}.csv",
                        date_format="wareki_letter", grade_format="bare_within_school",
                        fullwidth_digits=True, trailing_blank_lines=2),
+    use=_pupil_use("学務課の学齢簿システムから年度ごとに出力"),
 )
 
 SUB_REASONS = {
@@ -336,6 +400,7 @@ ATTENDANCE_DAILY = SourceSpec(
     period="strftime(date, '%Y-%m')",
     export=ExportStyle(encoding="utf-8-sig", file_cadence="monthly", file_name="出欠_{period}.csv",
                        date_format="slash"),
+    use=_pupil_use("各学校の校務支援システムから月ごとに出力"),
 )
 
 LONG_ABSENCE_SURVEY = SourceSpec(
@@ -370,6 +435,7 @@ LONG_ABSENCE_SURVEY = SourceSpec(
     period="CAST(school_year AS VARCHAR)",
     export=ExportStyle(encoding="cp932", file_cadence="school_year",
                        file_name="長期欠席調査_{period}.csv", grade_format="kanji", total_row=True),
+    use=_pupil_use("文部科学省の調査のため学校が作成する報告から年度ごとに出力"),
 )
 
 BULLYING_FORMS = {
@@ -415,6 +481,7 @@ BULLYING_RECORDS = SourceSpec(
     export=ExportStyle(encoding="cp932", file_cadence="school_year",
                        file_name="いじめ認知_{period}.csv", date_format="wareki_kanji",
                        grade_format="kanji"),
+    use=_pupil_use("学校がいじめを認知した際の報告から年度ごとに出力"),
 )
 
 COUNSELING_RECORDS = SourceSpec(
@@ -449,6 +516,7 @@ COUNSELING_RECORDS = SourceSpec(
     period=school_year_of("session_date"),
     export=ExportStyle(encoding="utf-8-sig", file_cadence="school_year",
                        file_name="教育相談_{period}.csv", date_format="iso"),
+    use=_pupil_use("教育相談（SC・SSW・教育相談員）の記録から年度ごとに出力（相談内容の記述は取り込みません）"),
 )
 
 SCHOOL_LIFE_SURVEY = SourceSpec(
@@ -478,6 +546,7 @@ SCHOOL_LIFE_SURVEY = SourceSpec(
     export=ExportStyle(encoding="cp932", file_cadence="round",
                        file_name="学校生活アンケート_{period}.csv", date_format="wareki_letter_padded",
                        grade_format="kanji"),
+    use=_pupil_use("学校で実施するアンケート（児童生徒本人が回答）", basis=_BOARD + _FROM_PUPILS),
     handling="rows",
 )
 
@@ -513,6 +582,7 @@ HEALTH_CHECKUP = SourceSpec(
     period=school_year_of("checkup_date"),
     export=ExportStyle(encoding="utf-8-sig", file_cadence="school_year",
                        file_name="健康診断_{period}.csv", date_format="iso", grade_format="kanji"),
+    use=_pupil_use("学校保健安全法に基づく健康診断の結果を養護教諭が入力", sensitive=True),
     # 標準体重 = a × 身長(cm) − b (文部科学省, 2006 〜), by sex and age in years.
     constants={"standard_weight": {
         "M": {5: (0.386, 23.699), 6: (0.461, 32.382), 7: (0.513, 38.878), 8: (0.592, 48.804),
@@ -548,6 +618,7 @@ PREFECTURAL_ACHIEVEMENT = SourceSpec(
     export=ExportStyle(encoding="utf-8-sig", file_cadence="school_year",
                        file_name="県学調_学力_{period}.csv", date_format="iso",
                        grade_format="kanji"),
+    use=_pupil_use("埼玉県学力・学習状況調査の結果（県から返却）", basis=_PREFECTURE),
 )
 
 PREFECTURAL_QUESTIONNAIRE = SourceSpec(
@@ -575,6 +646,7 @@ PREFECTURAL_QUESTIONNAIRE = SourceSpec(
     period="CAST(school_year AS VARCHAR)",
     export=ExportStyle(encoding="utf-8-sig", file_cadence="school_year",
                        file_name="県学調_質問紙_{period}.csv", grade_format="kanji"),
+    use=_pupil_use("埼玉県学力・学習状況調査の質問紙（県から返却）", basis=_PREFECTURE),
 )
 
 NURSE_OFFICE_VISITS = SourceSpec(
@@ -605,6 +677,7 @@ NURSE_OFFICE_VISITS = SourceSpec(
     export=ExportStyle(encoding="cp932", file_cadence="monthly", file_name="保健室来室_{period}.csv",
                        date_format="wareki_kanji", grade_format="kanji", total_row=True,
                        trailing_blank_lines=1),
+    use=_pupil_use("養護教諭が記録する保健室来室記録から月ごとに出力"),
 )
 
 AIGROW = SourceSpec(
@@ -635,6 +708,7 @@ AIGROW = SourceSpec(
     export=ExportStyle(encoding="utf-8-sig", file_cadence="school_year",
                        file_name="AiGROW_{period}.csv", date_format="iso",
                        grade_format="within_school"),
+    use=_pupil_use("学校で実施する受験結果（事業者から返却）"),
 )
 
 QU_GROUPS = {"学級生活満足群": "satisfied", "満足群": "satisfied",
@@ -674,6 +748,7 @@ QU_SURVEY = SourceSpec(
     period=f"CAST({school_year_of('survey_date')} AS VARCHAR) || '-' || CAST(round AS VARCHAR)",
     export=ExportStyle(encoding="cp932", file_cadence="round", file_name="QU_{period}.csv",
                        date_format="slash", grade_format="kanji"),
+    use=_pupil_use("学校で実施するアンケート（児童生徒本人が回答、発行元が採点）", basis=_BOARD + _FROM_PUPILS),
     # The group follows from the two scores against the publisher's norms (our synthetic norms).
     constants={"approval_high_from": 36, "infringement_high_from": 21,
                "needs_support": {"approval_at_most": 22, "infringement_at_least": 33}},
@@ -702,6 +777,7 @@ CLASS_UNDERSTANDING_SURVEY = SourceSpec(
     export=ExportStyle(encoding="cp932", file_cadence="round",
                        file_name="授業理解_{period}.csv", date_format="slash",
                        grade_format="citywide"),
+    use=_pupil_use("学校で実施するアンケート（児童生徒本人が回答）", basis=_BOARD + _FROM_PUPILS),
     handling="rows",
 )
 
@@ -730,6 +806,7 @@ RST = SourceSpec(
     period=school_year_of("test_date"),
     export=ExportStyle(encoding="utf-8-sig", file_cadence="school_year", file_name="RST_{period}.csv",
                        date_format="iso", grade_format="kanji"),
+    use=_pupil_use("学校で実施する受検結果（実施団体から返却）"),
 )
 
 MOOD_CHECKIN = SourceSpec(
@@ -760,6 +837,7 @@ MOOD_CHECKIN = SourceSpec(
     export=ExportStyle(encoding="utf-8", file_cadence="monthly",
                        file_name="シャボテン_{period}.csv", date_format="form_timestamp",
                        fullwidth_digits=True),
+    use=_pupil_use("児童生徒本人が毎朝端末で回答（Google Forms）", basis=_BOARD + _FROM_PUPILS),
     handling="rows",
     submitted_at="checkin_date",
 )
@@ -793,6 +871,8 @@ INFANT_CHECKUP = SourceSpec(
     period=school_year_of("checkup_date"),
     export=ExportStyle(encoding="cp932", file_cadence="school_year",
                        file_name="乳幼児健診_{period}.csv", date_format="wareki_kanji"),
+    use=_pupil_use("福祉保健センターの乳幼児健診記録から提供（宛名番号で照合）", basis=_WELFARE, years=16,
+                   retention_ja="健診日から16年（中学校卒業まで）", sensitive=True),
 )
 
 NURSERY_ENROLLMENT = SourceSpec(
@@ -822,6 +902,8 @@ NURSERY_ENROLLMENT = SourceSpec(
     period=school_year_of("enrolled_on"),
     export=ExportStyle(encoding="utf-8-sig", file_cadence="school_year",
                        file_name="保育入所_{period}.csv", date_format="wareki_letter"),
+    use=_pupil_use("保育幼稚園課の入所記録から提供（宛名番号で照合）", basis=_WELFARE, years=16,
+                   retention_ja="退所の日（在園中は入所の日）から16年（中学校卒業まで）"),
 )
 
 SUPPORT_RECORDS = SourceSpec(
@@ -859,6 +941,7 @@ SUPPORT_RECORDS = SourceSpec(
     period=school_year_of("decided_on"),
     export=ExportStyle(encoding="utf-8-sig", file_cadence="school_year",
                        file_name="支援記録_{period}.csv", date_format="iso"),
+    use=_pupil_use("ケース会議の決定を学校・教育政策室がポータルで入力"),
     # decisions arrive one by one (the portal writes a file per entry) and a review re-sends
     # the case with its outcome: each row stands alone, keyed by 記録番号
     handling="rows",
@@ -888,6 +971,7 @@ SCHOOL_MASTER = SourceSpec(
     known_rule="timeless: the list of schools is always known",
     period="'all'",
     export=ExportStyle(encoding="cp932", file_cadence="once", file_name="学校一覧.csv"),
+    use=_school_use("教育総務課の学校一覧", purposes=ALL_PURPOSES),
 )
 
 SCHOOL_CONTEXT = SourceSpec(
@@ -915,6 +999,7 @@ SCHOOL_CONTEXT = SourceSpec(
     period="CAST(school_year AS VARCHAR)",
     export=ExportStyle(encoding="cp932", file_cadence="school_year",
                        file_name="学校別比率_{period}.csv", total_row=True),
+    use=_school_use("学務課が5月1日現在で集計", purposes=ALL_PURPOSES),
 )
 
 TEACHER_SURVEY = SourceSpec(
@@ -940,6 +1025,7 @@ TEACHER_SURVEY = SourceSpec(
     period="CAST(school_year AS VARCHAR)",
     export=ExportStyle(encoding="utf-8-sig", file_cadence="school_year",
                        file_name="教員質問紙_{period}.csv"),
+    use=_school_use("埼玉県教育委員会の教員質問紙調査（学校平均のみ）"),
 )
 
 TEACHER_STRESS_CHECK = SourceSpec(
@@ -966,6 +1052,7 @@ TEACHER_STRESS_CHECK = SourceSpec(
     period="CAST(school_year AS VARCHAR)",
     export=ExportStyle(encoding="cp932", file_cadence="school_year",
                        file_name="ストレスチェック_{period}.csv"),
+    use=_school_use("労働安全衛生法に基づくストレスチェックの集団分析（学校単位のみ）", years=5),
 )
 
 TEACHER_OVERTIME = SourceSpec(
@@ -990,6 +1077,7 @@ TEACHER_OVERTIME = SourceSpec(
     period=school_year_of("month"),
     export=ExportStyle(encoding="cp932", file_cadence="school_year",
                        file_name="時間外勤務_{period}.csv", date_format="wareki_kanji"),
+    use=_school_use("教職員課の在校等時間の集計（学校単位のみ）"),
 )
 
 CATALOGUE: dict[str, SourceSpec] = {

@@ -94,6 +94,7 @@ def demo(home, **city) -> None:
         from toda_platform.ingest import SETTLE_ENV
 
         os.environ[SETTLE_ENV] = "0"
+    os.environ.setdefault("TODA_DEMO", "1")  # a synthetic city: the demo key is made here
     load_key(paths.pseudonym_key_file, create=True)
 
     from toda_platform.definitions import materialise_all
@@ -419,6 +420,143 @@ def release(home, source, file_name, note) -> None:
     finally:
         con.close()
     click.echo(f"{file_name} is back in {target.parent}: the next run of staging/{source} applies it.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Governance (issue 14): what families are told, the register, retention, erasure
+# ---------------------------------------------------------------------------------------------
+
+def _documents_dir(paths: Paths, out: str | None) -> Path:
+    return Path(out) if out else paths.home / "governance"
+
+
+@main.command()
+@home_option
+@click.option("--out", default=None, help="Folder to write to (default: $TODA_HOME/governance).")
+@click.option("--pdf", is_flag=True, help="Also print it to notice.pdf with the local Chromium.")
+def notice(home, out, pdf) -> None:
+    """The notice to pupils and parents (お知らせ), from the catalogue: a printable HTML page."""
+    from toda_platform.governance.documents import print_pdf, write_documents
+
+    paths = _paths(home)
+    for p in write_documents(_documents_dir(paths, out), register=False):
+        click.echo(f"wrote {p} (A4 print styles included)")
+        if pdf:
+            try:
+                click.echo(f"wrote {print_pdf(p, p.with_suffix('.pdf'))}")
+            except (FileNotFoundError, RuntimeError) as e:
+                raise click.ClickException(str(e)) from e
+
+
+@main.command()
+@home_option
+@click.option("--out", default=None, help="Folder to write to (default: $TODA_HOME/governance).")
+def register(home, out) -> None:
+    """The register of personal-information files (個人情報ファイル簿), HTML and CSV."""
+    from toda_platform.governance.documents import write_documents
+
+    paths = _paths(home)
+    for p in write_documents(_documents_dir(paths, out), notice=False):
+        click.echo(f"wrote {p}")
+
+
+def _today(today) -> dt.date:
+    if today is not None:
+        return today.date()
+    from zoneinfo import ZoneInfo
+
+    return dt.datetime.now(ZoneInfo("Asia/Tokyo")).date()
+
+
+@main.command()
+@home_option
+@click.option("--dry-run", is_flag=True, help="Only say what would go.")
+@click.option("--today", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="The date retention counts back from (default: today, Asia/Tokyo).")
+def retention(home, dry_run, today) -> None:
+    """Drop rows and archived files older than each source's retention period (catalogue)."""
+    from toda_platform.definitions import build_definitions
+    from toda_platform.governance import retention as R
+    from toda_platform.warehouse import connect
+
+    paths = _paths(home)
+    if not paths.warehouse.exists():
+        raise click.ClickException(f"no warehouse at {paths.warehouse}")
+    derived = R.table_sources(build_definitions(paths).assets)
+    con = connect(paths.warehouse, log=click.echo)
+    try:
+        plan = R.plan(con, paths, _today(today), derived)
+        if not dry_run:
+            R.apply(con, paths, plan)
+    finally:
+        con.close()
+    verb = "would go" if dry_run else "removed"
+    for line in plan.lines():
+        click.echo(f"{verb}: {line}")
+    click.echo(f"{plan.rows:,} rows and {sum(len(f.paths) for f in plan.files):,} files {verb} "
+               f"(retention counted back from {plan.today})"
+               + ("" if dry_run else "; recorded in governance.retention_log"))
+
+
+@main.command()
+@home_option
+@click.option("--student-number", required=True, help="The pupil's 学籍番号.")
+@click.option("--reason", required=True, help="Why (recorded; must not name the pupil).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def erase(home, student_number, reason, yes) -> None:
+    """Erase one pupil from everything under the home and keep them out of every rebuild."""
+    from toda_platform.governance.erasure import ErasureError, compact
+    from toda_platform.governance.erasure import erase as erase_pupil
+    from toda_platform.pseudonym import load_key
+    from toda_platform.warehouse import connect
+
+    paths = _paths(home)
+    if not yes:
+        click.confirm("This cannot be undone. Erase this pupil everywhere?", abort=True)
+    con = connect(paths.warehouse, log=click.echo)
+    try:
+        report = erase_pupil(con, paths, load_key(paths.pseudonym_key_file), student_number, reason)
+    except ErasureError as e:
+        raise click.ClickException(str(e)) from e
+    finally:
+        con.close()
+    compact(paths.warehouse)  # deleted rows must not linger in the file's free blocks
+    click.echo(f"erasure {report.erasure_id}: {report.rows_removed:,} rows in {len(report.rows)} tables, "
+               f"{report.files_rewritten} department files rewritten, {report.snapshots_rewritten} serving "
+               f"snapshots, {report.identity_rows} identity records, {report.portal_rows} portal entries, "
+               f"{len(report.scrubbed)} other files cleaned; recorded in governance.erasure_log")
+
+
+@main.group()
+def keys() -> None:
+    """The pseudonym key."""
+
+
+@keys.command("rotate")
+@home_option
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def keys_rotate(home, yes) -> None:
+    """Re-pseudonymise everything under a new key (warehouse, identity store, snapshots, files)
+    and retire the old key."""
+    from toda_platform.governance.erasure import compact
+    from toda_platform.governance.keys import KeyRotationError, rotate
+    from toda_platform.warehouse import connect
+
+    paths = _paths(home)
+    if not yes:
+        click.confirm("Every pseudonym changes and the old key is deleted. Rotate?", abort=True)
+    con = connect(paths.warehouse, log=click.echo)
+    try:
+        report = rotate(con, paths)
+    except KeyRotationError as e:
+        raise click.ClickException(str(e)) from e
+    finally:
+        con.close()
+    compact(paths.warehouse)  # old pseudonyms must not linger in free blocks
+    click.echo(f"key {report.old_fingerprint} retired, now {report.new_fingerprint}: {report.pseudonyms:,} "
+               f"pseudonyms, {sum(report.rows.values()):,} rows re-keyed, {report.files_rewritten} files, "
+               f"{report.snapshots_rewritten} snapshots, {report.identity_rows} identity records; "
+               f"recorded in governance.key_log")
 
 
 if __name__ == "__main__":

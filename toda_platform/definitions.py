@@ -19,10 +19,17 @@ from toda_platform.warehouse import WRITER_TAG
 
 
 def build_definitions(paths: Paths | None = None) -> dg.Definitions:
+    from toda_platform.governance.purposes import check_purposes
+    from toda_platform.pseudonym import check_startup_key
+
     paths = paths or Paths.from_env()
+    check_startup_key(paths.pseudonym_key_file, demo=paths.demo)  # no weak or missing key in production
+    assets = [*staging_assets, *mart_assets, *model_assets, *scoring_assets, *serving_assets,
+              *ops_assets, *output_assets]
+    # purpose limitation: refuses to load when an output reads a source beyond its purposes
+    check_purposes(assets)
     return dg.Definitions(
-        assets=[*staging_assets, *mart_assets, *model_assets, *scoring_assets, *serving_assets,
-                *ops_assets, *output_assets],
+        assets=assets,
         asset_checks=[*staging_checks, *mart_checks, *scoring_checks, *ops_checks],
         jobs=schedules.jobs,
         sensors=[landing_zone_sensor, automation_sensor, run_failure_alerts, *schedules.sensors],

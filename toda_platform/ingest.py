@@ -1855,6 +1855,10 @@ def ingest_source(
         add(_ingest_file(con, spec, paths, key, landed, refs, refs_fp, archive_path=archive_path))
 
     _final_outcomes(con, spec, report.files)
+    if any(f.drop_reasons.get("erased") for f in report.files):  # toda erase: the archive too
+        from toda_platform.governance.erasure import sweep
+
+        sweep(con, spec, paths, key)
     report.table_rows, report.known_from, report.known_until = con.execute(
         f"SELECT count(*), min(known_date)::VARCHAR, max(known_date)::VARCHAR FROM staging.{spec.key}"
     ).fetchall()[0]
@@ -2008,7 +2012,7 @@ def _ingest_file(con, spec: SourceSpec, paths: Paths, key: bytes, landed: Landed
         _record(con, spec, out, landed, archive_path, quarantine_path=held, references_fp=refs_fp)
         return out, 0, 0, validation
 
-    if prestaged is not None:
+    if prestaged is not None:  # (a batch is never staged while pupils are erased: see ingest_batch)
         staged = prestaged.staged
         # read where it is, not copied — but a form's rows may be set aside one by one
         kind = "TABLE" if spec.handling == "rows" else "VIEW"
@@ -2020,6 +2024,9 @@ def _ingest_file(con, spec: SourceSpec, paths: Paths, key: bytes, landed: Landed
                                data=landed.data)
         except IngestError as error:
             return stop("rejected", [error.to_dict()], error.message)
+        from toda_platform.governance.erasure import keep_out
+
+        keep_out(con, spec, staged, paths)  # pupils erased on request never come back (toda erase)
 
     damage = _key_damage(con, spec, staged, landed.name, refs)
     if damage is not None:

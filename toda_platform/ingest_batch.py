@@ -97,7 +97,10 @@ def chunks(paths: list[Path]) -> list[list[Path]]:
 def stage(con: duckdb.DuckDBPyConnection, spec: SourceSpec, paths: Paths, key: bytes, landed: list["I.Landed"],
           refs, into: Staged) -> None:
     """Stage what can be staged together of ``landed`` (new files of one source) into ``into``."""
-    if not eligible(spec) or len(landed) < 2:
+    from toda_platform.governance.erasure import erased_tokens
+
+    # erased pupils are dropped file by file (governance.erasure.keep_out): rare, so no batch then
+    if not eligible(spec) or len(landed) < 2 or erased_tokens(paths):
         return
     groups: dict[tuple, list[_Candidate]] = {}
     for item in landed:

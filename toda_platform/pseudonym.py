@@ -26,9 +26,16 @@ from pathlib import Path
 
 KEY_ENV = "TODA_PSEUDONYM_KEY"
 PSEUDONYM_HEX_CHARS = 16
+# HMAC-SHA256's own block of strength: a shorter key (a word, a date) can be guessed, and with it
+# every pseudonym recomputed from a list of pupil numbers
+MIN_KEY_BYTES = 32
 
 
 class MissingKeyError(RuntimeError):
+    pass
+
+
+class WeakKeyError(MissingKeyError):
     pass
 
 
@@ -66,3 +73,22 @@ def load_key(key_file: Path, *, create: bool = False) -> bytes:
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(secrets.token_hex(32) + "\n")
     return key_file.read_text(encoding="utf-8").strip().encode("utf-8")
+
+
+def require_key(key_file: Path, *, demo: bool) -> bytes:
+    """The key a run uses: outside demo mode it must exist and hold at least
+    :data:`MIN_KEY_BYTES` bytes, or the platform refuses to start."""
+    key = load_key(key_file)
+    if not demo and len(key) < MIN_KEY_BYTES:
+        raise WeakKeyError(
+            f"the pseudonym key is {len(key)} bytes; outside demo mode it must be at least {MIN_KEY_BYTES} "
+            f"(make one with: python -c 'import secrets; print(secrets.token_hex(32))', keep it in "
+            f"{KEY_ENV} or {key_file}, mode 0600)")
+    return key
+
+
+def check_startup_key(key_file: Path, *, demo: bool) -> None:
+    """At start-up: in demo mode a missing key is fine (`toda demo` creates one); otherwise the
+    key must be there and strong enough."""
+    if not demo:
+        require_key(key_file, demo=False)

@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+DEMO_ENV = "TODA_DEMO"
+
+
 @dataclass(frozen=True)
 class Paths:
     home: Path
@@ -87,6 +90,17 @@ class Paths:
 
     def landing_dir(self, source_key: str) -> Path:
         return self.landing / source_key
+
+    @property
+    def demo(self) -> bool:
+        """Demo mode: ``TODA_DEMO=1``, or a home holding a synthetic city (its hidden truth).
+        ``TODA_DEMO=0`` turns it off even there. Outside demo mode a strong key is required."""
+        flag = os.environ.get(DEMO_ENV, "").strip().lower()
+        if flag in ("1", "true", "yes", "on"):
+            return True
+        if flag in ("0", "false", "no", "off"):
+            return False
+        return self.truth.is_dir()
 
 
 def paths() -> Paths:

@@ -1,0 +1,224 @@
+"""Rotating the pseudonym key: every pseudonym re-keyed, every row and join kept, the old key gone.
+
+A pseudonym cannot be turned back into a number, so the new pseudonyms come from the department
+files the platform keeps (``archive/``, and ``landing/``/``quarantine/``): each pupil or resident
+number there gives the pair (old pseudonym, new pseudonym). Rotation refuses — changing nothing —
+when a pseudonym held anywhere (warehouse, identity store, serving snapshots) has no number to be
+re-keyed from.
+
+Then: the warehouse is re-keyed in one transaction (every ``pupil_id``/``resident_id`` column, the
+files whose 仮名ID column is rewritten repointed, ``governance.key_log`` written); the identity
+store and the portal's support entries in one SQLite transaction each; each serving snapshot is
+copied re-keyed to a new file that ``current`` follows; last, the new key replaces the old in the
+key file, and the old key is retired (deleted: only its fingerprint stays in the log).
+
+Not re-keyed: the portal's audit log (hash-chained evidence of who saw what, under the pseudonyms
+of the day: rewriting it would break the chain) and the erasure list (tokens of old pseudonyms of
+pupils whose data is gone, so there is nothing to re-key them from; the files are already clean).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import sqlite3
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import duckdb
+
+from toda_platform.catalogue import CATALOGUE
+from toda_platform.governance.csvfiles import identifier_values, identifies, with_pseudonyms_replaced
+from toda_platform.governance.erasure import (PORTAL_SUPPORT, FileRewrite, _id_filter, apply_rewrites,
+                                              ensure_tables, portal_support, register_map, replace_snapshot)
+from toda_platform.governance.warehouse import base_tables_with
+from toda_platform.identity import IdentityStore
+from toda_platform.pseudonym import KEY_ENV, MIN_KEY_BYTES, pseudonymise, require_key
+from toda_platform.settings import Paths
+
+KEY_LOG_DDL = """CREATE TABLE IF NOT EXISTS governance.key_log (
+    rotated_at TIMESTAMP NOT NULL, old_fingerprint VARCHAR NOT NULL, new_fingerprint VARCHAR NOT NULL,
+    pseudonyms INTEGER NOT NULL, rows_rekeyed BIGINT NOT NULL, files_rewritten INTEGER NOT NULL,
+    snapshots_rewritten INTEGER NOT NULL, identity_rows INTEGER NOT NULL)"""
+
+
+class KeyRotationError(RuntimeError):
+    pass
+
+
+def fingerprint(key: bytes) -> str:
+    """Names a key in the log without revealing it."""
+    return hashlib.sha256(b"toda-key-fingerprint:" + key).hexdigest()[:16]
+
+
+@dataclass
+class RotationReport:
+    old_fingerprint: str
+    new_fingerprint: str
+    pseudonyms: int = 0
+    rows: dict[str, int] = field(default_factory=dict)
+    files_rewritten: int = 0
+    snapshots_rewritten: int = 0
+    identity_rows: int = 0
+    portal_rows: int = 0
+
+
+def _department_files(paths: Paths):
+    for skey, spec in CATALOGUE.items():
+        if not identifies(spec):
+            continue
+        for kind, folder in (("archive", paths.archive / skey), ("landing", paths.landing_dir(skey)),
+                             ("quarantine", paths.quarantine / skey)):
+            if folder.is_dir():
+                for p in sorted(folder.iterdir()):
+                    if p.is_file() and not p.is_symlink() and not p.name.endswith(".reasons.json"):
+                        yield spec, kind, p
+
+
+def key_map(paths: Paths, old: bytes, new: bytes) -> dict[str, str]:
+    """old pseudonym → new pseudonym for every number in the department files."""
+    numbers: set[str] = set()
+    for spec, _kind, p in _department_files(paths):
+        numbers |= identifier_values(spec, p.read_bytes())
+    return {pseudonymise(old, n): pseudonymise(new, n) for n in numbers}
+
+
+def _id_columns(con) -> list[tuple[str, str]]:
+    out = []
+    for table in sorted(set(base_tables_with(con, "pupil_id")) | set(base_tables_with(con, "resident_id"))):
+        if not table.startswith("governance."):
+            out += [(table, c) for c in _id_filter(con, table)[1]]
+    return out
+
+
+def _unmapped(con) -> dict[str, int]:
+    found = {}
+    for table, col in _id_columns(con):
+        n = con.execute(f"SELECT count(DISTINCT {col}) FROM {table} WHERE {col} IS NOT NULL AND "
+                        f"{col} NOT IN (SELECT old FROM _key_map)").fetchone()[0]
+        if n:
+            found[f"{table}.{col}"] = n
+    return found
+
+
+def _snapshots(paths: Paths) -> list:
+    return sorted(paths.serving.glob("snapshot_*.duckdb")) if paths.serving.is_dir() else []
+
+
+def rotate(con: duckdb.DuckDBPyConnection, paths: Paths, *, new_key: bytes | None = None) -> RotationReport:
+    if os.environ.get(KEY_ENV, "").strip():
+        raise KeyRotationError(f"the key comes from {KEY_ENV}: rotation writes the new key to "
+                               f"{paths.pseudonym_key_file}; unset {KEY_ENV} (or rotate where it is set)")
+    old = require_key(paths.pseudonym_key_file, demo=paths.demo)
+    new = new_key or secrets.token_hex(32).encode()
+    if len(new) < MIN_KEY_BYTES or new == old:
+        raise KeyRotationError(f"the new key must differ from the old and hold at least {MIN_KEY_BYTES} bytes")
+    report = RotationReport(fingerprint(old), fingerprint(new))
+    mapping = key_map(paths, old, new)
+    report.pseudonyms = len(mapping)
+
+    # refuse before anything changes if a pseudonym could not be re-keyed
+    register_map(con, mapping)
+    missing = _unmapped(con)
+    store = IdentityStore(paths.identity)
+    for where, held in (("identity store", _identity_ids(store)), ("portal support entries", portal_support(paths))):
+        stray = [p for p in held if p not in mapping]
+        if stray:
+            missing[where] = len(stray)
+    for snap in _snapshots(paths):
+        s = duckdb.connect(str(snap), read_only=True)
+        try:
+            register_map(s, mapping)
+            missing.update({f"{snap.name}:{k}": v for k, v in _unmapped(s).items()})
+        finally:
+            s.close()
+    if missing:
+        raise KeyRotationError("nothing changed: these pseudonyms have no pupil number in the kept department "
+                               "files to re-key from: " + ", ".join(f"{k} ({v})" for k, v in missing.items()))
+
+    # files whose 仮名ID column holds pseudonyms (the portal's support records)
+    rewrites: dict[tuple[str, str], FileRewrite] = {}
+    for spec, kind, p in _department_files(paths):
+        data = p.read_bytes()
+        sha = hashlib.sha256(data).hexdigest()
+        if (spec.key, sha) not in rewrites:
+            rw = with_pseudonyms_replaced(spec, data, mapping)
+            if rw is None:
+                continue
+            rewrites[(spec.key, sha)] = FileRewrite(spec, sha, rw)
+        rewrites[(spec.key, sha)].copies.append((kind, p))
+    report.files_rewritten = len(rewrites)
+
+    ensure_tables(con)
+    con.execute(KEY_LOG_DDL)
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+
+    def rekey() -> None:
+        for table, col in _id_columns(con):
+            n = con.execute(f"UPDATE {table} AS t SET {col} = m.new FROM _key_map m WHERE t.{col} = m.old"
+                            ).fetchone()[0]
+            report.rows[f"{table}.{col}"] = n
+
+    apply_rewrites(con, paths, list(rewrites.values()), f"key-rotation-{now:%Y%m%d%H%M%S}", also=rekey)
+
+    report.identity_rows = _rekey_identity(store, mapping)
+    report.portal_rows = portal_support(paths, f"UPDATE {PORTAL_SUPPORT} SET pupil_id = ? WHERE pupil_id = ?",
+                                        [[new, old] for old, new in mapping.items()])
+    report.snapshots_rewritten = _rekey_snapshots(paths, mapping)
+    con.execute("INSERT INTO governance.key_log VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [now, report.old_fingerprint, report.new_fingerprint, report.pseudonyms,
+                 sum(report.rows.values()), report.files_rewritten, report.snapshots_rewritten,
+                 report.identity_rows])
+    con.execute("CHECKPOINT")
+    _replace_key(paths, new)
+    return report
+
+
+def _identity_ids(store: IdentityStore) -> list[str]:
+    if not store.path.exists():
+        return []
+    con = sqlite3.connect(store.path, timeout=30)
+    try:
+        return [r[0] for r in con.execute("SELECT DISTINCT pupil_id FROM pupil_identity")]
+    finally:
+        con.close()
+
+
+def _rekey_identity(store: IdentityStore, mapping: dict[str, str]) -> int:
+    if not store.path.exists():
+        return 0
+    con = sqlite3.connect(store.path, timeout=30)
+    try:
+        with con:
+            n = sum(con.execute("UPDATE pupil_identity SET pupil_id = ? WHERE pupil_id = ?", [new, old]).rowcount
+                    for old, new in mapping.items())
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        con.execute("VACUUM")
+    finally:
+        con.close()
+    return n
+
+
+def _rekey_snapshots(paths: Paths, mapping: dict[str, str]) -> int:
+    current = paths.serving / "current"
+    pointed = current.resolve() if current.is_symlink() else None  # followed by replace_snapshot
+    done = 0
+    for snap in _snapshots(paths):
+        replace_snapshot(paths, snap, "k", pointed, remap=mapping)
+        done += 1
+    return done
+
+
+def _replace_key(paths: Paths, new: bytes) -> None:
+    """The new key takes the old one's place (0600); the old key is gone."""
+    target = paths.pseudonym_key_file
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".key-")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(new.decode("utf-8") + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, target)
