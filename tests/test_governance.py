@@ -78,6 +78,25 @@ def test_the_definitions_refuse_to_load(monkeypatch):
         build_definitions()
 
 
+def test_a_bundle_of_purposes_may_read_a_source_for_one_of_them_only():
+    """The portal's snapshot bundles the list and the karte: teacher data (school improvement
+    only) may reach it for the karte; a bundle none of whose purposes a source allows may not."""
+    from assets.marts import AGGREGATES_KEY
+
+    def bundle(*declared):
+        @dg.asset(key=["outputs", "bundle"], deps=[AGGREGATES_KEY],
+                  metadata={purposes.METADATA_KEY: ", ".join(declared)})
+        def made():
+            return None
+        return made
+
+    assert purposes.violations([*_all_assets(), bundle("early_support", "school_improvement")]) == []
+    refused = purposes.violations([*_all_assets(), bundle("early_support", "hardship_screening")])
+    assert {p.split(" uses source ")[1].split(" ")[0] for p in refused} == {
+        "teacher_stress_check", "teacher_survey", "teacher_overtime"}
+    assert "serving/snapshot" in purposes.output_purposes(_all_assets())
+
+
 def test_an_output_reading_sources_without_a_purpose_is_refused():
     @dg.asset(key=["outputs", "anonymous"], deps=[dg.AssetKey(["staging", "mood_checkin"])])
     def no_purpose():

@@ -30,7 +30,8 @@ OUTPUT_PURPOSES: dict[str, tuple[str, ...]] = {
     "scoring/feature_drift": ("early_support",),
     "outputs/risk_scores": ("early_support",),
     "outputs/known_cases": ("early_support",),
-    "serving/snapshot": ("early_support",),
+    # the portal's snapshot bundles what each page shows: each source serves one of these
+    "serving/snapshot": ("early_support", "school_improvement", "support_evaluation", "hardship_screening"),
     "outputs/school_karte": ("school_improvement",),
     "outputs/support_effects": ("support_evaluation",),
     "outputs/hardship_screen": ("hardship_screening",),
@@ -113,18 +114,23 @@ def violations(assets: Iterable) -> list[str]:
                 f"purpose: set metadata {METADATA_KEY!r} or add it to "
                 f"toda_platform.governance.purposes.OUTPUT_PURPOSES (one of {', '.join(PURPOSES)})")
             continue
-        for purpose in purposes:
-            if purpose not in PURPOSES:
-                problems.append(f"asset {_name(key)} declares the unknown purpose {purpose!r}; "
-                                f"known: {', '.join(PURPOSES)}")
-                continue
-            for src, path in sorted(sources.items()):
-                allowed = CATALOGUE[src].use.purposes
-                if purpose not in allowed:
-                    problems.append(
-                        f"asset {_name(key)} (purpose {purpose}: {PURPOSES[purpose]}) uses source "
-                        f"{src} ({CATALOGUE[src].title_ja}) via {' → '.join(_name(k) for k in path)}, "
-                        f"but {src} may serve only: {', '.join(allowed)}")
+        unknown = [p for p in purposes if p not in PURPOSES]
+        for purpose in unknown:
+            problems.append(f"asset {_name(key)} declares the unknown purpose {purpose!r}; "
+                            f"known: {', '.join(PURPOSES)}")
+        if unknown:
+            continue
+        # An asset serving several purposes (the portal's snapshot bundles the list, the karte,
+        # the support effects and the screen) may read a source for any one of them; an asset
+        # with one purpose may read only sources that allow it.
+        for src, path in sorted(sources.items()):
+            allowed = CATALOGUE[src].use.purposes
+            if not set(purposes) & set(allowed):
+                said = ", ".join(f"{p}: {PURPOSES[p]}" for p in purposes)
+                problems.append(
+                    f"asset {_name(key)} (purpose {said}) uses source "
+                    f"{src} ({CATALOGUE[src].title_ja}) via {' → '.join(_name(k) for k in path)}, "
+                    f"but {src} may serve only: {', '.join(allowed)}")
     return problems
 
 
