@@ -27,6 +27,7 @@ import warnings
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from assets.metadata import json_value
 from assets.sources import staging_key
 from ml import aggregates, asof, features, labels
 
@@ -143,8 +144,8 @@ def labels_asset(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -
                             ).fetchall()[0]
     return dg.MaterializeResult(metadata={
         "months": _range_text(keys),
-        "as_of_dates": dg.MetadataValue.json(sorted(counts)),
-        "per_as_of_date": dg.MetadataValue.json(counts),
+        "as_of_dates": json_value(sorted(counts)),
+        "per_as_of_date": json_value(counts),
         "stale_as_of_dates_removed": dg.MetadataValue.json([d.isoformat() for d in stale]),
         "dagster/row_count": total[0],
         "rows_with_label": total[1],
