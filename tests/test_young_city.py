@@ -11,6 +11,7 @@ import duckdb
 import pytest
 from click.testing import CliRunner
 
+from tests.test_marts_e2e import rows as query
 from toda_platform.settings import Paths
 
 NEEDS = "needs 2 completed school years (with their long-absence survey), has 1"
@@ -21,23 +22,14 @@ def young(tmp_path_factory):
     """`toda demo --years 2` on a small city, through the command line."""
     from toda_platform.cli import main
 
-    mp = pytest.MonkeyPatch()
     home = tmp_path_factory.mktemp("young") / "toda"
-    mp.setenv("TODA_HOME", str(home))
-    mp.setenv("TODA_PSEUDONYM_KEY", "young-key")
-    mp.setenv("COLUMNS", "200")
-    result = CliRunner().invoke(main, ["demo", "--home", str(home), "--years", "2", "--pupils", "300",
-                                       "--elementary-schools", "1", "--junior-high-schools", "1"])
-    yield Paths.from_env(home), result
-    mp.undo()
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in {"TODA_HOME": str(home), "TODA_PSEUDONYM_KEY": "young-key", "COLUMNS": "200"}.items():
+            mp.setenv(k, v)
+        result = CliRunner().invoke(main, ["demo", "--home", str(home), "--years", "2", "--pupils", "300",
+                                           "--elementary-schools", "1", "--junior-high-schools", "1"])
+        yield Paths.from_env(home), result
 
-
-def query(paths, sql):
-    con = duckdb.connect(str(paths.warehouse), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def test_demo_of_a_young_city_exits_0_and_says_what_is_missing(young):
