@@ -191,3 +191,18 @@ def test_promotion_gate_through_the_registry(tracker):
                           scored_at=pd.Timestamp("2025-11-05"))
     assert len(scores) == len(today) and set(scores.model_version) == {"4"}
     assert scores.groupby("school_code").rank_in_school.min().eq(1).all()
+
+
+def test_toda_mlflow_opens_the_model_training_view_with_one_quiet_worker(tracker, tmp_path, monkeypatch):
+    from toda_platform.cli import mlflow_server_command, mlflow_ui_url
+    from toda_platform.settings import Paths
+
+    monkeypatch.delenv("MLFLOW_DISABLE_TELEMETRY", raising=False)
+    paths = Paths(tmp_path)  # the tracker fixture's store is tmp_path/mlflow.db
+    exp = tracker.experiment_id
+    argv, env = mlflow_server_command(paths, "127.0.0.1", 5001, 1)
+    assert argv[1] == "server" and argv[argv.index("--workers") + 1] == "1"
+    assert argv[argv.index("--default-artifact-root") + 1] == paths.mlflow_artifacts.as_uri()
+    assert env["MLFLOW_DISABLE_TELEMETRY"] == "true" and env["DO_NOT_TRACK"] in ("true", "1")
+    assert mlflow_ui_url(paths, "127.0.0.1", 5001) == \
+        f"http://127.0.0.1:5001/#/experiments/{exp}?workflowType=machine_learning"
