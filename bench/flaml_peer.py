@@ -38,17 +38,13 @@ def champion_fold(meta: dict):
     return E.Fold(int(f["test_year"]), tuple(f["valid_years"]), tuple(f["train_years"]), f["strategy"])
 
 
-def run(home: str | os.PathLike | None = None, budget: float = 600, n_boot: int = 500, seed: int = 0,
-        log=print) -> dict:
+def load_champion_fold(home=None, log=print):
+    """(paths, version, booster, meta, features, train, valid, test list) of the champion's fold:
+    the rows it was trained and early-stopped on, and its test year's headline list."""
     import duckdb
-    import numpy as np
-    import pandas as pd
-    from flaml import AutoML
 
     from ml import evaluation as E
-    from ml.ablation import bootstrap_table
-    from ml.dataset import feature_matrix, load_frame
-    from ml.pipeline import score_with
+    from ml.dataset import load_frame
     from ml.tracking import CHAMPION, Tracker, tracking_uri
     from toda_platform.settings import Paths
 
@@ -68,6 +64,22 @@ def run(home: str | os.PathLike | None = None, budget: float = 600, n_boot: int 
     test = test[test.as_of_date == d]
     log(f"champion v{version}, fold {fold.to_dict()}: train {len(train):,} rows, held out "
         f"{len(valid):,}, test list {d.date()} {len(test):,} pupils, {int(test.label.sum())} cases")
+    return paths, version, booster, meta, fold, feats, train, valid, test
+
+
+def run(home: str | os.PathLike | None = None, budget: float = 600, n_boot: int = 500, seed: int = 0,
+        log=print) -> dict:
+    import numpy as np
+    import pandas as pd
+    from flaml import AutoML
+
+    from ml.ablation import bootstrap_table
+    from ml.dataset import feature_matrix
+    from ml.pipeline import score_with
+    from ml.tracking import Tracker, tracking_uri
+
+    paths, version, booster, meta, fold, feats, train, valid, test = load_champion_fold(home, log)
+    d = test.as_of_date.iloc[0]
 
     def X(f):
         return pd.DataFrame(feature_matrix(f, feats), columns=feats)
@@ -96,18 +108,33 @@ def run(home: str | os.PathLike | None = None, budget: float = 600, n_boot: int 
         tracker.log_params({"budget_seconds": budget, "metric": "ap", "learner": "lgbm",
                             **{f"fold_{k}": v for k, v in fold.to_dict().items()},
                             **{f"best_{k}": v for k, v in automl.best_config.items()}})
-        flaml_rows = table[table.variant == "flaml"]
-        tracker.log_metrics({r.metric: r.value for r in flaml_rows.itertuples()})
-        tracker.log_metrics({f"delta_{r.metric}": r.delta for r in flaml_rows.itertuples()})
-        tracker.log_metrics({f"delta_{r.metric}_low": r.delta_low for r in flaml_rows.itertuples()})
-        tracker.log_metrics({f"delta_{r.metric}_high": r.delta_high for r in flaml_rows.itertuples()})
-        tracker.log_table(table, "comparison/flaml_vs_champion.csv")
+        log_comparison(tracker, table, "flaml")
     out = paths.reports / "flaml_peer.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=lambda o: o.item() if isinstance(o, np.generic) else str(o)),
                    encoding="utf-8")
     result["written_to"] = str(out)
     return result
+
+
+def log_comparison(tracker, table, variant: str) -> None:
+    """The variant's figures and its differences from the champion (with intervals), in the
+    active MLflow run, and the whole table as an artifact."""
+    rows = table[table.variant == variant]
+    tracker.log_metrics({r.metric: r.value for r in rows.itertuples()})
+    for suffix, col in (("", "delta"), ("_low", "delta_low"), ("_high", "delta_high")):
+        tracker.log_metrics({f"delta_{r.metric}{suffix}": getattr(r, col) for r in rows.itertuples()})
+    tracker.log_table(table, f"comparison/{variant}_vs_champion.csv")
+
+
+def print_comparison(r: dict, variant: str) -> None:
+    print(f"{'metric':18s}{'champion':>9s}{variant:>9s}{variant + ' − champion (95 % interval)':>36s}")
+    rows = {(x["variant"], x["metric"]): x for x in r["comparison"]}
+    for m in METRICS:
+        c, v = rows[("champion", m)], rows[(variant, m)]
+        print(f"{m:18s}{c['value']:9.3f}{v['value']:9.3f}"
+              f"{v['delta']:+14.3f} ({v['delta_low']:+.3f} to {v['delta_high']:+.3f})")
+    print(f"written to {r['written_to']}")
 
 
 def main() -> None:
@@ -119,13 +146,7 @@ def main() -> None:
     r = run(args.home, args.budget, args.n_boot)
     print(f"list {r['as_of_date']}: {r['pupils']:,} pupils, {r['cases']} cases; FLAML searched "
           f"{r['search_seconds']:.0f} s, best {r['flaml_best_config']}")
-    print(f"{'metric':18s}{'champion':>9s}{'FLAML':>9s}{'FLAML−champion (95 % interval)':>34s}")
-    rows = {(x["variant"], x["metric"]): x for x in r["comparison"]}
-    for m in METRICS:
-        c, f = rows[("champion", m)], rows[("flaml", m)]
-        print(f"{m:18s}{c['value']:9.3f}{f['value']:9.3f}"
-              f"{f['delta']:+14.3f} ({f['delta_low']:+.3f} to {f['delta_high']:+.3f})")
-    print(f"written to {r['written_to']}")
+    print_comparison(r, "flaml")
 
 
 if __name__ == "__main__":
