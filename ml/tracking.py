@@ -352,10 +352,11 @@ class Tracker:
         c.set_tag(run_id, "gate_decision", decision.alias)
         c.set_tag(run_id, "gate_reason", decision.reason[:5000])
         c.set_tag(run_id, "model_version", version)
-        for k, v in (("gate_candidate_precision_top", decision.candidate.precision_top),
-                     ("gate_candidate_ece", decision.candidate.ece),
-                     ("gate_bar_precision_top", decision.compared_with.precision_top),
-                     ("gate_bar_ece", decision.compared_with.ece),
+        # yearly means, named so beside the headline list's nov_* figures
+        for k, v in (("gate_candidate_year_mean_precision_top", decision.candidate.precision_top),
+                     ("gate_candidate_year_mean_ece", decision.candidate.ece),
+                     ("gate_bar_year_mean_precision_top", decision.compared_with.precision_top),
+                     ("gate_bar_year_mean_ece", decision.compared_with.ece),
                      ("gate_promoted", float(decision.promoted))):
             if _finite(v):
                 c.log_metric(run_id, k, float(v))

@@ -149,7 +149,7 @@ def test_promotion_gate_through_the_registry(tracker):
     run = c.get_run(mv.run_id)
     assert run.data.tags["gate_decision"] == "champion"
     assert run.data.metrics["gate_promoted"] == 1.0
-    assert run.data.metrics["gate_bar_precision_top"] == pytest.approx(
+    assert run.data.metrics["gate_bar_year_mean_precision_top"] == pytest.approx(
         s4.decision.compared_with.precision_top)
     artifacts = {a.path for a in c.list_artifacts(mv.run_id)}
     assert {"gate", "plots", "metrics", "data", "importance", "bands"} <= artifacts
