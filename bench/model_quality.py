@@ -211,8 +211,9 @@ def _truly_early(paths, key: bytes, head) -> list[dict]:
         frame = load_frame(con, as_of_dates=dates, labelled_only=True, features=feats)
     finally:
         con.close()
-    truth = pd.read_csv(paths.truth / "pupil_years.csv", dtype={"student_number": str},
-                        usecols=["student_number", "school_year", "p_futoukou", "onset_date"])
+    truth = pd.read_csv(paths.truth / "pupil_years.csv", dtype={"student_number": str})
+    if "onset_date" not in truth:
+        return []
     truth = truth[truth.school_year == year]
     truth["pupil_id"] = [pseudonymise(key, n) for n in truth.student_number]
     frame = frame.merge(truth[["pupil_id", "p_futoukou", "onset_date"]], on="pupil_id")
