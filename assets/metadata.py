@@ -68,8 +68,8 @@ def frame_for_reading(frame: pd.DataFrame, digits: int = DIGITS) -> pd.DataFrame
                 lambda v: isinstance(v, (dt.date, pd.Timestamp))).any():
             out[c] = col.map(lambda v: date_text(v) if v is not None and not (
                 isinstance(v, float) and math.isnan(v)) else "")
-        elif pd.api.types.is_float_dtype(col):
-            out[c] = col.map(lambda v: number(v, digits))
+        elif pd.api.types.is_float_dtype(col):  # object dtype keeps None (shown as a dash)
+            out[c] = pd.Series([number(v, digits) for v in col], index=col.index, dtype=object)
     return out
 
 
@@ -77,7 +77,7 @@ def md_table(frame: pd.DataFrame, digits: int = DIGITS) -> dg.MetadataValue:
     """A table the UI shows whole, in the frame's own row order."""
     if frame is None or frame.empty:
         return dg.MetadataValue.md("_none_")
-    return dg.MetadataValue.md(frame_for_reading(frame, digits).to_markdown(index=False))
+    return dg.MetadataValue.md(frame_for_reading(frame, digits).to_markdown(index=False, missingval="–"))
 
 
 def json_value(value, digits: int = DIGITS) -> dg.MetadataValue:

@@ -108,7 +108,7 @@ def test_r_precision_recall_in_short_lists_and_pr_auc_by_hand():
     assert M.recall_at_fraction(y, s, 0.02) == pytest.approx(2 / 4)
     m = M.ranking_metrics(y, s)
     assert (m["recall_top1"], m["recall_top2"]) == (pytest.approx(0.25), pytest.approx(0.5))
-    assert m["r_precision"] == pytest.approx(3 / 4)
+    assert m["r_precision"] == pytest.approx(2 / 4)  # top 4 = ranks 1-4: holds ranks 1 and 3
     # a tie across the k-th place counts in expectation: 1 positive among 2 tied for 1 place
     assert M.r_precision([1, 0, 0], [1, 1, 0]) == pytest.approx(0.5)
     assert math.isnan(M.r_precision([0, 0], [1, 2]))

@@ -90,6 +90,7 @@ def test_numbers_dates_and_order_as_an_engineer_reads_them():
                           "as_of_date": pd.to_datetime(["2025-11-05"] * 3)})
     md = MD.md_table(frame).value
     assert "0.612" in md and "0.61234567" not in md and "00:00" not in md
+    assert "nan" not in md and "–" in md  # a missing threshold shows as a dash
     assert md.index("赤") < md.index("ピンク") < md.index("橙")  # row order kept
 
 
