@@ -90,6 +90,7 @@ def run(home: str | os.PathLike | None = None, budget: float = 600, n_boot: int 
                task="classification", metric="ap", estimator_list=["lgbm"], time_budget=budget,
                eval_method="holdout", n_jobs=2, seed=seed, verbose=0)
     seconds = time.perf_counter() - started
+    best_config = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in automl.best_config.items()}
     _, champion = score_with(booster, meta, test)
     peer = automl.predict_proba(X(test))[:, 1]
     y = test.label.to_numpy(dtype=float)
@@ -98,7 +99,7 @@ def run(home: str | os.PathLike | None = None, budget: float = 600, n_boot: int 
     result = {
         "champion_version": version, "fold": fold.to_dict(), "as_of_date": str(d.date()),
         "pupils": int(len(test)), "cases": int(y.sum()), "budget_seconds": budget,
-        "search_seconds": round(seconds, 1), "flaml_best_config": automl.best_config,
+        "search_seconds": round(seconds, 1), "flaml_best_config": best_config,
         "flaml_best_iteration_estimator": automl.best_estimator,
         "comparison": table.to_dict("records"),
     }
@@ -107,7 +108,7 @@ def run(home: str | os.PathLike | None = None, budget: float = 600, n_boot: int 
                                                            "champion_version": str(version)}):
         tracker.log_params({"budget_seconds": budget, "metric": "ap", "learner": "lgbm",
                             **{f"fold_{k}": v for k, v in fold.to_dict().items()},
-                            **{f"best_{k}": v for k, v in automl.best_config.items()}})
+                            **{f"best_{k}": v for k, v in best_config.items()}})
         log_comparison(tracker, table, "flaml")
     out = paths.reports / "flaml_peer.json"
     out.parent.mkdir(parents=True, exist_ok=True)
