@@ -27,6 +27,7 @@ import warnings
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from assets.metadata import json_value, md_table
 from assets.sources import staging_key
 from ml import aggregates, asof, features, labels
 
@@ -113,8 +114,7 @@ def pupil_features(context: dg.AssetExecutionContext, warehouse: DuckDBResource)
         "columns": report.columns,
         "table_recreated": report.table_recreated,
         "seconds": round(report.seconds, 1),
-        "preview": dg.MetadataValue.md(preview.iloc[:, :12].to_markdown(index=False))
-        if preview is not None else "",
+        "preview": md_table(preview.iloc[:, :12]) if preview is not None else "",
     })
 
 
@@ -143,8 +143,8 @@ def labels_asset(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -
                             ).fetchall()[0]
     return dg.MaterializeResult(metadata={
         "months": _range_text(keys),
-        "as_of_dates": dg.MetadataValue.json(sorted(counts)),
-        "per_as_of_date": dg.MetadataValue.json(counts),
+        "as_of_dates": json_value(sorted(counts)),
+        "per_as_of_date": json_value(counts),
         "stale_as_of_dates_removed": dg.MetadataValue.json([d.isoformat() for d in stale]),
         "dagster/row_count": total[0],
         "rows_with_label": total[1],
@@ -177,7 +177,7 @@ def school_aggregates(context: dg.AssetExecutionContext, warehouse: DuckDBResour
         "school_years": report["school_years"],
         "cells_suppressed": report["cells_suppressed"],
         "seconds": report["seconds"],
-        "preview": dg.MetadataValue.md(preview.to_markdown(index=False)),
+        "preview": md_table(preview),
     })
 
 

@@ -27,6 +27,7 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from assets.marts import FEATURES_KEY, LABELS_KEY
+from assets.metadata import date_text, json_value, md_table, number, text
 from assets.sources import staging_key
 from resources.mlflow import MlflowTracking
 from resources.toda import TodaHome
@@ -98,12 +99,39 @@ def _replace_as_of(con, table: str, ddl: str, frame: pd.DataFrame, as_of_date) -
 
 
 def _labelled_frame(warehouse: DuckDBResource) -> tuple[list[str], pd.DataFrame]:
-    """Every model feature of the warehouse, and the cohort rows whose label is known."""
-    from ml.dataset import load_frame, model_feature_columns
+    """Every model feature of the warehouse, and the cohort rows whose label is known (none
+    before the features mart exists)."""
+    from ml.dataset import FEATURES_TABLE, load_frame, model_feature_columns, table_exists
 
     with warehouse.get_connection() as con:
+        if not table_exists(con, FEATURES_TABLE):
+            return [], pd.DataFrame({"school_year": pd.Series(dtype=int), "label": pd.Series(dtype=float)})
         features = model_feature_columns(con)
         return features, load_frame(con, labelled_only=True, features=features)
+
+
+STATUS_DDL = """CREATE SCHEMA IF NOT EXISTS models;
+CREATE TABLE IF NOT EXISTS models.status (asset VARCHAR PRIMARY KEY, status VARCHAR,
+                                          recorded_at TIMESTAMP)"""
+
+
+def _record_status(warehouse: DuckDBResource, asset: str, status: str | None) -> None:
+    """What a model asset could not do and why (read by the demo summary); cleared when it
+    ran in full."""
+    with warehouse.get_connection() as con:
+        con.execute(STATUS_DDL)
+        con.execute("DELETE FROM models.status WHERE asset = ?", [asset])
+        if status:
+            con.execute("INSERT INTO models.status VALUES (?, ?, ?)",
+                        [asset, status, pd.Timestamp.now(tz="Asia/Tokyo").tz_localize(None)])
+
+
+def _not_done(context, warehouse: DuckDBResource, asset: str, status: str) -> dg.MaterializeResult:
+    """The result of a model asset that cannot run on this city's data: recorded, logged as a
+    warning and shown as the materialisation's status — not a failure of the run."""
+    context.log.warning(f"{asset}: {status}")
+    _record_status(warehouse, asset, status)
+    return dg.MaterializeResult(metadata={"status": text(status), "done": False})
 
 
 INPUT_KEYS_DDL = """CREATE SCHEMA IF NOT EXISTS models;
@@ -141,7 +169,7 @@ def _remember(con, asset: str, key: str, note: str = "") -> None:
 
 def _unchanged_result(asset: str, since, key: str) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata={
-        "unchanged_since": str(since), "input_key": key[:16],
+        "unchanged_since": date_text(since), "input_key": key[:16],
         "note": f"{asset}: same labelled rows, features, config and ml/ code as the run of "
                 f"{since}; its tables and MLflow runs stand (config force=true reruns)"})
 
@@ -151,14 +179,13 @@ def _calendar(con) -> list:
         "SELECT DISTINCT date FROM staging.attendance_daily ORDER BY date").fetchall()]
 
 
-def _md(frame: pd.DataFrame, digits: int = 3) -> dg.MetadataValue:
-    return dg.MetadataValue.md(frame.round(digits).to_markdown(index=False))
+_md = md_table  # tables in metadata: rounded numbers, dates as dates, shown whole
 
 
 HEADLINE_COLUMNS = ["test_year", "model", "subset", "as_of_date", "n", "positives",
                     "precision_top", "recall_top", "precision_school", "recall_school",
-                    "roc_auc", "pr_auc", "brier", "ece", "lead_median", "lead_mean",
-                    "lead_share_listed"]
+                    "r_precision", "recall_top1", "recall_top2", "pr_auc", "roc_auc",
+                    "brier", "ece", "lead_median", "lead_mean", "lead_share_listed"]
 
 
 @dg.asset(
@@ -171,7 +198,8 @@ HEADLINE_COLUMNS = ["test_year", "model", "subset", "as_of_date", "n", "positive
                 "the rule baseline, logistic regression and LightGBM; one MLflow run per model and "
                 "fold; the latest fold's LightGBM registered as a new version of futoukou_risk and "
                 "made champion only if it beats the current champion (or, without one, the rule "
-                "baseline) on precision@5% without worse calibration. Tables "
+                "baseline) on the mean precision@5% over the year's as-of dates without worse "
+                "calibration. Tables "
                 "models.evaluation_metrics (per as-of date) and models.headline.",
 )
 def futoukou_risk(context: dg.AssetExecutionContext, config: TrainingConfig,
@@ -179,7 +207,13 @@ def futoukou_risk(context: dg.AssetExecutionContext, config: TrainingConfig,
     from ml.pipeline import TrainConfig, train_and_register
     from ml.tracking import CHALLENGER, CHAMPION
 
+    from ml import evaluation as E
+
     features, frame = _labelled_frame(warehouse)
+    shortfall = E.history_shortfall(E.completed_years(frame))
+    if shortfall:
+        return _not_done(context, warehouse, "futoukou_risk",
+                         f"not trained: {shortfall}; no risk list until then")
     key = _input_key(frame, features, config)
     tracker = mlflow.tracker()
     registered = tracker.version_by_alias(CHAMPION) or tracker.version_by_alias(CHALLENGER)
@@ -202,15 +236,16 @@ def futoukou_risk(context: dg.AssetExecutionContext, config: TrainingConfig,
         if summary.bands is not None:
             _write(con, "models.band_thresholds", summary.bands)
         _remember(con, "futoukou_risk", key, f"version {summary.version}")
+    _record_status(warehouse, "futoukou_risk", None)
     d = summary.decision
     return dg.MaterializeResult(metadata={
         "headline": _md(headline[headline.subset == "all"].drop(columns="subset")),
         "headline_new_cases": _md(headline[headline.subset == "new"].drop(columns="subset")),
-        "folds": dg.MetadataValue.json([f.to_dict() for f in summary.folds]),
+        "folds": json_value([f.to_dict() for f in summary.folds]),
         "registered_version": summary.version or "",
         "gate_decision": d.alias if d else f"unchanged: same training as v{summary.unchanged_version}",
-        "gate_reason": d.reason if d else "no new version registered (no new labels, features "
-                                          "or parameters since that version)",
+        "gate_reason": text(d.reason) if d else text("no new version registered (no new labels, features "
+                                          "or parameters since that version)"),
         "bands": _md(summary.bands) if summary.bands is not None else "",
         "top_features_by_gain": _md(summary.importance.head(15)) if summary.importance is not None else "",
         "mlflow_ui": mlflow.ui_command(),
@@ -235,6 +270,9 @@ def source_ablation(context: dg.AssetExecutionContext, config: AblationRunConfig
     from ml.ablation import AblationConfig, run_ablation
 
     features, frame = _labelled_frame(warehouse)
+    shortfall = E.history_shortfall(E.completed_years(frame))
+    if shortfall:
+        return _not_done(context, warehouse, "source_ablation", f"not run: {shortfall}")
     key = _input_key(frame, features, config)
     with warehouse.get_connection() as con:
         since = None if config.force else _computed_at(con, "source_ablation", key)
@@ -242,8 +280,6 @@ def source_ablation(context: dg.AssetExecutionContext, config: AblationRunConfig
         context.log.info(f"inputs unchanged since {since}: the ablation stands")
         return _unchanged_result("source_ablation", since, key)
     fold = E.production_fold(E.completed_years(frame))
-    if fold is None:
-        raise dg.Failure("not enough completed school years for an ablation")
     tracker = mlflow.tracker()
     cfg = AblationConfig(train_months=tuple(config.train_months) or None, lgb_rounds=config.lgb_rounds,
                          early_stopping=config.early_stopping, n_boot=config.n_boot,
@@ -274,14 +310,15 @@ def source_ablation(context: dg.AssetExecutionContext, config: AblationRunConfig
         _write(con, "models.source_ablation", table.assign(test_year=fold.test_year,
                                                            as_of_date=result.as_of_date))
         _remember(con, "source_ablation", key)
+    _record_status(warehouse, "source_ablation", None)
     pr = result.wide("pr_auc")
     return dg.MaterializeResult(metadata={
-        "as_of_date": str(result.as_of_date.date()),
+        "as_of_date": date_text(result.as_of_date),
         "test_year": fold.test_year,
         "pr_auc_by_variant": _md(pr),
         "precision_top3_per_school": _md(result.wide("precision_school")),
-        "sources_needed": dg.MetadataValue.json(result.needed("pr_auc")),
-        "refit_noise_sd": dg.MetadataValue.json({m: round(v, 4) for m, v in result.refit_sd.items()}),
+        "sources_needed": json_value(result.needed("pr_auc")),
+        "refit_noise_sd": json_value(result.refit_sd, digits=4),
     })
 
 
@@ -308,7 +345,9 @@ def fairness_audit(context: dg.AssetExecutionContext, warehouse: DuckDBResource,
     if loaded is None:
         loaded, alias = tracker.load_alias(CHALLENGER), CHALLENGER
     if loaded is None:
-        raise dg.Failure("no registered model version to audit")
+        return _not_done(context, warehouse, "fairness_audit",
+                         "not run: no registered version of futoukou_risk to audit "
+                         "(see models/futoukou_risk)")
     version, booster, meta = loaded
     with warehouse.get_connection() as con:
         frame = load_frame(con, labelled_only=True, features=meta["features"] +
@@ -326,11 +365,12 @@ def fairness_audit(context: dg.AssetExecutionContext, warehouse: DuckDBResource,
         tracker.log_metrics({"groups_outside_band": len(out)})
     with warehouse.get_connection() as con:
         _write(con, "models.fairness_audit", table)
+    _record_status(warehouse, "fairness_audit", None)
     cols = ["attribute", "group", "n", "positives", "flag_rate", "precision", "recall", "fpr",
             "flag_rate_ratio", "precision_ratio", "recall_ratio", "fpr_ratio", "outside_band"]
     return dg.MaterializeResult(metadata={
         "model_version": f"{version} ({alias})",
-        "as_of_date": str(d.date()),
+        "as_of_date": date_text(d),
         "outside_band": _md(out[cols]) if len(out) else "none",
         "by_sex_and_context": _md(table[table.attribute.isin(["sex", "context_band"])][cols]),
         "groups_outside_band": len(out),
@@ -361,14 +401,17 @@ def risk_scores(context: dg.AssetExecutionContext, warehouse: DuckDBResource,
     tracker = mlflow.tracker()
     loaded = tracker.load_alias(CHAMPION)
     if loaded is None:
-        context.log.warning("no version of futoukou_risk is champion (no model has passed the "
-                            "promotion gate): no risk list is published")
-        return dg.MaterializeResult(metadata={"rows": 0, "model_version": "none",
-                                              "note": "no champion: nothing scored"})
+        return _not_done(context, warehouse, "risk_scores",
+                         "no risk list published: no version of futoukou_risk is champion "
+                         "(none trained yet, or none has passed the promotion gate)")
     version, booster, meta = loaded
     with warehouse.get_connection() as con:
         latest = con.execute("SELECT max(as_of_date) FROM marts.pupil_features "
                              "WHERE as_of_kind = 'latest'").fetchone()[0]
+        waiting = _year_without_attendance(con, latest)
+    if waiting:
+        return _not_done(context, warehouse, "risk_scores", waiting)
+    with warehouse.get_connection() as con:
         # the gate holds even when this asset is materialised alone, without the check in the run
         refusal = None if latest is None else drift.publication_refused(drift.latest_run(con), latest, version)
         frame = None if latest is None or refusal else load_frame(
@@ -382,17 +425,76 @@ def risk_scores(context: dg.AssetExecutionContext, warehouse: DuckDBResource,
                           scored_at=pd.Timestamp.now(tz="Asia/Tokyo").tz_localize(None))
     with warehouse.get_connection() as con:
         _replace_as_of(con, "outputs.risk_scores", RISK_SCORES_DDL, scores, latest)
-    bands = scores.band.fillna("なし").value_counts().reindex(["赤", "ピンク", "橙", "黄", "なし"]).fillna(0)
+    _record_status(warehouse, "risk_scores", None)
     preview = scores.sort_values("score", ascending=False).head(8)[
         ["school_code", "grade", "score", "band", "rank_in_school", "reason_1", "reason_2"]]
     return dg.MaterializeResult(metadata={
         "dagster/row_count": len(scores),
-        "as_of_date": str(latest),
+        "as_of_date": date_text(latest),
         "model_version": f"{tracker.model_name} v{version} (champion)",
-        "band_thresholds": dg.MetadataValue.json(meta.get("band_thresholds", {})),
-        "pupils_per_band": dg.MetadataValue.json({k: int(v) for k, v in bands.items()}),
-        "preview": _md(preview),
+        "bands": md_table(band_summary(scores, meta.get("band_thresholds", {}))),
+        "preview": md_table(preview),
     })
+
+
+def _year_without_attendance(con, latest) -> str | None:
+    """When the registry already holds a school year later than the newest as-of date's (a new
+    year has begun, its attendance not yet landed), what is missing in words; else None."""
+    from ml.asof import school_year_of
+    from ml.dataset import table_exists
+
+    if latest is None or not table_exists(con, "staging.pupil_registry"):
+        return None
+    current = con.execute("SELECT max(school_year) FROM staging.pupil_registry").fetchone()[0]
+    year = school_year_of(pd.Timestamp(latest).date())
+    if current is None or int(current) <= year:
+        return None
+    return (f"no risk list for school year {current}: it has no attendance yet (the newest "
+            f"as-of date, {date_text(latest)}, belongs to {year}); the first list follows its "
+            f"first attendance file")
+
+
+def band_summary(scores: pd.DataFrame, thresholds: dict) -> pd.DataFrame:
+    """Bands in severity order (then no band): threshold, target precision, pupils listed."""
+    from ml.scoring import BANDS
+
+    counts = scores.band.fillna("なし").value_counts()
+    rows = [{"band": b, "threshold": thresholds.get(b), "target_precision": target,
+             "pupils": int(counts.get(b, 0))} for b, target in BANDS]
+    rows.append({"band": "なし", "threshold": None, "target_precision": None,
+                 "pupils": int(counts.get("なし", 0))})
+    return pd.DataFrame(rows)
+
+
+def _list_check(name: str, description: str):
+    """A blocking check of the newest risk list (quality/risk_list.py holds the logic)."""
+
+    @dg.asset_check(asset=RISK_SCORES_KEY, name=name, blocking=True, description=description)
+    def _check(warehouse: DuckDBResource) -> dg.AssetCheckResult:
+        from quality.risk_list import run_check
+
+        with warehouse.get_connection() as con:
+            r = run_check(con, name)
+        meta = {k: (md_table(pd.DataFrame(v)) if isinstance(v, list) and v and isinstance(v[0], dict)
+                    else date_text(v) if k == "as_of_date" else json_value(v) if isinstance(v, list)
+                    else number(v) if isinstance(v, float) else v)
+                for k, v in r.metadata.items()}
+        return dg.AssetCheckResult(passed=r.passed, severity=dg.AssetCheckSeverity.ERROR,
+                                   description=r.description, metadata=meta)
+
+    return _check
+
+
+risk_list_checks = [
+    _list_check("scores_within_0_1", "Every score of the newest list is a probability (finite, 0–1)."),
+    _list_check("bands_in_severity_order",
+                "Bands follow the scores in severity order 赤 > ピンク > 橙 > 黄 > none: every pupil "
+                "of a band scores at least as high as every pupil of a less severe band."),
+    _list_check("one_row_per_pupil", "One row per pupil in the newest list."),
+    _list_check("every_cohort_pupil_scored",
+                "Every cohort pupil of the list's as-of date (marts.labels in_cohort, with "
+                "features) is scored, and nobody else (known cases are listed apart)."),
+]
 
 
 @dg.asset(
@@ -424,7 +526,7 @@ def known_cases(warehouse: DuckDBResource) -> dg.MaterializeResult:
         n = con.execute("SELECT count(*) FROM outputs.known_cases WHERE as_of_date = ?", [latest]).fetchone()[0]
         per_school = con.execute("SELECT school_code, count(*) AS known_cases FROM outputs.known_cases "
                                  "WHERE as_of_date = ? GROUP BY 1 ORDER BY 1", [latest]).df()
-    return dg.MaterializeResult(metadata={"dagster/row_count": n, "as_of_date": str(latest),
+    return dg.MaterializeResult(metadata={"dagster/row_count": n, "as_of_date": date_text(latest),
                                           "per_school": _md(per_school)})
 
 
@@ -486,12 +588,12 @@ def feature_drift(context: dg.AssetExecutionContext, config: DriftConfig, toda: 
     (context.log.info if result.passed else context.log.error)(result.summary())
     shown = result.columns.sort_values(["drifted", "score"], ascending=False).head(15)
     return dg.MaterializeResult(metadata={
-        "summary": result.summary(),
-        "drifted_share": result.share,
+        "summary": text(result.summary()),
+        "drifted_share": number(result.share),
         "drifted_features": dg.MetadataValue.json(result.drifted),
         "accepted_features": dg.MetadataValue.json(sorted(accepted & set(top))),
-        "reference_date": str(ref_date),
-        "as_of_date": str(latest),
+        "reference_date": date_text(ref_date),
+        "as_of_date": date_text(latest),
         "model_version": f"{tracker.model_name} v{version} (champion)",
         "report": dg.MetadataValue.path(str(result.report_path or "")),
         "features": _md(shown[["column", "weight", "method", "score", "threshold", "null_share_reference",
@@ -523,8 +625,8 @@ def drift_within_limit(context: dg.AssetCheckExecutionContext,
         passed=bool(run["passed"]),
         severity=dg.AssetCheckSeverity.ERROR,
         description=run["summary"],
-        metadata={"as_of_date": str(run["as_of_date"]), "status": run["status"],
-                  "drifted_share": float(run["drifted_share"]) if measured else 0.0,
+        metadata={"as_of_date": date_text(run["as_of_date"]), "status": run["status"],
+                  "drifted_share": number(run["drifted_share"]) if measured else 0.0,
                   "drifted_features": dg.MetadataValue.json([str(x) for x in (
                       run["drifted_features"] if run["drifted_features"] is not None else [])]),
                   "report": dg.MetadataValue.path(run["report_path"] or "")},
@@ -533,4 +635,4 @@ def drift_within_limit(context: dg.AssetCheckExecutionContext,
 
 model_assets = [futoukou_risk, source_ablation, fairness_audit]
 scoring_assets = [feature_drift, risk_scores, known_cases]
-scoring_checks = [drift_within_limit]
+scoring_checks = [drift_within_limit, *risk_list_checks]

@@ -21,7 +21,9 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from assets.marts import AGGREGATES_AUTOMATION, AGGREGATES_KEY, FEATURES_KEY
-from assets.models import _md, _replace_as_of, _write
+from assets.metadata import date_text
+from assets.metadata import md_table as _md
+from assets.models import _replace_as_of, _write
 from assets.sources import staging_key
 from resources.mlflow import MlflowTracking
 from resources.toda import TodaHome
@@ -175,7 +177,7 @@ def hardship_screen(context: dg.AssetExecutionContext, warehouse: DuckDBResource
     fired = rows[rows.n_indicators > 0]
     return dg.MaterializeResult(metadata={
         "dagster/row_count": len(rows),
-        "as_of_date": str(latest),
+        "as_of_date": date_text(latest),
         "pupils_with_an_indicator": len(fired),
         "score_distribution": dg.MetadataValue.json(
             {str(k): int(v) for k, v in rows.screen_score.value_counts().sort_index().items()}),

@@ -9,6 +9,7 @@ The portal reads only that file; it never opens the warehouse.
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from assets.metadata import date_text
 from assets.models import KNOWN_CASES_KEY, RISK_SCORES_KEY
 from assets.outputs import HARDSHIP_KEY, KARTE_KEY, SUPPORT_KEY
 from assets.sources import staging_key
@@ -57,8 +58,8 @@ def serving_snapshot(context: dg.AssetExecutionContext, toda: TodaHome,
                      f"in {published.seconds:.1f} s")
     return dg.MaterializeResult(metadata={
         "snapshot": dg.MetadataValue.path(str(published.path)),
-        "as_of_date": str(published.as_of_date),
-        "previous_as_of_date": str(published.previous_as_of_date or ""),
+        "as_of_date": date_text(published.as_of_date),
+        "previous_as_of_date": date_text(published.previous_as_of_date),
         "rows": dg.MetadataValue.json(published.rows),
         "seconds": round(published.seconds, 2),
     })

@@ -4,6 +4,7 @@
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from assets.metadata import date_text, md_table
 from resources.toda import TodaHome
 from toda_platform.catalogue import CATALOGUE, SourceSpec
 from toda_platform.ingest import ingest_source, personal
@@ -97,8 +98,8 @@ def build_staging_asset(spec: SourceSpec) -> dg.AssetsDefinition:
                 "files_held": report.count("held"),
                 "rows_set_aside": sum(f.rows_set_aside for f in report.files),
                 "skipped": dg.MetadataValue.json(report.skipped[:50]),
-                "known_date_from": report.known_from or "",
-                "known_date_until": report.known_until or "",
+                "known_date_from": date_text(report.known_from),
+                "known_date_until": date_text(report.known_until),
                 "rebuilt_from_archive": report.rebuilt,
                 "seconds": round(report.seconds, 2),
                 "validation_seconds": round(report.validation_seconds, 2),
@@ -112,7 +113,7 @@ def build_staging_asset(spec: SourceSpec) -> dg.AssetsDefinition:
                       "warnings": [w.get("message") for w in f.warnings]}
                      for f in report.files[:200]]
                 ),
-                "preview": dg.MetadataValue.md(preview.to_markdown(index=False)),
+                "preview": md_table(preview),
             }
         )
 

@@ -66,6 +66,10 @@ def _metric(name: str, y: np.ndarray, s: np.ndarray, schools: np.ndarray) -> flo
         return M.at_fraction(y, s, E.FRACTION)["precision"]
     if name == "precision_school":
         return M.per_group_at_k(y, s, schools, E.K_PER_SCHOOL)["precision"]
+    if name == "r_precision":
+        return M.r_precision(y, s)
+    if name in M.RECALL_FRACTIONS:
+        return M.recall_at_fraction(y, s, M.RECALL_FRACTIONS[name])
     raise KeyError(name)
 
 

@@ -71,6 +71,21 @@ def temporal_folds(years: Sequence[int], n_test_years: int = 2) -> list[Fold]:
     return folds
 
 
+# a model needs a completed year to test on and at least one completed year before it to train
+# and calibrate on (split by pupil when there is only one)
+MIN_COMPLETED_YEARS = 2
+
+
+def history_shortfall(years: Sequence[int], needed: int = MIN_COMPLETED_YEARS) -> str | None:
+    """None when ``years`` (completed school years) are enough for a model, else what is
+    missing in words: "needs 2 completed school years, has 1 (2025)"."""
+    years = sorted(set(int(y) for y in years))
+    if len(years) >= needed:
+        return None
+    has = f"{len(years)} ({', '.join(map(str, years))})" if years else "none"
+    return f"needs {needed} completed school years (with their long-absence survey), has {has}"
+
+
 def production_fold(years: Sequence[int]) -> Fold | None:
     """The fold whose test year is the latest completed year: its model is the one registered
     (its test figures are then out of sample for the promotion gate)."""

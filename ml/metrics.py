@@ -100,6 +100,28 @@ def at_fraction(y, score, fraction: float = 0.05) -> dict[str, float]:
     return {"k": k, "precision": _share(tp, k), "recall": _share(tp, y.sum())}
 
 
+def r_precision(y, score) -> float:
+    """Precision in the top ``k`` where ``k`` is the number of positives (R-precision).
+
+    Unlike precision in a fixed top fraction, its ceiling is 1 whatever the base rate; at
+    ``k`` = positives precision and recall are equal. NaN without positives."""
+    y, s = _arrays(y, score)
+    k = int(y.sum())
+    if k == 0:
+        return float("nan")
+    return precision_at_k(y, s, k)
+
+
+def recall_at_fraction(y, score, fraction: float) -> float:
+    """Share of all positives in the top ``fraction`` of the cohort (NaN without positives)."""
+    y, s = _arrays(y, score)
+    return recall_at_k(y, s, k_for_fraction(len(y), fraction))
+
+
+# the recall lists shorter than the headline list (top 1 % and 2 % of the cohort)
+RECALL_FRACTIONS = {"recall_top1": 0.01, "recall_top2": 0.02}
+
+
 def per_group_at_k(y, score, groups, k: int = 3) -> dict[str, float]:
     """Precision and recall when each group (school) lists its top ``k``."""
     y, s = _arrays(y, score)
@@ -178,6 +200,8 @@ def ranking_metrics(y, score, prob=None, *, groups=None, fraction: float = 0.05,
         "n": float(len(y)), "positives": float(y.sum()),
         "base_rate": float(y.mean()) if len(y) else float("nan"),
         "k_top": float(top["k"]), "precision_top": top["precision"], "recall_top": top["recall"],
+        "r_precision": r_precision(y, s),
+        **{name: recall_at_fraction(y, s, f) for name, f in RECALL_FRACTIONS.items()},
         "roc_auc": roc_auc(y, s), "pr_auc": pr_auc(y, s),
         "brier": brier(y, p), "ece": expected_calibration_error(y, p),
         "mean_predicted": float(p.mean()) if len(p) else float("nan"),

@@ -22,8 +22,9 @@ from ml.explain import explain, reference_means
 from ml.feature_groups import group_of
 from ml.models import LightGBMModel, PlattCalibrator, build_models, mean_abs_contribution
 from ml.scoring import BANDS, band_precision, choose_band_thresholds, risk_score_frame
-from ml.tracking import (CHAMPION, ECE_TOLERANCE, GateDecision, Tracker, calibration_figure, decide,
-                         gate_figures, importance_figure, pr_curve_figure)
+from ml.tracking import (CHAMPION, ECE_TOLERANCE, PER_DATE_METRICS, GateDecision, Tracker,
+                         calibration_figure, decide, gate_figures, importance_figure,
+                         pr_curve_figure)
 
 
 @dataclass
@@ -79,8 +80,7 @@ def _log_result(tracker: Tracker, r: E.ModelResult, frame: pd.DataFrame, train, 
         h = r.headline(subset)
         tracker.log_metrics({f"nov_{subset}_{k}": v for k, v in h.items()
                              if k not in ("as_of_date", "subset")})
-        for metric in ("precision_top", "recall_top", "precision_school", "recall_school",
-                       "roc_auc", "pr_auc", "brier", "ece"):
+        for metric in PER_DATE_METRICS:
             tracker.log_metrics({f"year_{subset}_{metric}": r.year_mean(metric, subset)})
     tracker.log_per_date(r.metrics)
     tracker.log_table(r.metrics, "metrics/per_as_of_date.csv")
@@ -199,12 +199,19 @@ def _register(tracker, summary, r: E.ModelResult, train, valid, test, features, 
             f"({', '.join(same.aliases) or 'no alias'}): no new version registered")
         summary.version, summary.decision, summary.unchanged_version = str(same.version), None, str(same.version)
         return
-    version = tracker.log_lightgbm(r.model.booster, meta)
+    version = tracker.log_lightgbm(r.model.booster, meta,
+                                   example=pd.DataFrame(feature_matrix(test.head(20), features),
+                                                        columns=list(features)))
     tracker.client.set_model_version_tag(tracker.model_name, version, "training_key", key)
     cand = gate_figures(f"candidate v{version}", year, r.metrics)
     decision = decide(cand, champ, gate_figures("rule_baseline", year, baseline.metrics),
                       ece_tolerance)
-    tracker.apply_decision(version, decision, run_id)
+    f = r.fold
+    tracker.apply_decision(version, decision, run_id, description=(
+        f"LightGBM on {len(features)} features, trained on school years "
+        f"{', '.join(map(str, f.train_years))}, early-stopped and calibrated on "
+        f"{', '.join(map(str, f.valid_years))} ({f.strategy}), tested on {year}; best iteration "
+        f"{meta['best_iteration']}."))
     log(f"registered futoukou_risk v{version}: {decision.alias} — {decision.reason}")
     summary.version, summary.decision = version, decision
 

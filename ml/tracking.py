@@ -45,8 +45,30 @@ CHALLENGER = "challenger"
 ECE_TOLERANCE = 0.005
 PIP_REQUIREMENTS = ["lightgbm>=4.5,<5", "numpy", "pandas"]
 
-PER_DATE_METRICS = ("precision_top", "recall_top", "precision_school", "recall_school",
-                    "roc_auc", "pr_auc", "brier", "ece")
+PER_DATE_METRICS = ("precision_top", "recall_top", "r_precision", "recall_top1", "recall_top2",
+                    "precision_school", "recall_school", "roc_auc", "pr_auc", "brier", "ece")
+
+# MLflow 3's UI opens experiments in its GenAI layout (traces, prompts, no model registry) unless
+# the experiment says it is model training, or the URL carries workflowType=machine_learning
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+UI_QUERY = "workflowType=machine_learning"
+# nothing leaves a closed city network: MLflow's usage telemetry off (client, server and UI)
+QUIET_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+
+
+def quiet_environment(environ=None) -> dict:
+    """Set MLflow's telemetry switches off in ``environ`` (default: this process), unless a
+    value is already there; returns the environment. Called before mlflow is imported."""
+    import os
+
+    env = os.environ if environ is None else environ
+    for k, v in QUIET_ENV.items():
+        env.setdefault(k, v)
+    return env
+
+
+quiet_environment()
 
 
 def _finite(v) -> bool:
@@ -66,6 +88,13 @@ class GateFigures:
     precision_top: float   # mean precision in the top 5% over the year's as-of dates
     ece: float             # mean expected calibration error over the same dates
     year: int
+    dates: int = 0         # how many as-of dates the means are over
+
+    @property
+    def over(self) -> str:
+        """What the figures are means over, in words."""
+        n = f"{self.dates} " if self.dates else ""
+        return f"over {n}as-of dates of {self.year}"
 
 
 @dataclass(frozen=True)
@@ -92,13 +121,13 @@ def decide(candidate: GateFigures, champion: GateFigures | None, baseline: GateF
     better = candidate.precision_top > bar.precision_top
     calibrated = candidate.ece <= bar.ece + ece_tolerance
     promoted = bool(better and calibrated)
+    # the gate's figures are yearly means: say so, beside the headline's single-date figures
     why = []
-    why.append(f"precision@5% {candidate.precision_top:.4f} "
-               f"{'>' if better else '<='} {bar.precision_top:.4f} ({bar.who})")
-    why.append(f"ECE {candidate.ece:.4f} {'<=' if calibrated else '>'} "
+    why.append(f"mean precision@5% {candidate.over} {candidate.precision_top:.3f} "
+               f"{'>' if better else '<='} {bar.precision_top:.3f} ({bar.who})")
+    why.append(f"mean ECE {candidate.ece:.4f} {'<=' if calibrated else '>'} "
                f"{bar.ece:.4f} + {ece_tolerance} ({bar.who})")
-    reason = ("promoted: " if promoted else "not promoted: ") + "; ".join(why) + \
-        f" on school year {candidate.year}"
+    reason = ("promoted: " if promoted else "not promoted: ") + "; ".join(why)
     return GateDecision(CHAMPION if promoted else CHALLENGER, promoted, bar_name, reason,
                         candidate, bar, ece_tolerance)
 
@@ -106,7 +135,8 @@ def decide(candidate: GateFigures, champion: GateFigures | None, baseline: GateF
 def gate_figures(who: str, year: int, per_date: pd.DataFrame, subset: str = "all") -> GateFigures:
     """Gate figures from :func:`ml.evaluation.evaluate_scores` output of one school year."""
     m = per_date[per_date.subset == subset]
-    return GateFigures(who, float(m.precision_top.mean()), float(m.ece.mean()), int(year))
+    return GateFigures(who, float(m.precision_top.mean()), float(m.ece.mean()), int(year),
+                       int(m.as_of_date.nunique()))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -115,6 +145,48 @@ def gate_figures(who: str, year: int, per_date: pd.DataFrame, subset: str = "all
 
 def tracking_uri(db_path: Path | str) -> str:
     return f"sqlite:///{Path(db_path).resolve()}"
+
+
+MODEL_DESCRIPTION = (
+    "Risk of becoming 不登校 (30+ non-illness absent days in the school year) for each pupil of the "
+    "cohort at an as-of date. LightGBM on the point-in-time pupil features (marts.pupil_features); "
+    "input: the feature columns listed in the model's metadata, NULL allowed; output: the raw "
+    "log-odds, mapped to a probability by the Platt calibration in the metadata. Trained on "
+    "completed school years only; the version behind the alias 'champion' scores "
+    "outputs.risk_scores, 'challenger' is a registered version that did not pass the promotion "
+    "gate (see its gate_reason tag).")
+
+
+def date_step(day) -> tuple[int, int]:
+    """(timestamp in ms, step) of an as-of date for a metric series: step = YYYYMMDD."""
+    d = pd.Timestamp(day)
+    return int(d.timestamp() * 1000), d.year * 10000 + d.month * 100 + d.day
+
+
+def ensure_store(uri: str, artifact_location: str) -> None:
+    """Create the sqlite store with its Default experiment's artifacts under ``artifact_location``
+    (not MLflow's ``./mlruns`` in the working directory, i.e. inside the repository); an existing
+    store whose Default experiment points elsewhere is moved there."""
+    import sqlite3
+
+    if not uri.startswith("sqlite:///"):
+        return
+    db = Path(uri[len("sqlite:///"):])
+    if not db.exists():
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        db.parent.mkdir(parents=True, exist_ok=True)
+        SqlAlchemyStore(uri, artifact_location)  # creates the schema and the Default experiment
+    default = f"{artifact_location.rstrip('/')}/0"
+    con = sqlite3.connect(db)
+    try:
+        con.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0 "
+                    "AND artifact_location <> ?", [default, default])
+        con.commit()
+    except sqlite3.OperationalError:  # a store without the table yet: MLflow creates it
+        pass
+    finally:
+        con.close()
 
 
 @dataclass
@@ -144,10 +216,13 @@ class Tracker:
     def experiment_id(self) -> str:
         if self._experiment_id is None:
             self.activate()
+            ensure_store(self.tracking_uri, self.artifact_location)
             c = self.client
             exp = c.get_experiment_by_name(self.experiment)
             self._experiment_id = exp.experiment_id if exp else c.create_experiment(
                 self.experiment, artifact_location=self.artifact_location)
+            if exp is None or exp.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+                c.set_experiment_tag(self._experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return self._experiment_id
 
     @contextmanager
@@ -171,7 +246,9 @@ class Tracker:
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if _finite(v)}, step=step)
 
     def log_per_date(self, per_date: pd.DataFrame) -> None:
-        """Each metric per as-of date as a step series (step = as-of date's order in the year)."""
+        """Each metric per as-of date as a series keyed by the date: the step is the date as
+        YYYYMMDD (20251105) and the timestamp the date itself, so a chart reads dates on its
+        x-axis (step, or "wall time")."""
         from mlflow.entities import Metric
 
         import mlflow
@@ -179,8 +256,8 @@ class Tracker:
         run = mlflow.active_run()
         batch = []
         for subset, g in per_date.groupby("subset"):
-            for step, (_, row) in enumerate(g.sort_values("as_of_date").iterrows()):
-                ts = int(pd.Timestamp(row.as_of_date).timestamp() * 1000)
+            for _, row in g.sort_values("as_of_date").iterrows():
+                ts, step = date_step(row.as_of_date)
                 for m in PER_DATE_METRICS:
                     if m in row and _finite(row[m]):
                         batch.append(Metric(f"by_date_{subset}_{m}", float(row[m]), ts, step))
@@ -205,16 +282,27 @@ class Tracker:
 
     # -- registry ------------------------------------------------------------------------------
 
-    def log_lightgbm(self, booster, metadata: dict) -> str:
-        """Log and register the booster in the active run; returns the new version number."""
+    def log_lightgbm(self, booster, metadata: dict, example: pd.DataFrame | None = None) -> str:
+        """Log and register the booster in the active run; returns the new version number.
+
+        ``example``: a few rows of the feature matrix, from which the model's signature (input
+        columns and types, output) is inferred. The registered model gets
+        :data:`MODEL_DESCRIPTION`."""
         mlflow = self.activate()
         import mlflow.lightgbm  # noqa: F401
 
+        signature = None
+        if example is not None and len(example):
+            from mlflow.models import infer_signature
+
+            signature = infer_signature(example, booster.predict(example, raw_score=True))
         info = mlflow.lightgbm.log_model(
             booster, name="model", registered_model_name=self.model_name,
-            pip_requirements=PIP_REQUIREMENTS,
+            pip_requirements=PIP_REQUIREMENTS, signature=signature,
             metadata=json.loads(json.dumps(metadata, default=_json_default)))
-        return str(info.registered_model_version)
+        version = str(info.registered_model_version)
+        self.client.update_registered_model(self.model_name, description=MODEL_DESCRIPTION)
+        return version
 
     def version_by_alias(self, alias: str):
         """The model version behind an alias, or None."""
@@ -250,20 +338,25 @@ class Tracker:
         booster, meta = self.load_version(mv.version)
         return str(mv.version), booster, meta
 
-    def apply_decision(self, version: str, decision: GateDecision, run_id: str) -> None:
-        """Move the alias the decision names to ``version`` and log the decision everywhere."""
+    def apply_decision(self, version: str, decision: GateDecision, run_id: str,
+                       description: str = "") -> None:
+        """Move the alias the decision names to ``version`` and log the decision everywhere
+        (the version's description: ``description`` followed by the decision)."""
         c = self.client
         c.set_registered_model_alias(self.model_name, decision.alias, version)
+        c.update_model_version(self.model_name, version, description=(
+            f"{description} Gate: {decision.alias} — {decision.reason}".strip())[:5000])
         d = decision.to_dict()
         c.set_model_version_tag(self.model_name, version, "gate_decision", decision.alias)
         c.set_model_version_tag(self.model_name, version, "gate_reason", decision.reason[:5000])
         c.set_tag(run_id, "gate_decision", decision.alias)
         c.set_tag(run_id, "gate_reason", decision.reason[:5000])
         c.set_tag(run_id, "model_version", version)
-        for k, v in (("gate_candidate_precision_top", decision.candidate.precision_top),
-                     ("gate_candidate_ece", decision.candidate.ece),
-                     ("gate_bar_precision_top", decision.compared_with.precision_top),
-                     ("gate_bar_ece", decision.compared_with.ece),
+        # yearly means, named so beside the headline list's nov_* figures
+        for k, v in (("gate_candidate_year_mean_precision_top", decision.candidate.precision_top),
+                     ("gate_candidate_year_mean_ece", decision.candidate.ece),
+                     ("gate_bar_year_mean_precision_top", decision.compared_with.precision_top),
+                     ("gate_bar_year_mean_ece", decision.compared_with.ece),
                      ("gate_promoted", float(decision.promoted))):
             if _finite(v):
                 c.log_metric(run_id, k, float(v))

@@ -60,11 +60,75 @@ def render_data_docs(results: Iterable[FileValidation | TableValidation], folder
     return _index(folder)
 
 
+STATIC = Path(__file__).resolve().parent / "static"
+# what GX 1.24's page template loads from CDNs -> the vendored file under quality/static/
+CDN_FILES = {
+    "https://maxcdn.bootstrapcdn.com/bootstrap/4.3.1/css/bootstrap.min.css": "bootstrap/bootstrap.min.css",
+    "https://stackpath.bootstrapcdn.com/bootstrap/4.3.1/js/bootstrap.min.js": "bootstrap/bootstrap.min.js",
+    "https://cdn.jsdelivr.net/npm/@forevolve/bootstrap-dark@1.1.0/dist/css/bootstrap-prefers-dark.css":
+        "bootstrap-dark/bootstrap-prefers-dark.min.css",
+    "https://cdnjs.cloudflare.com/ajax/libs/bootstrap-datepicker/1.9.0/css/bootstrap-datepicker.min.css":
+        "bootstrap-datepicker/bootstrap-datepicker.min.css",
+    "https://cdnjs.cloudflare.com/ajax/libs/bootstrap-datepicker/1.9.0/js/bootstrap-datepicker.min.js":
+        "bootstrap-datepicker/bootstrap-datepicker.min.js",
+    "https://cdnjs.cloudflare.com/ajax/libs/font-awesome/6.6.0/css/all.min.css": "fontawesome/css/all.min.css",
+    "https://unpkg.com/bootstrap-table@1.19.1/dist/bootstrap-table.min.css": "bootstrap-table/bootstrap-table.min.css",
+    "https://unpkg.com/bootstrap-table@1.19.0/dist/extensions/filter-control/bootstrap-table-filter-control.css":
+        "bootstrap-table/bootstrap-table-filter-control.min.css",
+    "https://unpkg.com/bootstrap-table@1.19.1/dist/bootstrap-table.min.js": "bootstrap-table/bootstrap-table.min.js",
+    "https://unpkg.com/bootstrap-table@1.19.1/dist/extensions/filter-control/bootstrap-table-filter-control.min.js":
+        "bootstrap-table/bootstrap-table-filter-control.min.js",
+    "https://cdnjs.cloudflare.com/ajax/libs/popper.js/1.12.9/umd/popper.min.js": "popper/popper.min.js",
+    "https://code.jquery.com/jquery-3.7.1.min.js": "jquery/jquery.min.js",
+    "https://cdn.jsdelivr.net/npm/vega@5": "vega/vega.min.js",
+    "https://cdn.jsdelivr.net/npm/vega-lite@5": "vega/vega-lite.min.js",
+    "https://cdn.jsdelivr.net/npm/vega-embed@6": "vega/vega-embed.min.js",
+}
+_GX_LOGO = re.compile(r"https://great-expectations-web-assets\.s3[^\"']*/logo-long\.png[^\"']*")
+# GX links its favicon for a site layout one folder shallower than ours
+_GX_FAVICON = re.compile(r"(?:\.\./)+static/images/favicon\.ico")
+_RESOURCE = re.compile(r"""(<(?:script|link|img)\b[^>]*?\b(?:src|href)=)(["'])(https?://[^"']*)\2""", re.I)
+
+
+def _install_static(folder: Path) -> Path:
+    """Copy the vendored assets to ``folder/static`` (once per version of them)."""
+    import shutil
+
+    target = folder / "static"
+    stamp = target / ".vendored"
+    version = str(sum(p.stat().st_size for p in STATIC.rglob("*") if p.is_file()))
+    if not stamp.exists() or stamp.read_text() != version:
+        shutil.copytree(STATIC, target, dirs_exist_ok=True)
+        stamp.write_text(version)
+    return target
+
+
+def localise(page_html: str, static_prefix: str) -> str:
+    """``page_html`` with every CDN resource (stylesheets, scripts, images) pointing at the
+    vendored copy under ``static_prefix``; a resource not known here is dropped (logged), so
+    no page ever waits on the internet."""
+    page_html = _GX_LOGO.sub(f"{static_prefix}/gx/logo-long.png", page_html)
+    page_html = _GX_FAVICON.sub(f"{static_prefix}/gx/favicon.ico", page_html)
+
+    def swap(m: re.Match) -> str:
+        url = m.group(3)
+        local = CDN_FILES.get(url)
+        if local is None:
+            log.warning("Data Docs: no local copy of %s; the link is dropped", url)
+            return f"{m.group(1)}{m.group(2)}{m.group(2)}"
+        return f"{m.group(1)}{m.group(2)}{static_prefix}/{local}{m.group(2)}"
+
+    return _RESOURCE.sub(swap, page_html)
+
+
 def _file_page(result: FileValidation, folder: Path) -> Path:
     stamp = result.validated_at.strftime("%Y%m%dT%H%M%S%f")
     page_dir = folder / "validations" / _safe(result.source_key) / _safe(result.file_name) / stamp
     page = page_dir / "index.html"
     body = _gx_page(result) if result.gx_result is not None else None
+    if body is not None:
+        _install_static(folder)
+        body = localise(body, os.path.relpath(folder / "static", page_dir).replace(os.sep, "/"))
     summary = _failures_html(result)
     if body is None:
         body = _page(f"{result.source_key} · {result.file_name}", summary + _skipped_html(result.skipped))

@@ -4,7 +4,9 @@ A small ``ConfigurableResource`` around :class:`ml.tracking.Tracker` — dagster
 is an old-style one that starts runs by itself. The store is sqlite in ``TODA_HOME`` with the
 artifacts beside it (MLflow 3's file store is deprecated): open the UI on it with
 
-    .venv/bin/mlflow ui --backend-store-uri sqlite:///$TODA_HOME/mlflow.db
+    .venv/bin/toda mlflow --home $TODA_HOME
+
+(one worker, telemetry off, the model-training view; see ``toda_platform/cli.py``).
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ class MlflowTracking(dg.ConfigurableResource):
         return Tracker(self.tracking_uri, self.artifact_location, self.experiment, self.model_name)
 
     def ui_command(self) -> str:
-        return f".venv/bin/mlflow ui --backend-store-uri {self.tracking_uri}"
+        import os
+
+        return f".venv/bin/toda mlflow --home {os.environ.get('TODA_HOME', '.toda')}"
 
 
 def mlflow_resource(paths: Paths) -> MlflowTracking:

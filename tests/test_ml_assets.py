@@ -3,6 +3,7 @@ registry round trip to ``outputs.risk_scores``, and the truth wall: only the ben
 
 from __future__ import annotations
 
+import re
 import shutil
 from datetime import date, timedelta
 
@@ -13,7 +14,7 @@ import pandas as pd
 import pytest
 
 from assets.models import (drift_within_limit, fairness_audit, feature_drift, futoukou_risk,
-                           known_cases, risk_scores, source_ablation)
+                           known_cases, risk_list_checks, risk_scores, source_ablation)
 from ml.features import ID_COLUMNS
 from ml.labels import LABELS_DDL
 from resources.mlflow import mlflow_resource
@@ -60,9 +61,12 @@ def build_warehouse(paths: Paths) -> pd.DataFrame:
     # last year's truth too (the oracle beside the held-out year's headline): the share of the
     # pupil's 2024 rows labelled 不登校 as its "true probability"
     last = f[f.school_year == 2024].groupby("pupil_id").label.mean()
+    # cases' non-attendance begins in September (before the November list) or January (after)
+    onset = np.where(last.to_numpy() > 0.5, np.where(np.arange(len(last)) % 2, "2024-09-02", "2025-01-14"), "")
     truth = pd.concat([truth, pd.DataFrame({"student_number": [numbers[p] for p in last.index],
                                             "school_year": 2024, "p_futoukou": last.to_numpy(),
-                                            "futoukou": (last.to_numpy() > 0.5).astype(int)})])
+                                            "futoukou": (last.to_numpy() > 0.5).astype(int),
+                                            "onset_date": onset})])
     f["pupil_id"] = f.pupil_id.map(ids)
     f["in_cohort"], f["known_case"] = True, False
     known = latest.head(2).assign(pupil_id=["k1", "k2"], in_cohort=False, known_case=True,
@@ -122,7 +126,7 @@ def city(tmp_path_factory):
     empty_mlflow_store(a.mlflow_db)
     empty_mlflow_store(b.mlflow_db)
     result = materialise(a, [futoukou_risk, source_ablation, fairness_audit, feature_drift,
-                             drift_within_limit, risk_scores, known_cases])
+                             drift_within_limit, risk_scores, known_cases, *risk_list_checks])
     yield a, b, result
     mp.undo()
 
@@ -139,11 +143,25 @@ def test_the_model_assets_materialise_and_write_their_tables(city):
     assert set(fair.attribute) == {"sex", "grade", "school", "context_band"}
     meta = result.asset_materializations_for_node("models__futoukou_risk")[0].metadata
     assert meta["gate_decision"].value in ("champion", "challenger")
-    assert "mlflow ui --backend-store-uri sqlite:///" in meta["mlflow_ui"].value
+    assert meta["mlflow_ui"].value.startswith(".venv/bin/toda mlflow --home ")
+    # the headline in metadata: rounded figures, the date without a time, new columns beside
+    head = meta["headline"].value
+    assert "r_precision" in head and "recall_top1" in head and "00:00:00" not in head
+    assert not re.search(r"\d\.\d{7,}", head)
 
 
 def test_risk_scores_come_from_the_champion_with_bands_and_reasons(city):
-    a, _, _ = city
+    a, _, result = city
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()
+              if e.asset_key.path == ["outputs", "risk_scores"]}
+    assert set(checks) == {"scores_within_0_1", "bands_in_severity_order", "one_row_per_pupil",
+                           "every_cohort_pupil_scored"}
+    assert all(c.passed for c in checks.values()), {k: c.description for k, c in checks.items()}
+    meta = result.asset_materializations_for_node("outputs__risk_scores")[0].metadata
+    bands = meta["bands"].value  # severity order, rounded
+    assert bands.index("赤") < bands.index("ピンク") < bands.index("橙") < bands.index("黄") < bands.index("なし")
+    assert not re.search(r"\d\.\d{7,}", bands) and "nan" not in bands  # not 16 digits, no "nan"
+    assert meta["as_of_date"].value == str(LATEST.date())
     from resources.mlflow import mlflow_resource as res
 
     champion = res(a).tracker().version_by_alias("champion")
@@ -191,7 +209,14 @@ def test_the_bench_reads_the_truth_and_compares_with_the_oracle(city):
     assert all(x["oracle_roc_auc"] == pytest.approx(1.0) for x in r["by_as_of_date"][2:])
     # the held-out year's headline, with the oracle scored on exactly the same rows
     h = pd.DataFrame(r["headline_with_oracle"])
-    assert set(h.model) == {"rule_baseline", "logistic", "lightgbm", "oracle"}
+    assert set(h[h.subset != "early"].model) == {"rule_baseline", "logistic", "lightgbm", "oracle"}
+    # the truly early cases (non-attendance not begun at the list's date): champion, rule, oracle
+    early = h[h.subset == "early"].set_index("model")
+    allrows = h[(h.test_year == 2024) & (h.subset == "all")].set_index("model")
+    assert set(early.index) == {"champion", "rule_baseline", "oracle"}
+    assert 0 < early.positives.iloc[0] < allrows.positives.iloc[0]
+    assert early.n.iloc[0] == allrows.n.iloc[0] - (allrows.positives.iloc[0] - early.positives.iloc[0])
+    assert early.r_precision.between(0, 1).all() and early.recall_top2.between(0, 1).all()
     for subset in ("all", "new"):
         part = h[(h.test_year == 2024) & (h.subset == subset)].set_index("model")
         assert part.n.nunique() == 1 and part.positives.nunique() == 1, part

@@ -93,6 +93,47 @@ def test_tied_probabilities_stay_in_one_calibration_bin():
     assert list(t.n) == [7, 3]
 
 
+def test_r_precision_recall_in_short_lists_and_pr_auc_by_hand():
+    # 3 positives ranked 1st, 3rd and 6th of 10: the top 3 hold two of them
+    y = [1, 0, 1, 0, 0, 1, 0, 0, 0, 0]
+    s = [.9, .8, .7, .6, .5, .4, .3, .2, .1, .0]
+    assert M.r_precision(y, s) == pytest.approx(2 / 3)
+    # average precision: mean of precision at each positive = (1 + 2/3 + 3/6) / 3
+    assert M.pr_auc(y, s) == pytest.approx((1 + 2 / 3 + 1 / 2) / 3)
+    # 200 pupils: top 1 % = 2, top 2 % = 4; positives at ranks 1, 3, 5 and 50
+    y = np.zeros(200)
+    y[[0, 2, 4, 49]] = 1
+    s = -np.arange(200.0)
+    assert M.recall_at_fraction(y, s, 0.01) == pytest.approx(1 / 4)
+    assert M.recall_at_fraction(y, s, 0.02) == pytest.approx(2 / 4)
+    m = M.ranking_metrics(y, s)
+    assert (m["recall_top1"], m["recall_top2"]) == (pytest.approx(0.25), pytest.approx(0.5))
+    assert m["r_precision"] == pytest.approx(2 / 4)  # top 4 = ranks 1-4: holds ranks 1 and 3
+    # a tie across the k-th place counts in expectation: 1 positive among 2 tied for 1 place
+    assert M.r_precision([1, 0, 0], [1, 1, 0]) == pytest.approx(0.5)
+    assert math.isnan(M.r_precision([0, 0], [1, 2]))
+    assert math.isnan(M.recall_at_fraction([0, 0], [1, 2], 0.5))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 60).flatmap(lambda n: st.tuples(
+    st.lists(st.integers(0, 1), min_size=n, max_size=n),
+    st.lists(st.integers(0, 5), min_size=n, max_size=n))))
+def test_r_precision_equals_recall_at_the_number_of_cases(data):
+    y, s = map(np.asarray, data)
+    pos = int(y.sum())
+    r = M.r_precision(y, s)
+    if pos == 0:
+        assert math.isnan(r)
+        return
+    assert 0 <= r <= 1 and r == pytest.approx(M.recall_at_k(y, s, pos))
+    assert M.r_precision(y, y) == pytest.approx(1.0)  # a perfect ranking
+    assert M.r_precision(y, np.zeros(len(y))) == pytest.approx(y.mean())  # constant: base rate
+    # recall grows with the list: top 1 % <= top 2 % <= top 5 %
+    r1, r2 = M.recall_at_fraction(y, s, 0.01), M.recall_at_fraction(y, s, 0.02)
+    assert r1 <= r2 + 1e-12 <= M.at_fraction(y, s, 0.05)["recall"] + 2e-12
+
+
 def test_bad_inputs_are_refused():
     with pytest.raises(ValueError):
         M.precision_at_k([0, 1], [0.1, float("nan")], 1)

@@ -24,7 +24,11 @@ def test_a_better_model_becomes_champion_and_a_worse_one_challenger():
     assert (d.alias, d.promoted, d.bar) == ("champion", True, "champion")
     d = T.decide(fig(0.25, 0.005), champ, base)
     assert (d.alias, d.promoted) == ("challenger", False)
-    assert "precision@5% 0.2500 <= 0.3000 (champion v1)" in d.reason
+    # the gate's figure is a yearly mean and says so (the headline is one date's list)
+    assert "mean precision@5% over as-of dates of 2024 0.250 <= 0.300 (champion v1)" in d.reason
+    d = T.decide(T.GateFigures("x", 0.35, 0.01, 2025, 10), T.GateFigures("champion v1", 0.3, 0.01, 2025, 10),
+                 fig(0.1, 0.1, year=2025))
+    assert "mean precision@5% over 10 as-of dates of 2025 0.350 > 0.300" in d.reason
 
 
 def test_equal_precision_does_not_promote():
@@ -83,6 +87,24 @@ def tracker(tmp_path):
     return T.Tracker(T.tracking_uri(db), (tmp_path / "mlartifacts").as_uri())
 
 
+def r4_dates(summary):
+    r = next(x for x in summary.results if x.model.name == "lightgbm")
+    return r.metrics[r.metrics.subset == "all"].as_of_date.unique()
+
+
+def test_date_step_reads_as_the_date():
+    ts, step = T.date_step("2025-11-05")
+    assert step == 20251105 and pd.Timestamp(ts, unit="ms") == pd.Timestamp("2025-11-05")
+
+
+def test_telemetry_is_off_unless_the_environment_says_otherwise():
+    env = T.quiet_environment({"DO_NOT_TRACK": "false"})
+    assert env == {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "false"}
+    import os
+
+    assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "true"  # set on importing ml.tracking
+
+
 def test_promotion_gate_through_the_registry(tracker):
     f = gate_frame()
     # ECE on 1,000 test rows moves by a few points between fits: a looser calibration margin
@@ -127,10 +149,31 @@ def test_promotion_gate_through_the_registry(tracker):
     run = c.get_run(mv.run_id)
     assert run.data.tags["gate_decision"] == "champion"
     assert run.data.metrics["gate_promoted"] == 1.0
-    assert run.data.metrics["gate_bar_precision_top"] == pytest.approx(
+    assert run.data.metrics["gate_bar_year_mean_precision_top"] == pytest.approx(
         s4.decision.compared_with.precision_top)
     artifacts = {a.path for a in c.list_artifacts(mv.run_id)}
     assert {"gate", "plots", "metrics", "data", "importance", "bands"} <= artifacts
+    # the registered model says what it is and what it takes
+    assert "不登校" in c.get_registered_model(T.REGISTERED_MODEL).description
+    assert "champion" in mv.description and "mean precision@5%" in mv.description
+    import mlflow
+
+    sig = mlflow.models.get_model_info(f"models:/{T.REGISTERED_MODEL}/4").signature
+    assert sig is not None and sig.inputs.input_names() == FULL
+    # metrics per as-of date are keyed by the date (step YYYYMMDD, timestamp the date)
+    hist = c.get_metric_history(mv.run_id, "by_date_all_r_precision")
+    dates = sorted(pd.Timestamp(d) for d in r4_dates(s4))
+    assert [m.step for m in sorted(hist, key=lambda m: m.step)] == [
+        d.year * 10000 + d.month * 100 + d.day for d in dates]
+    assert all(pd.Timestamp(m.timestamp, unit="ms") == pd.Timestamp(str(m.step)) for m in hist)
+    # summary metrics for the runs table: the headline list's and the year's means
+    assert {"nov_all_r_precision", "nov_all_recall_top1", "nov_all_recall_top2", "nov_all_pr_auc",
+            "year_all_r_precision"} <= set(run.data.metrics)
+    # the experiment opens in MLflow's model-training view; the Default one keeps its
+    # artifacts under the store's artifact root, not ./mlruns
+    exp = c.get_experiment(tracker.experiment_id)
+    assert exp.tags[T.EXPERIMENT_KIND_TAG] == T.EXPERIMENT_KIND
+    assert c.get_experiment("0").artifact_location == tracker.artifact_location.rstrip("/") + "/0"
     # one run per model and fold, named after both
     runs = c.search_runs([tracker.experiment_id])
     assert sorted({r.info.run_name for r in runs}) == ["lightgbm_2024", "rule_baseline_2024"]
@@ -148,3 +191,18 @@ def test_promotion_gate_through_the_registry(tracker):
                           scored_at=pd.Timestamp("2025-11-05"))
     assert len(scores) == len(today) and set(scores.model_version) == {"4"}
     assert scores.groupby("school_code").rank_in_school.min().eq(1).all()
+
+
+def test_toda_mlflow_opens_the_model_training_view_with_one_quiet_worker(tracker, tmp_path, monkeypatch):
+    from toda_platform.cli import mlflow_server_command, mlflow_ui_url
+    from toda_platform.settings import Paths
+
+    monkeypatch.delenv("MLFLOW_DISABLE_TELEMETRY", raising=False)
+    paths = Paths(tmp_path)  # the tracker fixture's store is tmp_path/mlflow.db
+    exp = tracker.experiment_id
+    argv, env = mlflow_server_command(paths, "127.0.0.1", 5001, 1)
+    assert argv[1] == "server" and argv[argv.index("--workers") + 1] == "1"
+    assert argv[argv.index("--default-artifact-root") + 1] == paths.mlflow_artifacts.as_uri()
+    assert env["MLFLOW_DISABLE_TELEMETRY"] == "true" and env["DO_NOT_TRACK"] in ("true", "1")
+    assert mlflow_ui_url(paths, "127.0.0.1", 5001) == \
+        f"http://127.0.0.1:5001/#/experiments/{exp}?workflowType=machine_learning"

@@ -167,24 +167,31 @@ def _print_models(console, con) -> None:
 
     from ml.dataset import table_exists as _exists
 
+    if _exists(con, "models.status"):
+        for asset, status in con.execute("SELECT asset, status FROM models.status ORDER BY asset").fetchall():
+            console.print(f"[yellow]{asset}[/yellow]: {status}")
     if _exists(con, "models.headline"):
         head = con.execute("SELECT test_year, model, as_of_date, n, positives, precision_top, "
-                           "precision_school, roc_auc, pr_auc, lead_median FROM models.headline "
-                           "WHERE subset = 'all' ORDER BY test_year, model").fetchall()
+                           "precision_school, r_precision, recall_top1, recall_top2, pr_auc, roc_auc, "
+                           "lead_median FROM models.headline WHERE subset = 'all' "
+                           "ORDER BY test_year, model").fetchall()
         dates = ", ".join(sorted({str(r[2])[:10] for r in head}))
-        # compact enough for an 80-column terminal
-        table = Table(title=f"models on held-out years, whole cohort at {dates}",
+        # compact enough for a 100-column terminal
+        table = Table(title=f"models on held-out years: each year's list of {dates}, whole cohort",
                       box=box.SIMPLE_HEAD, pad_edge=False)
-        for name in ("year", "model", "pupils", "cases", "p@5%", "p@3/sch", "AUC", "PR-AUC", "lead"):
+        for name in ("year", "model", "pupils", "cases", "p@5%", "p@3/sch", "R-prec", "r@1%",
+                     "r@2%", "PR-AUC", "AUC", "lead"):
             table.add_column(name, justify="left" if name == "model" else "right", no_wrap=True,
                              min_width=len(name) if name != "model" else 13)
-        for y, m, _, n, pos, p5, p3, auc, pr, lead in head:
+        for y, m, _, n, pos, *figures, lead in head:
             table.add_row(str(y), m, f"{int(n):,}", f"{int(pos):,}",
-                          *(f"{v:.3f}" if v is not None else "–" for v in (p5, p3, auc, pr)),
+                          *(f"{v:.3f}" if v is not None and v == v else "–" for v in figures),
                           f"{lead:.0f}" if lead is not None else "–")
         console.print(table)
-        console.print("  p@5%: precision in the top 5 % of the cohort; p@3/sch: in each school's top 3; "
-                      "lead: median school days before the 30th absence")
+        console.print("  p@5%: precision in the top 5 % of the cohort (at most cases ÷ top 5 %); "
+                      "p@3/sch: in each school's top 3; R-prec: precision in the top k, k = cases; "
+                      "r@1%, r@2%: share of cases in the top 1 %, 2 %; lead: median school days "
+                      "before the 30th absence")
     if _exists(con, "quality.feature_drift_runs"):
         run = con.execute("SELECT summary, passed, report_path FROM quality.feature_drift_runs "
                           "ORDER BY checked_at DESC LIMIT 1").fetchone()
@@ -241,20 +248,47 @@ def ui(home, port) -> None:
     os.execv(dagster, [str(dagster), "dev", "-w", str(workspace), "-p", str(port)])
 
 
+def mlflow_server_command(paths: Paths, host: str, port: int, workers: int) -> tuple[list[str], dict]:
+    """The MLflow server's command line and environment on this TODA_HOME's store: one worker
+    (four take ~60 s and ~2.4 GB), telemetry off, artifacts under TODA_HOME."""
+    from ml.tracking import quiet_environment, tracking_uri
+
+    binary = Path(sys.executable).parent / "mlflow"
+    argv = [str(binary), "server", "--backend-store-uri", tracking_uri(paths.mlflow_db),
+            "--default-artifact-root", paths.mlflow_artifacts.as_uri(),
+            "--host", host, "--port", str(port), "--workers", str(workers)]
+    return argv, quiet_environment(dict(os.environ))
+
+
+def mlflow_ui_url(paths: Paths, host: str, port: int) -> str:
+    """The address that opens the model experiment in MLflow's model-training view (its
+    GenAI layout hides the model registry)."""
+    import sqlite3
+
+    from ml.tracking import EXPERIMENT, UI_QUERY
+
+    con = sqlite3.connect(f"file:{paths.mlflow_db}?mode=ro", uri=True)
+    try:
+        row = con.execute("SELECT experiment_id FROM experiments WHERE name = ?", [EXPERIMENT]).fetchone()
+    finally:
+        con.close()
+    page = f"experiments/{row[0]}" if row else "experiments"
+    return f"http://{host}:{port}/#/{page}?{UI_QUERY}"
+
+
 @main.command()
 @home_option
+@click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True)
-def mlflow(home, port) -> None:
+@click.option("--workers", default=1, show_default=True, help="Server worker processes.")
+def mlflow(home, host, port, workers) -> None:
     """Start the MLflow UI on this TODA_HOME's tracking store (runs, ablations, registry)."""
-    from ml.tracking import tracking_uri
-
     paths = _paths(home)
     if not paths.mlflow_db.exists():
         raise click.ClickException(f"no MLflow store at {paths.mlflow_db}: run `toda demo` first")
-    binary = Path(sys.executable).parent / "mlflow"
-    os.execv(binary, [str(binary), "ui", "--backend-store-uri", tracking_uri(paths.mlflow_db),
-                      "--default-artifact-root", paths.mlflow_artifacts.as_uri(),
-                      "--port", str(port)])
+    argv, env = mlflow_server_command(paths, host, port, workers)
+    click.echo(f"MLflow on {mlflow_ui_url(paths, host, port)} (the model-training view; Ctrl-C stops it)")
+    os.execve(argv[0], argv, env)
 
 
 def _portal(home) -> None:
