@@ -200,3 +200,39 @@ def test_the_instance_config_is_rewritten_unless_someone_replaced_it(paths):
     config.write_text("# ours\nrun_coordinator: {}\n")
     prepare_dagster_home(paths)
     assert config.read_text() == "# ours\nrun_coordinator: {}\n"
+
+
+@pytest.mark.parametrize("flags, ablation", [([], False), (["--with-ablation"], True)])
+def test_the_demo_leaves_the_ablation_to_its_own_job_unless_asked(tmp_path, monkeypatch, flags, ablation):
+    """`toda demo` runs everything but the source ablation and says how to run it; the flag adds it."""
+    from click.testing import CliRunner
+
+    import toda_platform.cli as cli
+    import toda_platform.definitions as definitions
+    import toda_platform.synth as synth
+
+    asked = {}
+
+    class Done:
+        success = True
+
+    def fake_materialise_all(paths, **kw):
+        asked.update(kw)
+        return Done()
+
+    home = tmp_path / "toda"
+    monkeypatch.setattr(synth, "generate_city", lambda *a, **k: None)
+    monkeypatch.setattr(definitions, "materialise_all", fake_materialise_all)
+    monkeypatch.setattr(cli, "_print_summary", lambda paths: None)
+    monkeypatch.setenv("TODA_PSEUDONYM_KEY", "k" * 40)
+    result = CliRunner().invoke(cli.main, ["demo", "--home", str(home), *flags])
+    assert result.exit_code == 0, result.output
+    assert asked == {"ablation": ablation}
+    assert ("toda ablation --home" in result.output) is not ablation
+
+
+def test_without_the_ablation_the_demo_runs_the_nightly_selection(defs):
+    nightly = defs.resolve_job_def(schedules.nightly_job.name)
+    keys = nightly.asset_layer.selected_asset_keys
+    assert ABLATION_KEY not in keys and MODEL_KEY in keys
+    assert keys == {k for k in defs.resolve_asset_graph().get_all_asset_keys()} - {ABLATION_KEY}

@@ -26,7 +26,7 @@ def young(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         for k, v in {"TODA_HOME": str(home), "TODA_PSEUDONYM_KEY": "young-key", "COLUMNS": "200"}.items():
             mp.setenv(k, v)
-        result = CliRunner().invoke(main, ["demo", "--home", str(home), "--years", "2", "--pupils", "300",
+        result = CliRunner().invoke(main, ["demo", "--home", str(home), "--with-ablation", "--years", "2", "--pupils", "300",
                                            "--elementary-schools", "1", "--junior-high-schools", "1"])
         yield Paths.from_env(home), result
 

@@ -79,8 +79,11 @@ def generate(home, quiet, **city) -> None:
 @main.command()
 @home_option
 @city_options
-def demo(home, **city) -> None:
-    """Generate the city if the landing zone is empty, then materialise every asset."""
+@click.option("--with-ablation", is_flag=True,
+              help="Also run the source ablation (39 model fits, the longest step; else `toda ablation`).")
+def demo(home, with_ablation, **city) -> None:
+    """Generate the city if the landing zone is empty, then materialise every asset (the source
+    ablation only with --with-ablation: it has its own job, `toda ablation`)."""
     from toda_platform.pseudonym import load_key
 
     paths = _paths(home)
@@ -100,8 +103,25 @@ def demo(home, **city) -> None:
     from toda_platform.definitions import materialise_all
 
     click.echo("Materialising every asset (one in-process run) …")
-    result = materialise_all(paths)
+    result = materialise_all(paths, ablation=with_ablation)
     _print_summary(paths)
+    if not with_ablation:
+        click.echo("Source ablation: not run by the demo (39 model fits). Run it with "
+                   f"{shlex.join(['.venv/bin/toda', 'ablation', '--home', str(paths.home)])} "
+                   "— its schedule runs it on Saturdays at 01:00.")
+    _exit_if_failed(result)
+
+
+@main.command()
+@home_option
+def ablation(home) -> None:
+    """Run the source ablation now (what the Saturday schedule runs): which sources the model
+    needs, by leaving each out and by each alone."""
+    from toda_platform.definitions import run_ablation
+
+    paths = _paths(home)
+    click.echo("Running the source ablation (job source_ablation_job) …")
+    result = run_ablation(paths)
     _exit_if_failed(result)
 
 
