@@ -53,3 +53,19 @@ def test_a_run_waits_for_a_lock_that_is_let_go(tmp_path):
     finally:
         proc.wait()
     assert len(said) == 1 and "waiting up to 30 s" in said[0]
+
+
+def test_memory_limit_and_threads_come_from_the_settings(tmp_path, monkeypatch):
+    from toda_platform import warehouse
+
+    monkeypatch.setenv(warehouse.MEMORY_ENV, "1GB")
+    monkeypatch.setenv(warehouse.THREADS_ENV, "1")
+    con = warehouse.connect(tmp_path / "w.duckdb")
+    try:
+        limit, threads = con.execute("SELECT current_setting('memory_limit'), current_setting('threads')").fetchall()[0]
+    finally:
+        con.close()
+    assert threads == 1 and limit.replace(" ", "").upper() in ("953.6MIB", "1.0GB", "1GB", "953.6MB")
+    monkeypatch.setenv(warehouse.THREADS_ENV, "two")
+    with pytest.raises(ValueError, match="TODA_DUCKDB_THREADS"):
+        warehouse.connect(tmp_path / "w.duckdb")

@@ -49,6 +49,25 @@ def lock_holder(message: str) -> str | None:
     return f"PID {pid} ({command or m.group('program')})"
 
 
+MEMORY_ENV, THREADS_ENV = "TODA_DUCKDB_MEMORY_LIMIT", "TODA_DUCKDB_THREADS"
+
+
+def engine_config() -> dict[str, str]:
+    """DuckDB's memory limit (``TODA_DUCKDB_MEMORY_LIMIT``, e.g. ``4GB``: beyond it DuckDB spills
+    to ``<warehouse>.tmp/``) and threads (``TODA_DUCKDB_THREADS``) from the settings; unset, DuckDB's
+    own defaults (80 % of RAM, one thread per core)."""
+    out = {}
+    memory = os.environ.get(MEMORY_ENV, "").strip()
+    if memory:
+        out["memory_limit"] = memory
+    threads = os.environ.get(THREADS_ENV, "").strip()
+    if threads:
+        if not threads.isdigit() or int(threads) < 1:
+            raise ValueError(f"{THREADS_ENV}={threads!r}: a whole number of threads, 1 or more")
+        out["threads"] = threads
+    return out
+
+
 def connect(database: str | os.PathLike, *, read_only: bool = False, config: dict | None = None,
             wait: float | None = None, log: Callable[[str], None] = lambda _m: None,
             _sleep: Callable[[float], None] = time.sleep) -> duckdb.DuckDBPyConnection:
@@ -59,7 +78,7 @@ def connect(database: str | os.PathLike, *, read_only: bool = False, config: dic
     attempt = 0
     while True:
         try:
-            return duckdb.connect(str(database), read_only=read_only, config=config or {})
+            return duckdb.connect(str(database), read_only=read_only, config={**engine_config(), **(config or {})})
         except duckdb.IOException as error:
             holder = lock_holder(str(error))
             if holder is None:
