@@ -1369,15 +1369,20 @@ def _archive(paths: Paths, spec: SourceSpec, data: bytes, sha: str) -> Path:
     target = paths.archive / spec.key / f"{sha}.csv"
     if target.exists() and sha256_of(target) == sha:
         return target
+    write_readonly(target, data)
+    return target
+
+
+def write_readonly(target: Path, data: bytes, prefix: str = ".archiving-") -> None:
+    """``data`` as a read-only file, on disk (fsync) before it takes ``target``'s name."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".archiving-")
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=prefix)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
     os.chmod(tmp, 0o444)
     os.replace(tmp, target)
-    return target
 
 
 def _quarantine(paths: Paths, spec: SourceSpec, path: Path | None, name: str, sha: str, reasons: dict,

@@ -314,14 +314,9 @@ def _repoint(con, paths: Paths, spec: SourceSpec, old: str, new: str, size: int)
 
 
 def _write_readonly(target: Path, data: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".erasing-")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.chmod(tmp, 0o444)
-    os.replace(tmp, target)
+    from toda_platform.ingest import write_readonly
+
+    write_readonly(target, data, prefix=".erasing-")
 
 
 def _rewrite_in_place(path: Path, data: bytes) -> None:
