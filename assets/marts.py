@@ -29,7 +29,7 @@ from dagster_duckdb import DuckDBResource
 
 from assets.metadata import json_value, md_table
 from assets.sources import staging_key
-from ml import aggregates, asof, features, labels
+from ml import aggregates, asof, features, inputs, labels
 
 # The run tags with which Dagster's own single-run backfills select a partition range
 # (dagster/_core/storage/tags.py in 1.13; the execution context reads them back as
@@ -65,6 +65,13 @@ def partition_range_tags(partitions_def: dg.PartitionsDefinition = as_of_months)
     return {ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]}
 
 
+class MartConfig(dg.Config):
+    """``rebuild``: build every selected as-of date, even those whose inputs (``ml/inputs.py``:
+    the staging rows they may read and the code of ml/) are those they were built from."""
+
+    rebuild: bool = False
+
+
 def _selected(context: dg.AssetExecutionContext, con) -> tuple[list[str], list[asof.AsOf], str, str]:
     keys = list(context.partition_keys)
     all_keys = as_of_months.get_partition_keys()
@@ -89,13 +96,18 @@ def _range_text(keys: list[str]) -> str:
                 "there is no data yet.",
     metadata={"dagster/table_name": features.FEATURES_TABLE},
 )
-def pupil_features(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
+def pupil_features(context: dg.AssetExecutionContext, config: MartConfig,
+                   warehouse: DuckDBResource) -> dg.MaterializeResult:
     with warehouse.get_connection() as con:
         keys, as_ofs, first, last = _selected(context, con)
         stale = asof.stale_as_of_dates(con, features.FEATURES_TABLE, as_ofs, keys, first, last)
-        context.log.info(f"months {_range_text(keys)}: {len(as_ofs)} as-of dates to build, "
+        fingerprints = None if config.rebuild else inputs.features_fingerprints(con, as_ofs)
+        context.log.info(f"months {_range_text(keys)}: {len(as_ofs)} as-of dates, "
                          f"{len(stale)} stale dates to remove")
-        report = features.build_features(con, as_ofs, stale=stale, log=context.log.info)
+        report = features.build_features(con, as_ofs, stale=stale, log=context.log.info,
+                                         fingerprints=fingerprints)
+        context.log.info(f"{len(report.as_of_dates)} as-of dates built, {len(report.unchanged)} unchanged "
+                         f"(their inputs had not changed)")
         if report.table_recreated:
             context.log.warning("the feature columns changed: marts.pupil_features was recreated "
                                 "and holds only the months of this run — rebuild the others")
@@ -108,6 +120,7 @@ def pupil_features(context: dg.AssetExecutionContext, warehouse: DuckDBResource)
         "months": _range_text(keys),
         "as_of_dates": dg.MetadataValue.json(report.as_of_dates),
         "rows_built": sum(report.rows.values()),
+        "as_of_dates_unchanged": dg.MetadataValue.json(report.unchanged),
         "rows_per_as_of_date": dg.MetadataValue.json(report.rows),
         "stale_as_of_dates_removed": dg.MetadataValue.json(report.deleted_stale),
         "dagster/row_count": total,
@@ -134,11 +147,13 @@ def pupil_features(context: dg.AssetExecutionContext, warehouse: DuckDBResource)
               "dagster/column_schema": dg.TableSchema(columns=[
                   dg.TableColumn(n, description=d) for n, d in labels.LABEL_COLUMNS.items()])},
 )
-def labels_asset(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
+def labels_asset(context: dg.AssetExecutionContext, config: MartConfig,
+                 warehouse: DuckDBResource) -> dg.MaterializeResult:
     with warehouse.get_connection() as con:
         keys, as_ofs, first, last = _selected(context, con)
         stale = asof.stale_as_of_dates(con, "marts.labels", as_ofs, keys, first, last)
-        counts = labels.build_labels(con, as_ofs, stale=stale)
+        counts = labels.build_labels(con, as_ofs, stale=stale, fingerprints=None if config.rebuild
+                                     else inputs.labels_fingerprints(con, as_ofs))
         total = con.execute("SELECT count(*), count(*) FILTER (label_available) FROM marts.labels"
                             ).fetchall()[0]
     return dg.MaterializeResult(metadata={

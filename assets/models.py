@@ -20,7 +20,6 @@ warehouse (schemas ``models`` and ``outputs``).
 
 import hashlib
 import json
-from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -29,6 +28,7 @@ from dagster_duckdb import DuckDBResource
 from assets.marts import FEATURES_KEY, LABELS_KEY
 from assets.metadata import date_text, json_value, md_table, number, text
 from assets.sources import staging_key
+from ml.inputs import code_fingerprint
 from resources.mlflow import MlflowTracking
 from resources.toda import TodaHome
 
@@ -148,8 +148,7 @@ def _input_key(frame: pd.DataFrame, features: list[str], config: dg.Config) -> s
     h = hashlib.sha256(fingerprint(frame, features)["sha256"].encode())
     h.update(json.dumps({k: v for k, v in config.model_dump().items() if k != "force"},
                         sort_keys=True).encode())
-    for path in sorted((Path(__file__).resolve().parents[1] / "ml").glob("*.py")):
-        h.update(path.read_bytes())
+    h.update(code_fingerprint().encode())
     return h.hexdigest()
 
 

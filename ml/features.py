@@ -35,6 +35,7 @@ import duckdb
 
 from ml.asof import (AsOf, Windows, create_known_views, maybe_transaction, sql_date,
                      staged_sources, windows)
+from ml import inputs
 from ml.labels import build_enrolled
 
 FEATURES_TABLE = "marts.pupil_features"
@@ -869,11 +870,16 @@ class BuildReport:
     columns: int = 0
     table_recreated: bool = False
     seconds: float = 0.0
+    unchanged: list[str] = field(default_factory=list)  # as-of dates whose inputs had not changed
 
 
 def build_features(con: duckdb.DuckDBPyConnection, as_ofs: list[AsOf], *,
-                   stale: list[date] = (), table: str = FEATURES_TABLE, log=None) -> BuildReport:
+                   stale: list[date] = (), table: str = FEATURES_TABLE, log=None,
+                   fingerprints: dict[date, str] | None = None) -> BuildReport:
     """Delete-then-insert the rows of ``table`` for each as-of date.
+
+    ``fingerprints`` (``ml.inputs.features_fingerprints``): what each date's rows are built
+    from; a date whose rows were built from the same is left as it is (``report.unchanged``).
 
     Each as-of date is replaced in its own short transaction once its rows are computed (in temp
     tables, outside any transaction: a transaction spanning a whole range would keep every
@@ -892,8 +898,11 @@ def build_features(con: duckdb.DuckDBPyConnection, as_ofs: list[AsOf], *,
         with maybe_transaction(con):
             for d in stale:
                 con.execute(f"DELETE FROM {table} WHERE as_of_date = ?", [d])
+            inputs.forget(con, table, stale)
     report.deleted_stale = [d.isoformat() for d in stale]
-    for group in batches(as_ofs):
+    same = inputs.unchanged(con, table, fingerprints) if fingerprints else set()
+    report.unchanged = sorted(d.isoformat() for d in same)
+    for group in batches([a for a in as_ofs if a.date not in same]):
         t0 = time.perf_counter()
         batch = prepare_batch(con, group)
         if log:
@@ -907,8 +916,11 @@ def build_features(con: duckdb.DuckDBPyConnection, as_ofs: list[AsOf], *,
                 if not _exists(con, table) or _schema(con, table) != _schema(con, "_features"):
                     report.table_recreated = report.table_recreated or _exists(con, table)
                     con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM _features LIMIT 0")
+                    inputs.forget(con, table)
                 con.execute(f"DELETE FROM {table} WHERE as_of_date = ?", [a.date])
                 con.execute(f"INSERT INTO {table} SELECT * FROM _features")
+                if fingerprints:
+                    inputs.remember(con, table, a.date, fingerprints[a.date])
             n = con.execute("SELECT count(*) FROM _features").fetchall()[0][0]
             report.as_of_dates.append(a.date.isoformat())
             report.rows[a.date.isoformat()] = n

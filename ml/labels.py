@@ -178,13 +178,17 @@ def ensure_labels_table(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def build_labels(con: duckdb.DuckDBPyConnection, as_ofs: list[AsOf], *,
-                 stale: list[date] = ()) -> dict[str, dict]:
+                 stale: list[date] = (), fingerprints: dict[date, str] | None = None) -> dict[str, dict]:
     """Delete-then-insert the rows of ``marts.labels`` for each as-of date, each in its own
     short transaction (see :func:`ml.features.build_features`).
 
     ``stale``: further as-of dates whose rows are deleted (see :func:`ml.asof.stale_as_of_dates`).
+    ``fingerprints`` (``ml.inputs.labels_fingerprints``): a date whose rows were built from the
+    same inputs is left as it is (its counts are read back, marked ``"unchanged": True``).
     Returns per as-of date the cohort size, known cases and positive labels.
     """
+    from ml import inputs
+
     ensure_labels_table(con)
     available: dict[int, bool] = {}
 
@@ -197,18 +201,23 @@ def build_labels(con: duckdb.DuckDBPyConnection, as_ofs: list[AsOf], *,
     with maybe_transaction(con):
         for d in stale:
             con.execute("DELETE FROM marts.labels WHERE as_of_date = ?", [d])
+        inputs.forget(con, "marts.labels", stale)
+    same = inputs.unchanged(con, "marts.labels", fingerprints) if fingerprints else set()
     for a in as_ofs:
-        create_known_views(con, a.date)
-        build_enrolled(con, a)
-        with maybe_transaction(con):
-            con.execute("DELETE FROM marts.labels WHERE as_of_date = ?", [a.date])
-            con.execute(f"INSERT INTO marts.labels BY NAME "
-                        f"{_label_sql(a, avail(a.school_year), avail(a.school_year - 1))}")
+        if a.date not in same:
+            create_known_views(con, a.date)
+            build_enrolled(con, a)
+            with maybe_transaction(con):
+                con.execute("DELETE FROM marts.labels WHERE as_of_date = ?", [a.date])
+                con.execute(f"INSERT INTO marts.labels BY NAME "
+                            f"{_label_sql(a, avail(a.school_year), avail(a.school_year - 1))}")
+                if fingerprints:
+                    inputs.remember(con, "marts.labels", a.date, fingerprints[a.date])
         n = con.execute(
             "SELECT count(*) FILTER (in_cohort), count(*) FILTER (known_case), "
             "count(*) FILTER (label), count(*) FILTER (label_available) "
             "FROM marts.labels WHERE as_of_date = ?", [a.date]).fetchall()[0]
         counts[a.date.isoformat()] = {"cohort": n[0], "known_cases": n[1], "label_true": n[2],
-                                      "labelled": n[3]}
+                                      "labelled": n[3], **({"unchanged": True} if a.date in same else {})}
     con.execute("DROP TABLE IF EXISTS _enrolled")
     return counts
