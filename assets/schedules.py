@@ -3,8 +3,10 @@
 =====================  ==========================  =========================================
 job                    when                        what
 =====================  ==========================  =========================================
-nightly_refresh_job    every day 21:00             everything but the source ablation (also
-                                                   what ``toda refresh`` runs)
+nightly_refresh_job    every day 21:00             everything but the source ablation and the
+                                                   support effects (also what ``toda refresh``
+                                                   runs); marts rebuild only the as-of dates
+                                                   whose inputs changed (ml/inputs.py)
 morning_rescoring_job  school days 06:30           the latest as-of months of the marts, the
                                                    drift gate, the risk list, the snapshot
 retrain_job            a new long-absence survey   the survey's downstream: labels, features,
@@ -12,6 +14,10 @@ retrain_job            a new long-absence survey   the survey's downstream: labe
                        (yearly fallback, forced)   the scores
 drift_report_job       the 1st of a month 06:00    scoring/feature_drift: its report is kept
 source_ablation_job    Saturdays 01:00             models/source_ablation
+support_effects_job    Sundays 03:00               outputs/support_effects (a 20-school-day
+                                                   window: weekly is enough; ~2 min of bootstrap
+                                                   kept out of the nightly list's way). The
+                                                   snapshot follows by its automation condition
 =====================  ==========================  =========================================
 
 Every schedule and sensor is on from the start. Every job writes the warehouse and carries the
@@ -27,6 +33,7 @@ import dagster as dg
 from assets.marts import (ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG,
                           FEATURES_KEY, LABELS_KEY, as_of_months, partition_range_tags)
 from assets.models import ABLATION_KEY, DRIFT_KEY, KNOWN_CASES_KEY, MODEL_KEY, RISK_SCORES_KEY
+from assets.outputs import SUPPORT_KEY
 from assets.serving import SNAPSHOT_KEY
 from assets.sources import staging_key
 from resources.toda import TodaHome
@@ -37,10 +44,14 @@ TZ = "Asia/Tokyo"
 SURVEY_KEY = staging_key("long_absence_survey")
 ABLATION = dg.AssetSelection.assets(ABLATION_KEY)
 
-NIGHTLY = dg.AssetSelection.all() - ABLATION
+SUPPORT = dg.AssetSelection.assets(SUPPORT_KEY)
+WEEKLY = ABLATION | SUPPORT
+
+EVERYTHING_BUT_ABLATION = dg.AssetSelection.all() - ABLATION  # what `toda demo` builds
+NIGHTLY = dg.AssetSelection.all() - WEEKLY
 RESCORING = dg.AssetSelection.assets(FEATURES_KEY, LABELS_KEY, DRIFT_KEY, RISK_SCORES_KEY,
                                      KNOWN_CASES_KEY, SNAPSHOT_KEY)
-RETRAIN = dg.AssetSelection.assets(SURVEY_KEY).downstream() - dg.AssetSelection.groups("sources") - ABLATION
+RETRAIN = dg.AssetSelection.assets(SURVEY_KEY).downstream() - dg.AssetSelection.groups("sources") - WEEKLY
 FORCE_RETRAIN = {"ops": {"__".join(MODEL_KEY.path): {"config": {"force": True}}}}
 
 
@@ -49,9 +60,10 @@ def _job(name: str, selection: dg.AssetSelection, description: str) -> dg.Unreso
 
 
 nightly_job = _job("nightly_refresh_job", NIGHTLY,
-                   "Everything but the source ablation: new files staged, every as-of month of the "
-                   "marts, the model (retrained only when its labelled rows changed), the drift "
-                   "gate and the risk list. `toda refresh` runs this job.")
+                   "Everything but the weekly source ablation and support effects: new files staged, "
+                   "the as-of dates of the marts whose inputs changed, the model (retrained only when "
+                   "its labelled rows changed), the drift gate and the risk list. `toda refresh` runs "
+                   "this job.")
 rescoring_job = _job("morning_rescoring_job", RESCORING,
                      "The latest as-of months of the marts, the drift gate, the risk list and the "
                      "portal's snapshot: this morning's list from last night's files.")
@@ -60,6 +72,9 @@ retrain_job = _job("retrain_job", RETRAIN,
                    "model and its audit, the scores).")
 drift_job = _job("drift_report_job", dg.AssetSelection.assets(DRIFT_KEY),
                  "Evidently drift of the champion's top features, kept as the month's report.")
+support_job = _job("support_effects_job", SUPPORT,
+                   "The effect of each support action on the following 20 school days' absences "
+                   "(outputs/support_effects), with its bootstrap intervals.")
 ablation_job = _job("source_ablation_job", ABLATION,
                     "Leave-one-source-out and single-source runs (rerun only when the labelled "
                     "rows, its config or ml/ changed).")
@@ -160,6 +175,13 @@ source_ablation = dg.ScheduleDefinition(
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Saturdays, 01:00: the source ablation (a no-op when nothing it reads changed).")
 
-jobs = [nightly_job, rescoring_job, retrain_job, drift_job, ablation_job]
-schedules = [nightly_refresh, morning_rescoring, yearly_retrain, drift_report, source_ablation]
+weekly_support_effects = dg.ScheduleDefinition(
+    name="weekly_support_effects", job=support_job, cron_schedule="0 3 * * 0", execution_timezone=TZ,
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Sundays, 03:00: the support effects of the week's decisions; the portal's snapshot "
+                "follows (its automation condition).")
+
+jobs = [nightly_job, rescoring_job, retrain_job, drift_job, ablation_job, support_job]
+schedules = [nightly_refresh, morning_rescoring, yearly_retrain, drift_report, source_ablation,
+             weekly_support_effects]
 sensors = [retrain_on_survey]

@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 
 from assets import schedules
 from assets.marts import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, as_of_months
-from assets.models import ABLATION_KEY, MODEL_KEY
+from assets.models import ABLATION_KEY, MODEL_KEY, RISK_SCORES_KEY
+from assets.outputs import SUPPORT_KEY
+from assets.serving import SNAPSHOT_KEY
 from toda_platform.definitions import CLI_PID_TAG, build_definitions, fail_orphaned_runs, refresh
 from toda_platform.school_calendar import SchoolCalendar, is_school_day
 from toda_platform.warehouse import WRITER_TAG
@@ -85,7 +87,8 @@ def test_morning_rescoring_skips_holidays_and_vacations(defs):
 def test_every_schedule_and_sensor_is_on_from_the_start_in_tokyo_time(defs):
     repo = defs.get_repository_def()
     assert {s.name for s in repo.schedule_defs} == {
-        "nightly_refresh", "morning_rescoring", "yearly_retrain", "monthly_drift_report", "source_ablation"}
+        "nightly_refresh", "morning_rescoring", "yearly_retrain", "monthly_drift_report", "source_ablation",
+        "weekly_support_effects"}
     for s in repo.schedule_defs:
         assert s.default_status == dg.DefaultScheduleStatus.RUNNING, s.name
         assert s.execution_timezone == "Asia/Tokyo", s.name
@@ -94,7 +97,7 @@ def test_every_schedule_and_sensor_is_on_from_the_start_in_tokyo_time(defs):
     crons = {s.name: s.cron_schedule for s in repo.schedule_defs}
     assert crons == {"nightly_refresh": "0 21 * * *", "morning_rescoring": "30 6 * * 1-5",
                      "yearly_retrain": "0 2 15 5 *", "monthly_drift_report": "0 6 1 * *",
-                     "source_ablation": "0 1 * * 6"}
+                     "source_ablation": "0 1 * * 6", "weekly_support_effects": "0 3 * * 0"}
 
 
 def test_every_job_is_a_tagged_writer_and_the_ablation_runs_on_its_own(defs):
@@ -104,7 +107,7 @@ def test_every_job_is_a_tagged_writer_and_the_ablation_runs_on_its_own(defs):
     selected = {name: defs.resolve_job_def(name).asset_layer.selected_asset_keys
                 for name in ("nightly_refresh_job", "source_ablation_job", "retrain_job")}
     all_keys = defs.resolve_asset_graph().get_all_asset_keys()
-    assert selected["nightly_refresh_job"] == all_keys - {ABLATION_KEY}
+    assert selected["nightly_refresh_job"] == all_keys - {ABLATION_KEY, SUPPORT_KEY}
     assert selected["source_ablation_job"] == {ABLATION_KEY}
     assert MODEL_KEY in selected["retrain_job"] and ABLATION_KEY not in selected["retrain_job"]
 
@@ -231,8 +234,12 @@ def test_the_demo_leaves_the_ablation_to_its_own_job_unless_asked(tmp_path, monk
     assert ("toda ablation --home" in result.output) is not ablation
 
 
-def test_without_the_ablation_the_demo_runs_the_nightly_selection(defs):
-    nightly = defs.resolve_job_def(schedules.nightly_job.name)
-    keys = nightly.asset_layer.selected_asset_keys
-    assert ABLATION_KEY not in keys and MODEL_KEY in keys
-    assert keys == {k for k in defs.resolve_asset_graph().get_all_asset_keys()} - {ABLATION_KEY}
+def test_the_nightly_job_leaves_the_weekly_assets_out_and_the_demo_only_the_ablation(defs):
+    everything = set(defs.resolve_asset_graph().get_all_asset_keys())
+    nightly = defs.resolve_job_def(schedules.nightly_job.name).asset_layer.selected_asset_keys
+    assert MODEL_KEY in nightly and RISK_SCORES_KEY in nightly and SNAPSHOT_KEY in nightly
+    assert nightly == everything - {ABLATION_KEY, SUPPORT_KEY}
+    assert set(schedules.EVERYTHING_BUT_ABLATION.resolve(defs.resolve_asset_graph())) == everything - {ABLATION_KEY}
+    weekly = {s.name: s for s in schedules.schedules}["weekly_support_effects"]
+    assert weekly.cron_schedule == "0 3 * * 0" and weekly.execution_timezone == "Asia/Tokyo"
+    assert defs.resolve_job_def(weekly.job_name).asset_layer.selected_asset_keys == {SUPPORT_KEY}

@@ -140,11 +140,11 @@ def materialise_all(paths: Paths, *, instance: dg.DagsterInstance | None = None,
     """
     instance = _instance(paths, instance)
     defs = build_definitions(paths)
-    # without the ablation: the nightly job's selection (everything else), over the whole range
-    job = defs.resolve_implicit_global_asset_job_def() if ablation else defs.resolve_job_def(
-        schedules.nightly_job.name)
+    job = defs.resolve_implicit_global_asset_job_def()
+    selection = None if ablation else sorted(
+        schedules.EVERYTHING_BUT_ABLATION.resolve(defs.resolve_asset_graph()))
     run_config = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
     if ops:  # per-asset config, e.g. {"models__source_ablation": {"config": {...}}}
         run_config["ops"] = ops
     return job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config,
-                                  tags={**partition_range_tags(), **cli_tags()})
+                                  asset_selection=selection, tags={**partition_range_tags(), **cli_tags()})
