@@ -98,3 +98,16 @@ def test_alerts_are_listed_and_closed_from_the_cli(paths):
 def test_no_personal_value_survives_safe_message(prefix, number, name):
     message = alerts.safe_message(f"{prefix} {name} {number}")
     assert name not in message and number not in message and len(message) <= alerts.MAX_MESSAGE
+
+
+def test_alert_times_are_shown_in_the_citys_time(paths):
+    from datetime import datetime, timezone
+
+    alerts.record(paths, alerts.Alert(run_id="r2", job_name="nightly_refresh_job", error="X", message="m"),
+                  now=datetime(2026, 11, 30, 12, 5, 40, tzinfo=timezone.utc))
+    [a] = alerts.listed(paths)
+    assert a["raised_at"] == "2026-11-30T12:05:40+00:00"  # stored in UTC
+    assert a["raised_at_jst"] == "2026-11-30 21:05 JST"
+    out = CliRunner().invoke(main, ["alerts", "--home", str(paths.home)])
+    assert "2026-11-30 21:05 JST" in out.output
+    assert alerts.in_tokyo("2026-12-31T15:00:00") == "2027-01-01 00:00 JST"  # a naive stamp is UTC

@@ -16,12 +16,13 @@ import re
 import sqlite3
 from contextlib import closing
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from toda_platform.settings import Paths
 
 MAX_MESSAGE = 300
+TOKYO = timezone(timedelta(hours=9), "JST")
 DDL = """CREATE TABLE IF NOT EXISTS alerts (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     raised_at TEXT NOT NULL,
@@ -108,8 +109,20 @@ def listed(paths: Paths, *, status: str = "open", limit: int = 100) -> list[dict
         return []
     where, params = ("", []) if status == "all" else ("WHERE status = ?", [status])
     with closing(_connect(paths)) as con:
-        return [dict(r) for r in con.execute(
+        rows = [dict(r) for r in con.execute(
             f"SELECT * FROM alerts {where} ORDER BY raised_at DESC, id DESC LIMIT ?", [*params, limit])]
+    for r in rows:  # stored in UTC; shown in the city's time
+        r["raised_at_jst"] = in_tokyo(r["raised_at"])
+    return rows
+
+
+def in_tokyo(stamp: str | None) -> str:
+    """An ISO time stamp (UTC) as the city reads it: '2026-11-30 20:05 JST'."""
+    if not stamp:
+        return ""
+    at = datetime.fromisoformat(stamp)
+    at = at if at.tzinfo else at.replace(tzinfo=timezone.utc)
+    return at.astimezone(TOKYO).strftime("%Y-%m-%d %H:%M JST")
 
 
 def close(paths: Paths, alert_id: int, by: str, note: str) -> bool:

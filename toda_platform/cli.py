@@ -404,7 +404,7 @@ def alerts(ctx, home) -> None:
 
     found = listed(_paths(home))
     for a in found:
-        click.echo(f"#{a['id']} {a['raised_at']} {a['job_name']} run {a['run_id'][:8]} "
+        click.echo(f"#{a['id']} {a['raised_at_jst']} {a['job_name']} run {a['run_id'][:8]} "
                    f"{a['assets'] or '-'} {a['failed_check'] or ''} {a['error']}: {a['message']}")
     click.echo(f"{len(found)} open alert(s)")
 
