@@ -2,6 +2,7 @@
 
 
 import json
+import time
 
 import dagster as dg
 
@@ -38,16 +39,33 @@ def _manifest(toda: TodaHome):
 def landing_zone_sensor(context: dg.SensorEvaluationContext, toda: TodaHome):
     cursor = json.loads(context.cursor) if context.cursor else {}
     try:
-        tick = landing_watch.evaluate(toda.paths, cursor, lambda: _manifest(toda))
+        tick = landing_watch.evaluate(toda.paths, cursor, lambda: _manifest(toda),
+                                      running=lambda: _landing_runs(context.instance))
     except WarehouseLocked:
         return dg.SkipReason("the warehouse is busy with a run: looking again at the next tick")
     context.update_cursor(json.dumps(tick.cursor, sort_keys=True))
     if not tick.to_stage:
         return dg.SkipReason("no file in the landing zone that the manifest has not seen")
-    # one run: Dagster orders the staging assets by their deps (reference sources first)
+    if tick.retried:
+        context.log.warning(f"asked again for {', '.join(tick.retried)}: the run asked for before ended "
+                            f"without staging its files")
+    # one run: Dagster orders the staging assets by their deps (reference sources first); a
+    # retry gets a run key of its own (the same key would be deduplicated away)
     key = ",".join(f"{k}:{tick.cursor[k]}" for k in tick.to_stage)
-    return dg.RunRequest(run_key=f"landing:{key}", asset_selection=[staging_key(k) for k in tick.to_stage],
-                         tags=WRITER_TAGS)
+    retry = f":retry@{int(time.time())}" if tick.retried else ""
+    return dg.RunRequest(run_key=f"landing:{key}{retry}", asset_selection=[staging_key(k) for k in tick.to_stage],
+                         tags={**WRITER_TAGS, LANDING_TAG: ",".join(tick.to_stage)})
+
+
+LANDING_TAG = "toda/landing_sources"
+ACTIVE = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+          dg.DagsterRunStatus.STARTED]
+
+
+def _landing_runs(instance: dg.DagsterInstance) -> set[str]:
+    """The source keys of the landing runs still queued or running."""
+    runs = instance.get_runs(filters=dg.RunsFilter(statuses=ACTIVE))
+    return {k for r in runs for k in (r.tags.get(LANDING_TAG) or "").split(",") if k}
 
 
 # Dagster creates a stopped default sensor for automation conditions; this one is on from the

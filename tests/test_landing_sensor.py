@@ -85,3 +85,41 @@ def test_a_busy_warehouse_skips_the_tick_without_losing_the_files(paths, monkeyp
     monkeypatch.undo()
     paths.warehouse.unlink()
     assert len(_tick(defs, busy.cursor).run_requests) == 1
+
+
+def test_files_of_a_run_that_failed_are_asked_for_again_without_touching_the_folder(paths):
+    """The cursor keeps the folders asked for until the manifest has seen their files: while a
+    run for them is queued or running nothing more is asked; once none is left (it failed), the
+    next tick asks again, under a run key of its own."""
+    from toda_platform import landing_watch
+
+    _master(paths)
+    unseen = lambda: {}  # noqa: E731 - the manifest never saw the file (the run failed)
+    first = landing_watch.evaluate(paths, {}, unseen)
+    assert first.to_stage == ["school_master"] and first.cursor["pending"] == ["school_master"]
+    while_running = landing_watch.evaluate(paths, first.cursor, unseen, running=lambda: {"school_master"})
+    assert while_running.to_stage == [] and while_running.cursor["pending"] == ["school_master"]
+    after_failure = landing_watch.evaluate(paths, while_running.cursor, unseen, running=lambda: set())
+    assert after_failure.to_stage == ["school_master"] and after_failure.retried == ["school_master"]
+    f = landing_watch.settled(paths, "school_master")[0]
+    staged = lambda: {"school_master": {f.name: [(f.size, f.landed_at)]}}  # noqa: E731
+    done = landing_watch.evaluate(paths, after_failure.cursor, staged, running=lambda: set())
+    assert done.to_stage == [] and "pending" not in done.cursor
+
+
+def test_the_sensor_asks_again_once_the_failed_run_is_over(paths):
+    _master(paths)
+    defs = build_definitions(paths)
+    [first] = _tick(defs).run_requests
+    assert first.tags["toda/landing_sources"] == "school_master"
+    with dg.instance_for_test() as instance:
+        sensor = defs.resolve_sensor_def("landing_zone_sensor")
+        with dg.build_sensor_context(cursor=None, instance=instance, resources={"toda": defs.resources["toda"]}) as ctx:
+            tick = sensor.evaluate_tick(ctx)
+        [again_request] = tick.run_requests
+        with dg.build_sensor_context(cursor=tick.cursor, instance=instance,
+                                     resources={"toda": defs.resources["toda"]}) as ctx:
+            retry = sensor.evaluate_tick(ctx)  # no run is queued or running: it failed
+        [request] = retry.run_requests
+        assert request.run_key != again_request.run_key and ":retry@" in request.run_key
+        assert request.asset_selection == [staging_key("school_master")]

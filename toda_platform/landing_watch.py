@@ -6,7 +6,10 @@ same name, size and modification time (``landed_at``): the sensor's first tick a
 finds every file seen and starts nothing, and a file touched or replaced since is new again.
 
 The sensor's cursor keeps each folder's fingerprint, so a folder that did not change is not even
-compared with the manifest. Plain functions, no Dagster: ``assets/sensors.py`` wires them.
+compared with the manifest — except the folders it asked a run for (``pending``): until the
+manifest has seen their files, each tick looks again, and when no run for them is queued or
+running any more (it failed, or was cancelled) it asks again. A failed run loses no file, even
+if nobody touches the folder. Plain functions, no Dagster: ``assets/sensors.py`` wires them.
 """
 
 from __future__ import annotations
@@ -70,27 +73,41 @@ def is_seen(f: LandedFile, seen: dict[str, list]) -> bool:
                for size, landed in seen.get(f.name, ()))
 
 
+PENDING = "pending"  # the cursor's list of source keys asked for and not yet seen in the manifest
+
+
 @dataclass(frozen=True)
 class Tick:
     to_stage: list[str]  # source keys with settled files the manifest has not seen
-    cursor: dict[str, str]  # source key -> fingerprint of its settled files
+    cursor: dict  # source key -> fingerprint of its settled files; PENDING -> source keys
+    retried: list[str] = ()  # of to_stage: asked for before, and no run for them is left
 
 
-def evaluate(paths: Paths, cursor: dict[str, str], seen_of, now: float | None = None) -> Tick:
+def evaluate(paths: Paths, cursor: dict, seen_of, now: float | None = None,
+             running=lambda: set()) -> Tick:
     """Which sources to stage now. ``seen_of()`` returns :func:`manifest_seen` of the warehouse; it
-    is called only when a folder's fingerprint changed (the first tick: every folder)."""
+    is called only when a folder's fingerprint changed (the first tick: every folder) or a folder
+    asked for is still unseen. ``running()``: the source keys of landing runs queued or running."""
     cursor = dict(cursor)
+    pending = list(cursor.pop(PENDING, []))
     changed: dict[str, list[LandedFile]] = {}
+    current: dict[str, list[LandedFile]] = {}
     for key in CATALOGUE:
         files = settled(paths, key, now)
+        current[key] = files
         sig = signature(files)
         if sig is None:
             cursor.pop(key, None)
         elif cursor.get(key) != sig:
             changed[key] = files
             cursor[key] = sig
-    if not changed:
-        return Tick([], cursor)
+    active = running() if pending else set()
+    recheck = {k: current[k] for k in pending if k not in changed and k not in active and current[k]}
+    if not changed and not recheck:
+        return Tick([], {**cursor, **({PENDING: sorted(k for k in pending if k in active)} if pending else {})})
     seen = seen_of()
-    to_stage = [k for k, files in changed.items() if any(not is_seen(f, seen.get(k, {})) for f in files)]
-    return Tick(to_stage, cursor)
+    unseen = [k for k, files in {**changed, **recheck}.items() if any(not is_seen(f, seen.get(k, {})) for f in files)]
+    to_stage = [k for k in CATALOGUE if k in unseen]
+    still = sorted(set(to_stage) | {k for k in pending if k in active})
+    return Tick(to_stage, {**cursor, **({PENDING: still} if still else {})},
+                retried=[k for k in to_stage if k in recheck])
