@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 import shutil
 
+import duckdb
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.test_bad_inputs import ATT, K, NURSE, city, db, land_real, modified  # noqa: F401  (fixtures)
+from toda_platform import ingest as I
 from toda_platform import ingest_batch
 from toda_platform.catalogue import CATALOGUE
 from toda_platform.ingest import ingest_source
@@ -192,3 +194,25 @@ def test_a_batch_of_form_months_keeps_the_latest_submissions_like_single_files(c
     assert by_name[names[2]].drop_reasons.get("unknown_pupil") == 1
     assert any("files)" in v.file_name for v in batched.validations)
     _assert_same(bstate, astate)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["p1", "p2", "p3", None]), st.integers(1, 4), st.integers(0, 1)),
+                min_size=1, max_size=25))
+def test_a_key_twice_within_a_file_is_found_and_only_then(rows):
+    """The hash pre-check may only ever pass a batch without a repeated key (per file)."""
+    from datetime import date
+
+    spec = CATALOGUE["attendance_daily"]
+    con = duckdb.connect()
+    con.execute("CREATE TEMP TABLE _typed (pupil_id VARCHAR, date DATE, _file USMALLINT, _line INTEGER)")
+    con.executemany("INSERT INTO _typed VALUES (?, ?, ?, ?)",
+                    [[p, date(2024, 5, d), f, i + 2] for i, (p, d, f) in enumerate(rows)])
+    twice = len({(p, d, f) for p, d, f in rows}) < len(rows)
+    try:
+        I._check_unique_key(con, spec, "出欠_2024-05.csv", within="_file")
+        raised = False
+    except I.IngestError as error:
+        raised = True
+        assert error.check == "unique_key"
+    assert raised == twice

@@ -1060,6 +1060,11 @@ def _check_unique_key(con, spec: SourceSpec, name: str, header_map: dict[str, st
                       within: str | None = None) -> None:
     """No key twice in a file (``within``: the column telling the files of a batch apart)."""
     keys = ", ".join(f'"{k}"' for k in (*spec.key_columns, *([within] if within else [])))
+    # as many distinct 64-bit hashes of the key as rows proves no key twice (equal keys hash
+    # alike) and costs a third less than grouping by the key itself; fewer (a duplicate, or
+    # rarely two keys hashing alike) is settled by the exact grouping
+    if con.execute(f"SELECT count(*) = count(DISTINCT hash({keys})) FROM _typed").fetchall()[0][0]:
+        return
     if not con.execute(f"SELECT count(*) FROM (SELECT 1 FROM _typed GROUP BY {keys} HAVING count(*) > 1)").fetchall()[0][0]:
         return
     dup = con.execute(f"""
