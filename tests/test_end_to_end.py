@@ -147,11 +147,13 @@ def test_the_drift_gate_ran_before_the_list_and_the_summary_reports_both(city, c
     assert listed.n[0] > 0 and listed.d[0] == run.as_of_date.iloc[-1]
     from toda_platform.cli import _print_summary
 
-    monkeypatch.setenv("COLUMNS", "200")  # rich wraps at the terminal's width
+    monkeypatch.delenv("COLUMNS", raising=False)  # piped, as `make demo | tee` is: no figure cut to "0.2…"
     _print_summary(paths)
     out = capsys.readouterr().out
     assert "Drift gate: passed" in out and f"Risk list {listed.d[0].date()}: {listed.n[0]:,} pupils" in out
     assert "lightgbm" in out and "rule_baseline" in out and "toda mlflow --home" in out
+    rows = [line for line in out.splitlines() if "lightgbm" in line or "attendance_daily" in line]
+    assert rows and not any("…" in line for line in rows), rows
 
 
 # ---------------------------------------------------------------------------------------------
