@@ -33,7 +33,7 @@ from toda_platform.catalogue import CATALOGUE
 from toda_platform.ingest import FileOutcome, SourceReport, ensure_table, ingest_source
 from toda_platform.pseudonym import pseudonymise
 from toda_platform.settings import Paths
-from toda_platform.synth import CityConfig, generate_city
+from synthcity import CityConfig, generate_city
 
 TINY = CityConfig(pupils=300, elementary_schools=1, junior_high_schools=1, years=2)
 ATT, NURSE, HEALTH, QU, INFANT = ("attendance_daily", "nurse_office_visits", "health_checkup", "qu_survey",

@@ -40,7 +40,7 @@ def test_every_source_has_a_staging_asset():
 
 
 def test_every_source_has_a_generator():
-    from toda_platform.synth.records import BUILDERS
+    from synthcity.records import BUILDERS
 
     assert set(BUILDERS) == EXPECTED
 

@@ -14,7 +14,7 @@ import pytest
 from toda_platform.catalogue import CATALOGUE
 from toda_platform.definitions import materialise_all
 from toda_platform.settings import Paths
-from toda_platform.synth import CityConfig, generate_city
+from synthcity import CityConfig, generate_city
 
 SMALL = CityConfig(pupils=900, elementary_schools=2, junior_high_schools=1, years=3)
 # every asset runs for real; the ablation (unit-tested in test_ml_outputs) over two groups only

@@ -28,7 +28,7 @@ home_option = click.option("--home", envvar="TODA_HOME", default=None,
 
 
 def city_options(f):
-    from toda_platform.synth import CityConfig
+    from synthcity import CityConfig
 
     d = CityConfig()
     for opt in reversed([
@@ -47,7 +47,7 @@ def city_options(f):
 
 
 def _config(pupils, elementary_schools, junior_high_schools, years, latest_school_year, today, seed):
-    from toda_platform.synth import CityConfig
+    from synthcity import CityConfig
 
     return CityConfig(pupils=pupils, elementary_schools=elementary_schools,
                       junior_high_schools=junior_high_schools, years=years,
@@ -66,7 +66,7 @@ def main() -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def generate(home, quiet, **city) -> None:
     """Write the synthetic city's exports to landing/ and its hidden truth to truth/."""
-    from toda_platform.synth import generate_city
+    from synthcity import generate_city
 
     paths = _paths(home)
     summary = generate_city(paths.home, _config(**city), progress=not quiet)
@@ -88,7 +88,7 @@ def demo(home, with_ablation, **city) -> None:
 
     paths = _paths(home)
     if _landing_is_empty(paths):
-        from toda_platform.synth import generate_city
+        from synthcity import generate_city
 
         click.echo(f"Generating the synthetic city under {paths.home} …")
         generate_city(paths.home, _config(**city))

@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from toda_platform.synth.names import TOWNS
-from toda_platform.synth.rng import stream
+from synthcity.names import TOWNS
+from synthcity.rng import stream
 
 ELEMENTARY_NAMES = ("戸田第一", "戸田第二", "戸田東", "戸田南", "新曽", "芦原", "笹目", "美谷本",
                     "美女木", "喜沢", "新曽北", "笹目東")

@@ -9,10 +9,10 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from toda_platform.synth.daily import YearDays, simulate_year
-from toda_platform.synth.latent import Latent, build_latent
-from toda_platform.synth.population import Population, build_population
-from toda_platform.synth.schools import build_schools
+from synthcity.daily import YearDays, simulate_year
+from synthcity.latent import Latent, build_latent
+from synthcity.population import Population, build_population
+from synthcity.schools import build_schools
 
 
 @dataclass

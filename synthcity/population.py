@@ -15,9 +15,9 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from toda_platform.synth import names
-from toda_platform.synth.calendar import school_year
-from toda_platform.synth.rng import stream
+from synthcity import names
+from synthcity.calendar import school_year
+from synthcity.rng import stream
 
 OUT_MIDYEAR = 0.012  # leave the city during the year
 OUT_YEAR_END = 0.013  # leave the city at the end of March

@@ -21,11 +21,11 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from toda_platform.synth import support
-from toda_platform.synth.calendar import SchoolYear, school_year
-from toda_platform.synth.latent import Latent
-from toda_platform.synth.population import Population
-from toda_platform.synth.rng import stream
+from synthcity import support
+from synthcity.calendar import SchoolYear, school_year
+from synthcity.latent import Latent
+from synthcity.population import Population
+from synthcity.rng import stream
 
 PRESENT, SICK, OTHER, SUSPENDED, MOURNING, LATE, EARLY = range(7)
 STATUS_CODES = ("present", "absent_sick", "absent_other", "suspended", "mourning", "late", "early_leave")

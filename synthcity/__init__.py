@@ -30,11 +30,11 @@ from tqdm import tqdm
 
 from toda_platform.catalogue import CATALOGUE
 from toda_platform.settings import Paths
-from toda_platform.synth.calendar import school_year
-from toda_platform.synth.city import simulate
-from toda_platform.synth.records import BUILDERS
-from toda_platform.synth.truth import write_truth
-from toda_platform.synth.writer import ReExportPlan, SourceFiles, Writer
+from synthcity.calendar import school_year
+from synthcity.city import simulate
+from synthcity.records import BUILDERS
+from synthcity.truth import write_truth
+from synthcity.writer import ReExportPlan, SourceFiles, Writer
 
 __all__ = ["CityConfig", "GenerationSummary", "generate_city", "LATE_FIELDS"]
 

@@ -35,8 +35,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from toda_platform.catalogue import Column, SourceSpec
-from toda_platform.synth import formats
-from toda_platform.synth.rng import stream
+from synthcity import formats
+from synthcity.rng import stream
 
 KNOWN_SUFFIX = "__known"
 JST = timezone(timedelta(hours=9))
