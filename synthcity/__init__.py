@@ -29,6 +29,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from toda_platform.catalogue import CATALOGUE
+from toda_platform.city import load_city
 from toda_platform.settings import Paths
 from synthcity.calendar import school_year
 from synthcity.city import simulate
@@ -73,7 +74,9 @@ class GenerationSummary:
     seconds: float = 0.0
 
 
-def generate_city(home: Path | str, config: CityConfig = CityConfig(), progress: bool = True) -> GenerationSummary:
+def generate_city(home: Path | str, config: CityConfig = CityConfig(), progress: bool = True,
+                  city_file: str | Path = "toda") -> GenerationSummary:
+    """``city_file``: how the city's departments write their files (a packaged name or a path)."""
     started = time.perf_counter()
     paths = Paths.from_env(home)
     years, today = config.school_years, config.as_of
@@ -86,7 +89,7 @@ def generate_city(home: Path | str, config: CityConfig = CityConfig(), progress:
         _clear(paths)
         writer = Writer(paths.landing, today, config.seed, re_export_plan(years, today), date(years[0], 4, 1))
         written: dict[str, SourceFiles] = {}
-        for key, spec in CATALOGUE.items():
+        for key, spec in load_city(city_file).specs.items():
             bar.set_postfix_str(key)
             written[key] = writer.write(spec, BUILDERS[key](city))
             bar.update()

@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from toda_platform import layouts
 from toda_platform.catalogue import Column, SourceSpec
 from synthcity import formats
 from synthcity.rng import stream
@@ -210,7 +211,8 @@ def render(spec: SourceSpec, frame: pd.DataFrame) -> bytes:
     arrays = [format_column(c, frame[c.name], style.date_format, style.grade_format) for c in columns]
     if style.fullwidth_digits:
         arrays = _fullwidth(spec, columns, arrays, frame)
-    table = pa.Table.from_arrays(arrays, names=[c.header for c in columns])
+    table = (layouts.grid_table(spec, frame, columns, arrays, lambda d: formats.format_month(d, style.date_format))
+             if style.layout == "monthly_grid" else pa.Table.from_arrays(arrays, names=[c.header for c in columns]))
     buf = io.BytesIO()
     try:
         pacsv.write_csv(table, buf, pacsv.WriteOptions(quoting_style="none", quoting_header="none"))

@@ -9,8 +9,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from toda_platform.catalogue import CATALOGUE
+from toda_platform.city import load_city
 from toda_platform.ingest import table_columns
+
+CATALOGUE = load_city("toda").specs  # Toda's specs: what each source means and how Toda writes it
 
 SOURCES_MD = Path(__file__).resolve().parents[2] / "shared" / "design" / "SOURCES.md"
 EXPECTED = {

@@ -468,7 +468,7 @@ def release(home, source, file_name, note) -> None:
         raise click.BadParameter(f"no source '{source}'; one of: {', '.join(CATALOGUE)}")
     con = connect(paths.warehouse, log=click.echo)
     try:
-        target = release_file(con, CATALOGUE[source], paths, file_name, note)
+        target = release_file(con, paths.city.spec(source), paths, file_name, note)
     except ValueError as e:
         raise click.ClickException(str(e)) from e
     finally:
@@ -493,7 +493,7 @@ def notice(home, out, pdf) -> None:
     from toda_platform.governance.documents import print_pdf, write_documents
 
     paths = _paths(home)
-    for p in write_documents(_documents_dir(paths, out), register=False):
+    for p in write_documents(_documents_dir(paths, out), register=False, city=paths.city):
         click.echo(f"wrote {p} (A4 print styles included)")
         if pdf:
             try:
@@ -510,7 +510,7 @@ def register(home, out) -> None:
     from toda_platform.governance.documents import write_documents
 
     paths = _paths(home)
-    for p in write_documents(_documents_dir(paths, out), notice=False):
+    for p in write_documents(_documents_dir(paths, out), notice=False, city=paths.city):
         click.echo(f"wrote {p}")
 
 
