@@ -31,13 +31,14 @@ from tqdm import tqdm
 from toda_platform.catalogue import CATALOGUE
 from toda_platform.city import load_city
 from toda_platform.settings import Paths
-from synthcity.calendar import school_year
+from synthcity.calendar import DEFAULT, SchoolCalendar, school_year
 from synthcity.city import simulate
 from synthcity.records import BUILDERS
+from synthcity.towns import town
 from synthcity.truth import write_truth
 from synthcity.writer import ReExportPlan, SourceFiles, Writer
 
-__all__ = ["CityConfig", "GenerationSummary", "generate_city", "LATE_FIELDS"]
+__all__ = ["CityConfig", "GenerationSummary", "generate_city", "LATE_FIELDS", "PROFILES", "profile"]
 
 # Fields that are blank in an export until they become known (the writer's ``__known``
 # companions): an earlier export may show them blank where a later one shows a value.
@@ -53,6 +54,9 @@ class CityConfig:
     latest_school_year: int = 2026  # fixed, not the wall clock: the city never depends on when it is made
     today: date | None = None  # default: early November of the latest school year
     seed: int = 20261
+    # who lives where: school names and codes, districts (synthcity/towns.py) and the school
+    # calendar of the town's packaged city file
+    town: str = "toda"
 
     @property
     def school_years(self) -> list[int]:
@@ -75,21 +79,28 @@ class GenerationSummary:
 
 
 def generate_city(home: Path | str, config: CityConfig = CityConfig(), progress: bool = True,
-                  city_file: str | Path = "toda") -> GenerationSummary:
-    """``city_file``: how the city's departments write their files (a packaged name or a path)."""
+                  city_file: str | Path | None = None) -> GenerationSummary:
+    """``city_file``: how the city's departments write their files (a packaged name or a path;
+    default: the town's own). It is copied into the home as ``city.toml``: the home says which
+    city's exports it holds, and stages them with that file alone."""
     started = time.perf_counter()
     paths = Paths.from_env(home)
     years, today = config.school_years, config.as_of
+    exports = load_city(city_file if city_file is not None else config.town)
+    calendar = load_city(config.town).calendar
     if config.years < 1 or today < date(years[0], 4, 1):
         raise ValueError(f"today ({today}) must fall on or after the first school year of the history ({years[0]})")
     with tqdm(total=len(years) + len(CATALOGUE) + 1, desc="synthetic city", unit="step",
               disable=not progress) as bar:
         city = simulate(config.seed, config.pupils, config.elementary_schools, config.junior_high_schools,
-                        years, on_year=lambda: bar.update())
+                        years, on_year=lambda: bar.update(), town=town(config.town), calendar=calendar)
         _clear(paths)
-        writer = Writer(paths.landing, today, config.seed, re_export_plan(years, today), date(years[0], 4, 1))
+        paths.home.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(exports.file, paths.city_file)
+        writer = Writer(paths.landing, today, config.seed, re_export_plan(years, today, calendar),
+                        date(years[0], 4, 1))
         written: dict[str, SourceFiles] = {}
-        for key, spec in load_city(city_file).specs.items():
+        for key, spec in exports.specs.items():
             bar.set_postfix_str(key)
             written[key] = writer.write(spec, BUILDERS[key](city))
             bar.update()
@@ -110,7 +121,23 @@ def generate_city(home: Path | str, config: CityConfig = CityConfig(), progress:
     return summary
 
 
-def re_export_plan(years: list[int], today: date) -> ReExportPlan:
+# The generator's profiles (`toda generate --profile NAME`): each a town and its default size, written
+# with the town's own city file. Toda is the default; Warabi is a neighbouring, smaller fictional
+# city (about 0.4x Toda's pupils, 7 + 3 schools) whose departments use another vendor's exports.
+PROFILES: dict[str, CityConfig] = {
+    "toda": CityConfig(),
+    "warabi": CityConfig(pupils=4_800, elementary_schools=7, junior_high_schools=3, seed=20262, town="warabi"),
+}
+
+
+def profile(name: str) -> CityConfig:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise KeyError(f"unknown profile {name!r}; profiles: {', '.join(PROFILES)}") from None
+
+
+def re_export_plan(years: list[int], today: date, calendar: SchoolCalendar = DEFAULT) -> ReExportPlan:
     """Attendance for June (corrected) and May (duplicated) of the school year before the latest,
     or of the latest completed one, or, if no year is complete yet, of the two latest complete
     school months. Preferring the year before the latest keeps the choice stable for every
@@ -120,7 +147,7 @@ def re_export_plan(years: list[int], today: date) -> ReExportPlan:
         before_latest = years[-2] if len(years) >= 2 else None
         y = before_latest if before_latest in done else done[-1]
         return ReExportPlan(duplicate=("attendance_daily", f"{y}-05"), correction=("attendance_daily", f"{y}-06"))
-    months = sorted({(d.year, d.month) for y in years for d in school_year(y).days.astype(date)
+    months = sorted({(d.year, d.month) for y in years for d in school_year(y, calendar).days.astype(date)
                      if (d.year, d.month) < (today.year, today.month)})
     if len(months) < 2:
         raise ValueError(f"today ({today}) leaves fewer than two complete school months to re-export")

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from synthcity import support
-from synthcity.calendar import SchoolYear, school_year
+from synthcity.calendar import DEFAULT, SchoolCalendar, SchoolYear, school_year
 from synthcity.latent import Latent
 from synthcity.population import Population
 from synthcity.rng import stream
@@ -115,9 +115,10 @@ def _pick(rng, probs: np.ndarray, size: int) -> np.ndarray:
     return rng.choice(len(probs), size=size, p=np.asarray(probs) / np.sum(probs))
 
 
-def simulate_year(seed: int, y: int, population: Population, latent: Latent, prev: YearDays | None) -> YearDays:
+def simulate_year(seed: int, y: int, population: Population, latent: Latent, prev: YearDays | None,
+                  calendar: SchoolCalendar = DEFAULT) -> YearDays:
     rng = stream(seed, "days", y)
-    cal = school_year(y)
+    cal = school_year(y, calendar)
     D = cal.n
     rows = _year_rows(population, latent, y, D, prev)
     n = len(rows)

@@ -19,6 +19,7 @@ the spec's ExportStyle, applied here and nowhere else:
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import re
@@ -208,6 +209,7 @@ def render(spec: SourceSpec, frame: pd.DataFrame) -> bytes:
     missing = [c.name for c in spec.columns if c.required and c.name not in frame.columns]
     if missing:
         raise ValueError(f"{spec.key}: the builder did not provide {missing}")
+    frame = in_city_spelling(spec, frame)
     arrays = [format_column(c, frame[c.name], style.date_format, style.grade_format) for c in columns]
     if style.fullwidth_digits:
         arrays = _fullwidth(spec, columns, arrays, frame)
@@ -228,6 +230,33 @@ def render(spec: SourceSpec, frame: pd.DataFrame) -> bytes:
     if style.encoding == "utf-8-sig":
         return b"\xef\xbb\xbf" + text
     return text
+
+
+def in_city_spelling(spec: SourceSpec, frame: pd.DataFrame) -> pd.DataFrame:
+    """Builders sometimes choose Toda's own spelling of a code (出席 typed in long form, 数学,
+    保健室登校); a city whose map lacks that spelling writes the code instead, which the
+    formatter then spells the city's way (its first raw value or grid mark for the code)."""
+    toda = _builders_spelling(spec.key)
+    out = None
+    for col in spec.columns:
+        if col.kind not in ("category", "bool") or col.name not in frame or not col.values:
+            continue
+        series = frame[col.name]
+        uniques = series.cat.categories if isinstance(series.dtype, pd.CategoricalDtype) else pd.unique(series.dropna())
+        codes = set(col.values.values())
+        foreign = {v: toda[col.name][v] for v in uniques if isinstance(v, str) and v not in col.values
+                   and v not in codes and v in toda.get(col.name, {})}
+        if foreign:
+            out = frame.copy() if out is None else out
+            out[col.name] = series.astype(object).replace(foreign)
+    return frame if out is None else out
+
+
+@functools.cache
+def _builders_spelling(key: str) -> dict[str, dict]:
+    from toda_platform.city import load_city
+
+    return {c.name: dict(c.values) for c in load_city("toda").spec(key).columns if c.values}
 
 
 def format_column(col: Column, values: pd.Series, date_format: str, grade_format: str) -> pa.Array:
