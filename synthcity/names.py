@@ -99,7 +99,7 @@ def written_kana(surname_kana: str, given_kana: str, style: int) -> str:
     return jaconv.z2h(kata, kana=True, ascii=True, digit=False)
 
 
-def draw_addresses(rng: np.random.Generator, towns: np.ndarray) -> np.ndarray:
+def draw_addresses(rng: np.random.Generator, towns: np.ndarray, city: str = "埼玉県戸田市") -> np.ndarray:
     """A made-up street address in the given town for each household.
 
     About one in ten is typed with full-width digits and the full-width minus (－, CP932 only).
@@ -116,5 +116,5 @@ def draw_addresses(rng: np.random.Generator, towns: np.ndarray) -> np.ndarray:
         if wide[i]:
             block = block.translate(str.maketrans("0123456789-", "０１２３４５６７８９－"))
         tail = f"\u3000{BUILDINGS[bname[i]]}{room[i]}" if building[i] else ""
-        out[i] = f"埼玉県戸田市{towns[i]}{block}{tail}"
+        out[i] = f"{city}{towns[i]}{block}{tail}"
     return out

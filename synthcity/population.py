@@ -152,7 +152,8 @@ def _describe_persons(rng: np.random.Generator, persons: pd.DataFrame, schools: 
     persons["kana"] = [names.written_kana(s, g, k) for s, g, k in
                        zip(persons.surname_kana, persons.given_kana, persons.kana_style)]
     towns = schools.towns.to_numpy()[persons.district_school.to_numpy()]
-    persons["address"] = names.draw_addresses(rng, np.array([t[rng.integers(len(t))] for t in towns], dtype=object))
+    persons["address"] = names.draw_addresses(rng, np.array([t[rng.integers(len(t))] for t in towns], dtype=object),
+                                             schools.attrs.get("address_city", "埼玉県戸田市"))
 
 
 def _date_spells(spells: pd.DataFrame, calendar: SchoolCalendar = DEFAULT) -> None:

@@ -56,6 +56,7 @@ def build_schools(seed: int, n_elementary: int, n_junior_high: int, town: Town =
                      "school_name": f"{_name(town.junior_high, j, town.extra)}中学校", "school_type": "junior_high",
                      "feeds": -1, "towns": ()})
     schools = pd.DataFrame(rows)
+    schools.attrs["address_city"] = town.address_city
     elem = schools.school_type == "elementary"
     jh_index = np.flatnonzero(~elem)
     schools.loc[elem, "feeds"] = jh_index[feeder]

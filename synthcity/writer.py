@@ -205,7 +205,8 @@ def _with_typos(spec: SourceSpec, frame: pd.DataFrame, rng: np.random.Generator)
 
 def render(spec: SourceSpec, frame: pd.DataFrame) -> bytes:
     style = spec.export
-    columns = [c for c in spec.columns if c.name in frame.columns]
+    # an optional column this city does not export keeps its canonical name as its only header
+    columns = [c for c in spec.columns if c.name in frame.columns and (c.required or c.headers != (c.name,))]
     missing = [c.name for c in spec.columns if c.required and c.name not in frame.columns]
     if missing:
         raise ValueError(f"{spec.key}: the builder did not provide {missing}")
@@ -237,6 +238,7 @@ def in_city_spelling(spec: SourceSpec, frame: pd.DataFrame) -> pd.DataFrame:
     保健室登校); a city whose map lacks that spelling writes the code instead, which the
     formatter then spells the city's way (its first raw value or grid mark for the code)."""
     toda = _builders_spelling(spec.key)
+    grid = spec.export.grid
     out = None
     for col in spec.columns:
         if col.kind not in ("category", "bool") or col.name not in frame or not col.values:
@@ -244,8 +246,11 @@ def in_city_spelling(spec: SourceSpec, frame: pd.DataFrame) -> pd.DataFrame:
         series = frame[col.name]
         uniques = series.cat.categories if isinstance(series.dtype, pd.CategoricalDtype) else pd.unique(series.dropna())
         codes = set(col.values.values())
-        foreign = {v: toda[col.name][v] for v in uniques if isinstance(v, str) and v not in col.values
-                   and v not in codes and v in toda.get(col.name, {})}
+        # a grid's cells are written from codes (its first mark per code)
+        as_code = grid is not None and col.name == grid.status_column
+        foreign = {v: col.values[v] if v in col.values else toda[col.name][v] for v in uniques
+                   if isinstance(v, str) and v not in codes and (as_code or v not in col.values)
+                   and (v in col.values or v in toda.get(col.name, {}))}
         if foreign:
             out = frame.copy() if out is None else out
             out[col.name] = series.astype(object).replace(foreign)
