@@ -186,7 +186,8 @@ def read_export(data: bytes, name: str = "export.csv", sample: int = SAMPLE_ROWS
     if total:
         body = body[:-1]
     rows = body[:sample] + (body[-sample // 10:] if len(body) > sample else [])
-    fullwidth = bool(re.search("[０-９]", text))
+    # numbers typed with full-width digits (an address's full-width block numbers do not count)
+    fullwidth = any(re.fullmatch("[0-9０-９.．]*[０-９][0-9０-９.．]*", c.strip()) for r in rows for c in r)
     return Export(name, encoding, delimiter, headers, rows, total, blank_tail, fullwidth)
 
 
@@ -277,9 +278,15 @@ def _match(k: Knowledge, export: Export, shapes: list[Shape], skip: set[int], ma
         name = by_header.get(i) or by_shape.get(i)
         col = cols.get(name) if name else None
         values = {}
-        if col is not None and col.kind in CODE_KINDS and not _personal(col):
+        if col is not None and col.kind in CODE_KINDS and _personal(col):
+            # hand-typed codes (a sub-reason) may name a child: the file's values are not shown;
+            # the draft offers the map the project already knows
+            values = {raw: code for raw, code in k.values.get(col.name, {}).items()}
+        elif col is not None and col.kind in CODE_KINDS:
             known = k.values.get(col.name, {})
             raw = Counter(r[i].strip() for r in export.rows if i < len(r) and r[i].strip())
+            if col.kind == "multi":
+                raw = Counter(p for v in raw for p in re.split("[、／/]", v) if p)
             values = {v: known.get(normalise(v)) for v in sorted(raw)}
         mapped.append(Mapped(h, name, "header" if i in by_header else "shape" if i in by_shape else "",
                              shapes[i], _personal(col), values))
@@ -295,6 +302,8 @@ def _values_fit(k: Knowledge, column: str, export: Export, i: int) -> bool:
     """Most of a code column's raw values are ones the project knows for this column."""
     known = k.values.get(column, {})
     raw = {normalise(r[i]) for r in export.rows if i < len(r) and r[i].strip()}
+    if k.spec.column(column).kind == "multi":  # several codes in a cell, separated by 、 or ／
+        raw = {part for v in raw for part in re.split("[、／/]", v) if part}
     return bool(raw) and sum(v in known for v in raw) >= 0.8 * len(raw)
 
 
@@ -433,8 +442,8 @@ def report_lines(p: Proposal, header: bool = True) -> list[str]:
                 f"{len(e.headers)} columns, {len(e.rows)} rows profiled"
                 + (", a 合計 row" if e.total_row else "")
                 + (f", {e.trailing_blank_lines} trailing blank line(s)" if e.trailing_blank_lines else ""),
-                f"proposed source: {p.source} (score {p.score:.2f}); others: "
-                + ", ".join(f"{k} {s:.2f}" for k, s in p.candidates[1:4])]
+                f"proposed source: {p.source} (score {p.score:.2f})"
+                + ("; others: " + ", ".join(f"{k} {s:.2f}" for k, s in p.candidates[1:4]) if len(p.candidates) > 1 else "")]
         if p.layout == "monthly_grid" and p.grid:
             out.append(f"layout: monthly grid (day columns {p.grid['day_header']}, month column "
                        f"{p.grid['month'] or 'NOT FOUND'})")
