@@ -214,7 +214,8 @@ def render(spec: SourceSpec, frame: pd.DataFrame) -> bytes:
     arrays = [format_column(c, frame[c.name], style.date_format, style.grade_format) for c in columns]
     if style.fullwidth_digits:
         arrays = _fullwidth(spec, columns, arrays, frame)
-    table = (layouts.grid_table(spec, frame, columns, arrays, lambda d: formats.format_month(d, style.date_format))
+    month_text = functools.lru_cache(maxsize=None)(lambda d: formats.format_month(d, style.date_format))
+    table = (layouts.grid_table(spec, frame, columns, arrays, month_text)
              if style.layout == "monthly_grid" else pa.Table.from_arrays(arrays, names=[c.header for c in columns]))
     buf = io.BytesIO()
     try:
