@@ -21,7 +21,6 @@ import csv
 import io
 import re
 import unicodedata
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -284,10 +283,7 @@ def _match(k: Knowledge, export: Export, shapes: list[Shape], skip: set[int], ma
             values = {raw: code for raw, code in k.values.get(col.name, {}).items()}
         elif col is not None and col.kind in CODE_KINDS:
             known = k.values.get(col.name, {})
-            raw = Counter(r[i].strip() for r in export.rows if i < len(r) and r[i].strip())
-            if col.kind == "multi":
-                raw = Counter(p for v in raw for p in re.split("[、／/]", v) if p)
-            values = {v: known.get(normalise(v)) for v in sorted(raw)}
+            values = {v: known.get(normalise(v)) for v in sorted(_raw_values(export, i, col.kind == "multi"))}
         mapped.append(Mapped(h, name, "header" if i in by_header else "shape" if i in by_shape else "",
                              shapes[i], _personal(col), values))
     required = [c.name for c in k.spec.columns if c.required]
@@ -298,12 +294,16 @@ def _match(k: Knowledge, export: Export, shapes: list[Shape], skip: set[int], ma
     return mapped, round(score, 3), missing
 
 
+def _raw_values(export: Export, i: int, multi: bool = False) -> set[str]:
+    """The distinct raw values of column ``i`` (a multi column's cells split at 、 and ／)."""
+    raw = {r[i].strip() for r in export.rows if i < len(r) and r[i].strip()}
+    return {part for v in raw for part in re.split("[、／/]", v) if part} if multi else raw
+
+
 def _values_fit(k: Knowledge, column: str, export: Export, i: int) -> bool:
     """Most of a code column's raw values are ones the project knows for this column."""
     known = k.values.get(column, {})
-    raw = {normalise(r[i]) for r in export.rows if i < len(r) and r[i].strip()}
-    if k.spec.column(column).kind == "multi":  # several codes in a cell, separated by 、 or ／
-        raw = {part for v in raw for part in re.split("[、／/]", v) if part}
+    raw = {normalise(v) for v in _raw_values(export, i, k.spec.column(column).kind == "multi")}
     return bool(raw) and sum(v in known for v in raw) >= 0.8 * len(raw)
 
 
@@ -340,7 +340,7 @@ def profile_export(data: bytes, name: str = "export.csv", source: str | None = N
     score, key, mapped, missing = results[0]
     k = know[key]
     if grid is not None:
-        marks = Counter(r[i].strip() for r in export.rows for i in days if i < len(r) and r[i].strip())
+        marks = {m for i in days for m in _raw_values(export, i)}
         known = {**{normalise(m): c for m, c in k.values.get("status", {}).items()}, **k.marks}
         grid["marks"] = {m: known.get(normalise(m)) for m in sorted(marks)}
     styles = [(m.shape.style, m.column) for m in mapped if m.column and m.shape.style]
