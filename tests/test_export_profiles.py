@@ -106,3 +106,20 @@ def test_generate_profile_writes_the_profile_and_its_city_file(tmp_path):
     assert "[toda|warabi]" in help_text and "[default: toda]" in help_text
     assert list(PROFILES) == ["toda", "warabi"]
     assert PROFILES["warabi"].pupils / PROFILES["toda"].pupils == pytest.approx(0.4)
+
+
+def test_the_platform_core_does_not_import_the_generator():
+    """synthcity is a tool beside the platform: only the CLI (generate, demo), tests and bench use it."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    importers = []
+    for folder in ("toda_platform", "assets", "ml", "quality", "resources", "portal"):
+        for path in (root / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                         else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                if any(n == "synthcity" or n.startswith("synthcity.") for n in names):
+                    importers.append(str(path.relative_to(root)))
+    assert sorted(set(importers)) == ["toda_platform/cli.py"]
