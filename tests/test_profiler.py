@@ -179,3 +179,13 @@ def test_a_date_column_shows_its_style(style, days):
     if style == "wareki_letter" and all(d.month >= 10 and d.day >= 10 and (d.year - 2018) >= 10 for d in days):
         return  # every part two digits: indistinguishable from the padded style
     assert shape.style == style, (shape, [format_date(d, style) for d in days][:3])
+
+
+def test_excels_unicode_text_is_read_and_the_draft_still_loads(landing):
+    city_name, root = landing
+    f = _latest(root, "health_checkup")
+    text = f.read_bytes().decode(load_city(city_name).spec("health_checkup").export.encoding)
+    p = profile_export(text.replace(",", "\t").encode("utf-16"), "健診.txt")
+    assert (p.source, p.export.encoding, p.export.delimiter, p.missing) == ("health_checkup", "utf-16", "\t", [])
+    draft = tomllib.loads(draft_section(p))["sources"]["health_checkup"]
+    assert draft["encoding"] == "utf-8" and "the file is utf-16" in draft_section(p)

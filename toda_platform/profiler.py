@@ -28,6 +28,7 @@ from typing import Iterable, Mapping
 from toda_platform import parsing
 from toda_platform.catalogue import Column, SourceSpec
 
+CITY_ENCODINGS = ("cp932", "utf-8-sig", "utf-8")  # what a city file may name
 SAMPLE_ROWS = 5000  # rows whose values are profiled (the header and the tail are always read)
 CODE_KINDS = ("category", "bool", "multi")
 DAY_COLUMN = re.compile(r"^(?P<day>[0-9]{1,2})(?P<suffix>日?)$")
@@ -399,7 +400,9 @@ def draft_section(p: Proposal) -> str:
              + (f"; next: {', '.join(f'{k} {s:.2f}' for k, s in p.candidates[1:3])}" if len(p.candidates) > 1 else "")
              + ")",
              f"[sources.{p.source}]",
-             f"encoding = {_toml_str(e.encoding)}",
+             f"encoding = {_toml_str(e.encoding)}" if e.encoding in CITY_ENCODINGS else
+             f"encoding = \"utf-8\"  # the file is {e.encoding}: readers detect it, but a city file names one of "
+             f"{', '.join(CITY_ENCODINGS)} — CONFIRM",
              f"file_cadence = {_toml_str(p.file_cadence or 'once')}",
              f"file_name = {_toml_str(p.file_name)}"]
     if p.date_format:
