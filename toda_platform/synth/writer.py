@@ -204,7 +204,7 @@ def _with_typos(spec: SourceSpec, frame: pd.DataFrame, rng: np.random.Generator)
 
 def render(spec: SourceSpec, frame: pd.DataFrame) -> bytes:
     style = spec.export
-    columns = [c for c in spec.columns if c.name in frame.columns]
+    columns = [c for c in spec.columns if c.name in frame.columns and layouts.carries(spec, c)]
     missing = [c.name for c in spec.columns if c.required and c.name not in frame.columns]
     if missing:
         raise ValueError(f"{spec.key}: the builder did not provide {missing}")
