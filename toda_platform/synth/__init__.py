@@ -75,8 +75,9 @@ class GenerationSummary:
 
 
 def generate_city(home: Path | str, config: CityConfig = CityConfig(), progress: bool = True,
-                  city_file: str | Path = "toda") -> GenerationSummary:
-    """``city_file``: how the city's departments write their files (a packaged name or a path)."""
+                  city_file: str | Path | None = None) -> GenerationSummary:
+    """``city_file``: how the city's departments write their files (a packaged name or a path;
+    default: the home's city, ``Paths.city``)."""
     started = time.perf_counter()
     paths = Paths.from_env(home)
     years, today = config.school_years, config.as_of
@@ -89,7 +90,7 @@ def generate_city(home: Path | str, config: CityConfig = CityConfig(), progress:
         _clear(paths)
         writer = Writer(paths.landing, today, config.seed, re_export_plan(years, today), date(years[0], 4, 1))
         written: dict[str, SourceFiles] = {}
-        for key, spec in load_city(city_file).specs.items():
+        for key, spec in (load_city(city_file) if city_file else paths.city).specs.items():
             bar.set_postfix_str(key)
             written[key] = writer.write(spec, BUILDERS[key](city))
             bar.update()
