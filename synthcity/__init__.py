@@ -20,6 +20,7 @@ builder per source) · ``writer`` (the one generic CSV writer) · ``truth``.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,7 +30,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from toda_platform.catalogue import CATALOGUE
-from toda_platform.city import load_city
+from toda_platform.city import CITY_ENV, load_city
 from toda_platform.settings import Paths
 from synthcity.calendar import DEFAULT, SchoolCalendar, school_year
 from synthcity.city import simulate
@@ -81,12 +82,18 @@ class GenerationSummary:
 def generate_city(home: Path | str, config: CityConfig = CityConfig(), progress: bool = True,
                   city_file: str | Path | None = None) -> GenerationSummary:
     """``city_file``: how the city's departments write their files (a packaged name or a path;
-    default: the town's own). It is copied into the home as ``city.toml``: the home says which
-    city's exports it holds, and stages them with that file alone."""
+    default: the home's city if it has one — its ``city.toml`` or ``TODA_CITY`` — else the town's
+    own). It is copied into the home as ``city.toml``: the home says which city's exports it
+    holds, and stages them with that file alone."""
     started = time.perf_counter()
     paths = Paths.from_env(home)
     years, today = config.school_years, config.as_of
-    exports = load_city(city_file if city_file is not None else config.town)
+    if city_file is not None:
+        exports = load_city(city_file)
+    elif paths.city_file.exists() or os.environ.get(CITY_ENV):
+        exports = paths.city
+    else:
+        exports = load_city(config.town)
     calendar = load_city(config.town).calendar
     if config.years < 1 or today < date(years[0], 4, 1):
         raise ValueError(f"today ({today}) must fall on or after the first school year of the history ({years[0]})")
@@ -96,7 +103,8 @@ def generate_city(home: Path | str, config: CityConfig = CityConfig(), progress:
                         years, on_year=lambda: bar.update(), town=town(config.town), calendar=calendar)
         _clear(paths)
         paths.home.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(exports.file, paths.city_file)
+        if not (paths.city_file.exists() and paths.city_file.samefile(exports.file)):
+            shutil.copyfile(exports.file, paths.city_file)
         writer = Writer(paths.landing, today, config.seed, re_export_plan(years, today, calendar),
                         date(years[0], 4, 1))
         written: dict[str, SourceFiles] = {}

@@ -205,8 +205,10 @@ def _with_typos(spec: SourceSpec, frame: pd.DataFrame, rng: np.random.Generator)
 
 def render(spec: SourceSpec, frame: pd.DataFrame) -> bytes:
     style = spec.export
-    # an optional column this city does not export keeps its canonical name as its only header
-    columns = [c for c in spec.columns if c.name in frame.columns and (c.required or c.headers != (c.name,))]
+    # a grid has no cell for a room or a sub-reason; an optional column a city does not export keeps
+    # its canonical name as its only header
+    columns = [c for c in spec.columns if c.name in frame.columns and layouts.carries(spec, c)
+               and (c.required or c.headers != (c.name,))]
     missing = [c.name for c in spec.columns if c.required and c.name not in frame.columns]
     if missing:
         raise ValueError(f"{spec.key}: the builder did not provide {missing}")

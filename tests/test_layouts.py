@@ -60,7 +60,7 @@ def long_rows(data: bytes) -> list[dict]:
     long = long_from_grid(con, SPEC, data, "出欠_2024-06.csv")
     frame = pacsv.read_csv(io.BytesIO(long.data), convert_options=pacsv.ConvertOptions(
         column_types={h: pa.string() for h in ("学校コード", "学籍番号", "date", "status")})).to_pylist()
-    return [dict(r, origin=o) for r, o in zip(frame, long.origin)]
+    return [dict(r, origin=long.origin[i]) for i, r in enumerate(frame)]
 
 
 def test_grid_cells_become_long_rows_with_their_grid_line():
@@ -189,3 +189,92 @@ def test_long_to_grid_to_long_gives_back_the_same_rows(frame, month_text):
     got = sorted((r["学籍番号"], r["date"], MARKS[r["status"]]) for r in back)
     want = sorted((p, d.date().isoformat(), s) for p, d, s in zip(frame.pupil_id, frame.date, frame.status))
     assert got == want
+
+
+def test_the_generator_writes_the_grid_and_staging_gets_the_same_rows_as_from_long_files(tmp_path, key, monkeypatch):
+    """The same synthetic pupils exported by Toda (long) and by a grid city: attendance stages to
+    the same (pupil, date, school, status) rows; the grid only lacks the room and sub-reason."""
+    from toda_platform.ingest import ingest_source
+    from toda_platform.settings import Paths
+    from toda_platform.synth import CityConfig, generate_city
+
+    monkeypatch.setenv("TODA_PSEUDONYM_KEY", key.decode())
+
+    raw = tomllib.loads(load_city("toda").file.read_text(encoding="utf-8"))
+    att = raw["sources"]["attendance_daily"]
+    att.update(layout="monthly_grid", encoding="cp932", file_name="出席簿_{period}.csv")
+    for gone in ("date", "status", "room", "sub_reason"):
+        att["headers"].pop(gone)
+    att["values"] = {"status": "attendance_status"}  # the builder's raw spellings, then the marks
+    att["grid"] = {"month": ["対象月"], "day_header": "{day}", "marks": MARKS}
+    grid_file = tmp_path / "grid.toml"
+    grid_file.write_text(_toml(raw), encoding="utf-8")
+    config = CityConfig(pupils=150, elementary_schools=1, junior_high_schools=1, years=1,
+                        today=date(2026, 7, 10))
+    staged = {}
+    for name in ("toda", "grid"):
+        paths = Paths.from_env(tmp_path / name)
+        if name == "grid":  # the home says which city it is: the generator writes that city's exports
+            paths.home.mkdir(parents=True)
+            paths.city_file.write_bytes(grid_file.read_bytes())
+        generate_city(paths.home, config, progress=False)
+        city = paths.city
+        assert city.spec("attendance_daily").export.layout == ("monthly_grid" if name == "grid" else "long")
+        if name == "grid":
+            first = sorted(paths.landing_dir("attendance_daily").glob("*.csv"))[0]
+            head = first.read_bytes().decode("cp932").splitlines()[0].split(",")
+            assert first.name.startswith("出席簿_") and head[-31:] == [str(d) for d in range(1, 32)]
+            assert "対象月" in head and "出欠" not in head
+        sources = ("school_master", "pupil_registry", "attendance_daily")
+        if name == "grid":  # through the staging assets: they take the spec from the home's city at run time
+            _materialize(paths, sources)
+        con = duckdb.connect(str(paths.warehouse))
+        for source in sources if name == "toda" else ():
+            report = ingest_source(con, city.spec(source), paths, key)
+            assert report.count("rejected") == 0, [f.message for f in report.files]
+        staged[name] = con.execute("SELECT pupil_id, date, school_code, status FROM staging.attendance_daily "
+                                   "ORDER BY ALL").fetchall()
+        con.close()
+    assert len(staged["toda"]) > 5_000 and {r[3] for r in staged["toda"]} >= {"present", "absent_sick", "late"}
+    assert staged["grid"] == staged["toda"]
+
+
+def _materialize(paths, sources) -> None:
+    import dagster as dg
+
+    from assets.sources import staging_assets, staging_checks, staging_key
+    from resources import build_resources
+
+    keys = {staging_key(s) for s in sources}
+    result = dg.materialize([*(a for a in staging_assets if a.key in keys),
+                             *(c for c in staging_checks if {k.asset_key for k in c.check_keys} <= keys)],
+                            resources=build_resources(paths), instance=dg.DagsterInstance.ephemeral())
+    assert result.success
+    for event in result.get_asset_check_evaluations():
+        if event.check_name == "table_valid":
+            assert event.passed, event.asset_key
+    md = result.asset_materializations_for_node("staging__attendance_daily")[0].metadata
+    assert md["files_quarantined"].value == 0 and md["files_applied"].value >= 3
+
+
+def _toml(data: dict, prefix: str = "") -> str:
+    """A minimal TOML writer for the test's city file (tables, strings, numbers, bools, lists)."""
+    import json
+
+    def value(v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return str(v)
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, date):
+            return v.isoformat()
+        return json.dumps(v, ensure_ascii=False)
+
+    lines = [f"{json.dumps(k, ensure_ascii=False)} = {value(v)}" for k, v in data.items() if not isinstance(v, dict)]
+    for k, v in data.items():
+        if isinstance(v, dict):
+            name = f"{prefix}.{json.dumps(k, ensure_ascii=False)}" if prefix else json.dumps(k, ensure_ascii=False)
+            lines += ["", f"[{name}]", _toml(v, name)]
+    return "\n".join(lines)

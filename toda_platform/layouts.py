@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
@@ -40,11 +41,26 @@ SHOWN = 5  # lines quoted in one error
 
 
 @dataclass
+class Origin:
+    """Where each long line came from: long line n (from 2) is grid line ``lines[n - 2]``, day
+    ``days[n - 2]``."""
+
+    lines: np.ndarray
+    days: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def __getitem__(self, i: int) -> tuple[int, int]:
+        return int(self.lines[i]), int(self.days[i])
+
+
+@dataclass
 class LongFile:
     """The grid as long rows: UTF-8 CSV bytes, and where each long line came from."""
 
     data: bytes
-    origin: list[tuple[int, int]]  # long line n (from 2) -> (grid line, day): origin[n - 2]
+    origin: Origin
     grid: MonthlyGrid
 
     def grid_line(self, line: int) -> int:
@@ -126,25 +142,22 @@ def long_from_grid(con: duckdb.DuckDBPyConnection, spec: SourceSpec, data: bytes
     keep = [i for i in range(len(headers)) if i != month_at and i not in day_at.values() and written[i]]
     wanted = {i: headers[i] for i in keep}
 
-    lines, months, cols = [], [], {i: [] for i in keep}
-    days = {d: [] for d in day_at}
+    rows, lines = [], []
     for rec, line in zip(records[1:], starts[1:]):
-        cells = [c.strip() for c in rec]
-        if not any(cells):
-            continue  # a blank line
-        if len(rec) != len(headers):
-            raise _error(name, f"the row has {len(rec)} values but the header has {len(headers)} columns",
-                         lines=[line], check="csv_structure")
-        if not cells[month_at] and any(TOTAL_MARK in c for c in cells[:3] + [cells[month_at]]):
-            continue  # a 合計 row
+        if len(rec) != len(headers) or not rec[month_at].strip():
+            if not any(c.strip() for c in rec):
+                continue  # a blank line
+            if len(rec) != len(headers):
+                raise _error(name, f"the row has {len(rec)} values but the header has {len(headers)} columns",
+                             lines=[line], check="csv_structure")
+            if any(TOTAL_MARK in c for c in rec[:3]):
+                continue  # a 合計 row
+        rows.append(rec)
         lines.append(line)
-        months.append(cells[month_at])
-        for i in keep:
-            cols[i].append(cells[i] or None)
-        for d, i in day_at.items():
-            days[d].append(cells[i] or None)
     if not lines:
         raise _error(name, "the file has a header but no data rows", lines=[1], check="has_rows")
+    columns = list(zip(*rows))  # cells are trimmed, and blank ones made NULL, by DuckDB
+    months = [m.strip() for m in columns[month_at]]
 
     parsed = {}
     for raw in dict.fromkeys(months):
@@ -168,8 +181,8 @@ def long_from_grid(con: duckdb.DuckDBPyConnection, spec: SourceSpec, data: bytes
     table = pa.table({
         "_line": pa.array(lines, pa.int32()),
         "_month": pa.array([parsed[m] for m in months], pa.date32()),
-        **{f"k{i}": pa.array(cols[i], pa.string()) for i in keep},
-        **{f"d{d}": pa.array(days[d], pa.string()) for d in sorted(day_at)},
+        **{f"k{i}": pa.array(columns[i], pa.string()) for i in keep},
+        **{f"d{d}": pa.array(columns[i], pa.string()) for d, i in sorted(day_at.items())},
     })
     return _unpivot(con, table, spec, grid, name, wanted, sorted(day_at))
 
@@ -179,10 +192,13 @@ def _unpivot(con, table: pa.Table, spec: SourceSpec, grid: MonthlyGrid, name: st
     con.register("_grid_arrow", table)
     try:
         day_cols = ", ".join(f"d{d}" for d in days)
+        trimmed = ", ".join(f"nullif(trim({c}, ' 　'), '') AS {c}" for c in
+                            [*(f"k{i}" for i in wanted), *(f"d{d}" for d in days)])
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE _grid_long AS
             SELECT * EXCLUDE (_day), CAST(substr(_day, 2) AS INTEGER) AS _day
-            FROM (UNPIVOT _grid_arrow ON {day_cols} INTO NAME _day VALUE _mark)""")
+            FROM (UNPIVOT (SELECT _line, _month, {trimmed} FROM _grid_arrow)
+                  ON {day_cols} INTO NAME _day VALUE _mark)""")
     finally:
         con.unregister("_grid_arrow")
     marks = {parsing.normalise_text(m): m for m in grid.marks}
@@ -214,7 +230,7 @@ def _unpivot(con, table: pa.Table, spec: SourceSpec, grid: MonthlyGrid, name: st
     finally:
         con.unregister("_grid_marks")
         con.execute("DROP TABLE IF EXISTS _grid_long")
-    origin = list(zip(out.column("_line").to_pylist(), out.column("_day").to_pylist()))
+    origin = Origin(out.column("_line").to_numpy(), out.column("_day").to_numpy())
     names = [*wanted.values(), spec.column(grid.date_column).header, spec.column(grid.status_column).header]
     rows = out.select(list(range(len(names)))).rename_columns(names)
     buf = io.BytesIO()
@@ -245,13 +261,19 @@ def read_grid(con, spec: SourceSpec, path: Path, key: bytes, *, name: str, scrat
         raise long.locate(e) from None
     finally:
         Path(tmp).unlink(missing_ok=True)
-    con.register("_grid_origin", pa.table({"_long": pa.array(range(2, len(long.origin) + 2), pa.int32()),
-                                           "_grid": pa.array([g for g, _ in long.origin], pa.int32())}))
+    con.register("_grid_origin", pa.table({"_long": pa.array(np.arange(2, len(long.origin) + 2, dtype=np.int32)),
+                                           "_grid": pa.array(long.origin.lines.astype(np.int32))}))
     try:
         con.execute("UPDATE _typed SET _line = o._grid FROM _grid_origin o WHERE _typed._line = o._long")
     finally:
         con.unregister("_grid_origin")
     return staged
+
+
+def carries(spec: SourceSpec, col: Column) -> bool:
+    """Whether a file of the spec's layout has the column: a monthly grid holds the pupil's
+    required columns, the month and the days (a room or a sub-reason has no cell in it)."""
+    return spec.export.layout != "monthly_grid" or col.required
 
 
 def grid_table(spec: SourceSpec, frame, columns: list[Column], texts: list[pa.Array],
@@ -267,7 +289,9 @@ def grid_table(spec: SourceSpec, frame, columns: list[Column], texts: list[pa.Ar
     row_cols = [(c, t) for c, t in zip(columns, texts)
                 if c.required and c.name not in (grid.date_column, grid.status_column)]
     dates = pd.to_datetime(frame[grid.date_column]).reset_index(drop=True)
-    codes = pd.Series(frame[grid.status_column].astype(object).to_numpy())
+    raw = spec.column(grid.status_column).values or {}  # a builder may hand raw spellings the city lists
+    codes = pd.Series(frame[grid.status_column].astype(object).to_numpy()).map(
+        lambda v: v if v in first_mark or v not in raw else raw[v])
     unknown = sorted(set(codes.dropna()) - set(first_mark))
     if unknown:
         raise ValueError(f"{spec.key}: no grid mark for {unknown}")
