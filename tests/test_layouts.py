@@ -196,7 +196,7 @@ def test_the_generator_writes_the_grid_and_staging_gets_the_same_rows_as_from_lo
     the same (pupil, date, school, status) rows; the grid only lacks the room and sub-reason."""
     from toda_platform.ingest import ingest_source
     from toda_platform.settings import Paths
-    from toda_platform.synth import CityConfig, generate_city
+    from synthcity import CityConfig, generate_city
 
     monkeypatch.setenv("TODA_PSEUDONYM_KEY", key.decode())
 
