@@ -29,7 +29,8 @@ from toda_platform import parsing
 from toda_platform.catalogue import Column, SourceSpec
 
 CITY_ENCODINGS = ("cp932", "utf-8-sig", "utf-8")  # what a city file may name
-SAMPLE_ROWS = 5000  # rows whose values are profiled (the header and the tail are always read)
+SAMPLE_ROWS = 5000
+MAX_CODES = 200  # more distinct values than this: not a column of codes  # rows whose values are profiled (the header and the tail are always read)
 CODE_KINDS = ("category", "bool", "multi")
 DAY_COLUMN = re.compile(r"^(?P<day>[0-9]{1,2})(?P<suffix>日?)$")
 _ERA_NAME = "(?:令和|平成|昭和)"
@@ -248,7 +249,8 @@ def _personal(col: Column | None) -> bool:
     return col is None or col.personal or col.kind == "str"
 
 
-def _match(k: Knowledge, export: Export, shapes: list[Shape], skip: set[int], made: set[str]) -> tuple[list[Mapped], float, list[str]]:
+def _match(k: Knowledge, export: Export, shapes: list[Shape], raws: list[set[str]], skip: set[int],
+           made: set[str]) -> tuple[list[Mapped], float, list[str]]:
     """Map the file's headers to one source's columns: by known header first, then by shape when
     exactly one still-unmapped column of a fitting kind is left. Returns the mapping, a score and
     the required columns missing."""
@@ -267,7 +269,7 @@ def _match(k: Knowledge, export: Export, shapes: list[Shape], skip: set[int], ma
         if i in skip or i in by_header or not normalise(h):
             continue
         fits = [c for c in cols.values() if c.name not in taken and c.kind in shapes[i].kinds
-                and (c.kind not in CODE_KINDS or _values_fit(k, c.name, export, i))]
+                and (c.kind not in CODE_KINDS or _values_fit(k, c.name, raws[i]))]
         if len(fits) == 1:
             by_shape[i] = fits[0].name
             taken.add(fits[0].name)
@@ -284,7 +286,7 @@ def _match(k: Knowledge, export: Export, shapes: list[Shape], skip: set[int], ma
             values = {raw: code for raw, code in k.values.get(col.name, {}).items()}
         elif col is not None and col.kind in CODE_KINDS:
             known = k.values.get(col.name, {})
-            values = {v: known.get(normalise(v)) for v in sorted(_raw_values(export, i, col.kind == "multi"))}
+            values = {v: known.get(normalise(v)) for v in sorted(_split(raws[i], col.kind == "multi"))}
         mapped.append(Mapped(h, name, "header" if i in by_header else "shape" if i in by_shape else "",
                              shapes[i], _personal(col), values))
     required = [c.name for c in k.spec.columns if c.required]
@@ -295,16 +297,22 @@ def _match(k: Knowledge, export: Export, shapes: list[Shape], skip: set[int], ma
     return mapped, round(score, 3), missing
 
 
-def _raw_values(export: Export, i: int, multi: bool = False) -> set[str]:
-    """The distinct raw values of column ``i`` (a multi column's cells split at 、 and ／)."""
-    raw = {r[i].strip() for r in export.rows if i < len(r) and r[i].strip()}
+def _raw_values(export: Export, i: int) -> set[str]:
+    """The distinct raw values of column ``i``."""
+    return {r[i].strip() for r in export.rows if i < len(r) and r[i].strip()}
+
+
+def _split(raw: set[str], multi: bool) -> set[str]:
+    """A multi column's cells split at 、 and ／ into the codes they hold."""
     return {part for v in raw for part in re.split("[、／/]", v) if part} if multi else raw
 
 
-def _values_fit(k: Knowledge, column: str, export: Export, i: int) -> bool:
+def _values_fit(k: Knowledge, column: str, raw: set[str]) -> bool:
     """Most of a code column's raw values are ones the project knows for this column."""
+    if len(raw) > MAX_CODES:
+        return False  # names, notes, numbers: not a code column
     known = k.values.get(column, {})
-    raw = {normalise(v) for v in _raw_values(export, i, k.spec.column(column).kind == "multi")}
+    raw = {normalise(v) for v in _split(raw, k.spec.column(column).kind == "multi")}
     return bool(raw) and sum(v in known for v in raw) >= 0.8 * len(raw)
 
 
@@ -322,6 +330,7 @@ def profile_export(data: bytes, name: str = "export.csv", source: str | None = N
     export = read_export(data, name)
     n = len(export.headers)
     shapes = [column_shape(r[i] if i < len(r) else None for r in export.rows) for i in range(n)]
+    raws = [_raw_values(export, i) for i in range(n)]
     days, day_header = _grid_columns(export.headers)
     grid = None
     skip = set(days)
@@ -335,13 +344,13 @@ def profile_export(data: bytes, name: str = "export.csv", source: str | None = N
         made = {"date", "status"}
     results = []
     for key in ([source] if source else (_grid_sources(know) if days else list(know))):
-        mapped, score, missing = _match(know[key], export, shapes, skip, made)
+        mapped, score, missing = _match(know[key], export, shapes, raws, skip, made)
         results.append((score, key, mapped, missing))
     results.sort(key=lambda r: (-r[0], r[1]))
     score, key, mapped, missing = results[0]
     k = know[key]
     if grid is not None:
-        marks = {m for i in days for m in _raw_values(export, i)}
+        marks = {m for i in days for m in raws[i]}
         known = {**{normalise(m): c for m, c in k.values.get("status", {}).items()}, **k.marks}
         grid["marks"] = {m: known.get(normalise(m)) for m in sorted(marks)}
     styles = [(m.shape.style, m.column) for m in mapped if m.column and m.shape.style]
