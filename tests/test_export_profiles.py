@@ -123,3 +123,21 @@ def test_the_platform_core_does_not_import_the_generator():
                 if any(n == "synthcity" or n.startswith("synthcity.") for n in names):
                     importers.append(str(path.relative_to(root)))
     assert sorted(set(importers)) == ["toda_platform/cli.py"]
+
+
+def test_an_explicit_profile_replaces_the_homes_city_and_none_keeps_it(tmp_path):
+    from toda_platform.cli import main
+
+    small = ["--pupils", "300", "--elementary-schools", "2", "--junior-high-schools", "1", "--years", "1",
+             "--today", "2026-06-10", "--quiet"]
+    home = tmp_path / "h"
+    assert CliRunner().invoke(main, ["generate", "--home", str(home), *small]).exit_code == 0
+    paths = Paths.from_env(home)
+    assert paths.city.name == "toda"
+    assert CliRunner().invoke(main, ["generate", "--home", str(home), "--profile", "warabi", *small]).exit_code == 0
+    assert paths.city.name == "warabi"
+    assert "出席簿_2026-04.csv" in {p.name for p in paths.landing_dir("attendance_daily").glob("*.csv")}
+    assert not list(paths.landing_dir("attendance_daily").glob("出欠_*.csv"))  # Toda's files were cleared
+    # without --profile the home's own city file is kept (a deployment's city named by its home)
+    assert CliRunner().invoke(main, ["generate", "--home", str(home), *small]).exit_code == 0
+    assert paths.city.name == "warabi"

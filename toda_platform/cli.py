@@ -63,6 +63,13 @@ def _config(profile, today, **given):
     return replace(city_profile(profile), **chosen)
 
 
+def _exports(profile: str) -> str | None:
+    """The city file to write with: the profile's when --profile was given, else the home's city
+    if it has one (its city.toml or TODA_CITY), else the profile's (see synthcity.generate_city)."""
+    given = click.get_current_context().get_parameter_source("profile")
+    return profile if given == click.core.ParameterSource.COMMANDLINE else None
+
+
 @click.group()
 def main() -> None:
     """Toda education data platform."""
@@ -78,7 +85,7 @@ def generate(home, quiet, **city) -> None:
     from synthcity import generate_city
 
     paths = _paths(home)
-    summary = generate_city(paths.home, _config(**city), progress=not quiet)
+    summary = generate_city(paths.home, _config(**city), progress=not quiet, city_file=_exports(city["profile"]))
     rows = sum(summary.expected_rows.values())
     files = sum(len(v) for v in summary.files.values())
     click.echo(f"Wrote {city['profile']}'s {files} files ({rows:,} data rows) under {paths.landing} "
@@ -100,7 +107,7 @@ def demo(home, with_ablation, **city) -> None:
         from synthcity import generate_city
 
         click.echo(f"Generating the synthetic city under {paths.home} …")
-        generate_city(paths.home, _config(**city))
+        generate_city(paths.home, _config(**city), city_file=_exports(city["profile"]))
         # the generator has just written every file, completely: no copy can still be in progress,
         # so this run need not wait for them to settle (a nightly or sensor run always does)
         from toda_platform.ingest import SETTLE_ENV
