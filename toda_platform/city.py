@@ -39,6 +39,8 @@ SCHEMA_VERSION = 1
 VALUED_KINDS = ("category", "multi", "bool")
 
 Value = Union[bool, int, str]  # bool first: a TOML true is not the integer 1
+_BRANCHES = {"bool", "int", "str"}  # pydantic's tags of Value's branches in an error's location
+_PLAIN = {"missing": "Missing: this key is required", "extra_forbidden": "Unknown key (the schema has no such key)"}
 
 
 class _Strict(BaseModel):
@@ -192,11 +194,15 @@ def parse_city(raw: dict, path: Path) -> City:
     try:
         doc = CityFile.model_validate(raw)
     except ValidationError as e:
-        problems = []
+        found: dict[str, list[str]] = {}
         for err in e.errors():
-            loc = [p for p in err["loc"] if not (isinstance(p, str) and "[" in p)]  # drop union branch tags
-            problems.append((_path(*loc), err["msg"].replace("Input", "value")))
-        raise CityFileError(path.name, problems) from None
+            # a union's branches come as separate errors tagged with the branch: one problem instead
+            loc = [p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p in _BRANCHES))]
+            msg = _PLAIN.get(err["type"], err["msg"].replace("Input should be ", ""))
+            found.setdefault(_path(*loc), []).append(msg)
+        raise CityFileError(path.name, [(p, "value should be " + " or ".join(dict.fromkeys(msgs))
+                                         if all(not m[0].isupper() for m in msgs) else "; ".join(msgs))
+                                        for p, msgs in found.items()]) from None
     problems: list[tuple[str, str]] = []
     specs = {}
     for key in doc.sources:
