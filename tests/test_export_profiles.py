@@ -100,6 +100,13 @@ def test_generate_profile_writes_the_profile_and_its_city_file(tmp_path):
     assert paths.city_file.read_bytes() == load_city("warabi").file.read_bytes()
     assert paths.city.name == "warabi" and paths.city.title_ja == "蕨市"
     assert "出席簿_2026-04.csv" in {p.name for p in paths.landing_dir("attendance_daily").glob("*.csv")}
+    # Warabi's own calendar: its spring break runs to 04-06 (Toda's to 04-05), so Monday 2026-04-06
+    # is no school day in Warabi; the 7th is
+    april = (paths.landing_dir("attendance_daily") / "出席簿_2026-04.csv").read_bytes().decode("cp932")
+    rows = [line.split(",") for line in april.splitlines()]
+    day6, day7 = rows[0].index("6日"), rows[0].index("7日")
+    assert {r[day6] for r in rows[1:]} == {""} and "／" in {r[day7] for r in rows[1:]}
+    assert paths.city.pilot_schools == ("B111222301018", "B111222301025", "C111222305016")
     master = (paths.landing_dir("school_master") / "学校一覧表.csv").read_text(encoding="utf-8-sig")
     assert "B111222301018,蕨北小学校" in master and "C111222305016,蕨第一中学校" in master
     help_text = CliRunner().invoke(main, ["generate", "--help"]).output
