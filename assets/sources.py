@@ -1,4 +1,7 @@
-"""One ``staging/<source_key>`` asset per catalogue spec, built by a single factory."""
+"""One ``staging/<source_key>`` asset per catalogue spec, built by a single factory.
+
+The definitions say what each source means (the catalogue); how the home's city writes it
+(headers, values, encoding, layout) is read at run time from its city file (``Paths.city``)."""
 
 
 import dagster as dg
@@ -30,8 +33,7 @@ def reference_deps(spec: SourceSpec) -> list[dg.AssetKey]:
 
 def _column_schema(spec: SourceSpec) -> dg.TableSchema:
     cols = [
-        dg.TableColumn(c.staged_name, c.sql_type.lower(), description=" / ".join(c.headers)
-                       + (f" — {c.description}" if c.description else ""))
+        dg.TableColumn(c.staged_name, c.sql_type.lower(), description=c.description or None)
         for c in spec.staged_columns
     ]
     cols += [
@@ -43,8 +45,8 @@ def _column_schema(spec: SourceSpec) -> dg.TableSchema:
 
 
 def _description(spec: SourceSpec) -> str:
-    dropped = ", ".join(f"{c.header} ({c.name})" for c in spec.dropped_columns) or "none"
-    pseudo = ", ".join(c.header for c in spec.columns if c.pii == "pseudonymise") or "none"
+    dropped = ", ".join(c.name for c in spec.dropped_columns) or "none"
+    pseudo = ", ".join(c.name for c in spec.columns if c.pii == "pseudonymise") or "none"
     return (
         f"{spec.title_ja} — {spec.description}\n\n"
         f"Holder: {spec.holder}. Grain: {spec.grain}. Cadence: {spec.cadence}.\n\n"
@@ -53,24 +55,24 @@ def _description(spec: SourceSpec) -> str:
     )
 
 
-def build_staging_asset(spec: SourceSpec) -> dg.AssetsDefinition:
+def build_staging_asset(meaning: SourceSpec) -> dg.AssetsDefinition:
     @dg.asset(
-        key=staging_key(spec.key),
+        key=staging_key(meaning.key),
         group_name="sources",
         kinds={"duckdb", "csv"},
-        description=_description(spec),
+        description=_description(meaning),
         metadata={
-            "dagster/column_schema": _column_schema(spec),
-            "dagster/table_name": f"staging.{spec.key}",
-            "landing_folder": f"landing/{spec.key}/",
-            "export_encoding": spec.export.encoding,
+            "dagster/column_schema": _column_schema(meaning),
+            "dagster/table_name": f"staging.{meaning.key}",
+            "landing_folder": f"landing/{meaning.key}/",
         },
-        tags={"grain": spec.grain},
-        deps=reference_deps(spec),
+        tags={"grain": meaning.grain},
+        deps=reference_deps(meaning),
     )
     def _staging(context: dg.AssetExecutionContext, toda: TodaHome, warehouse: DuckDBResource):
         import quality
 
+        spec = toda.paths.city.spec(meaning.key)  # as the home's city writes it
         with warehouse.get_connection() as con:
             report = ingest_source(con, spec, toda.paths, toda.pseudonym_key(), log=context.log.info)
             # no personal column in an event: pseudonyms, birth months and hand-typed codes stay out
@@ -135,7 +137,7 @@ def build_staging_checks(spec: SourceSpec) -> list[dg.AssetChecksDefinition]:
         import quality
 
         with warehouse.get_connection() as con:
-            result = quality.check_table(con, spec)
+            result = quality.check_table(con, toda.paths.city.spec(spec.key))
         quality.render_data_docs([result], toda.paths.reports / "quality")
         return dg.AssetCheckResult(
             passed=result.passed,

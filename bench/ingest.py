@@ -41,7 +41,7 @@ def main() -> None:
     source_paths = Paths.from_env(args.home)
     files = sorted(source_paths.landing_dir(SOURCE).glob("*.csv"))
     if not files:
-        from toda_platform.synth import CityConfig, generate_city
+        from synthcity import CityConfig, generate_city
 
         config = CityConfig() if args.pupils is None else CityConfig(pupils=args.pupils)
         print(f"generating a city ({config.pupils} pupils) under {source_paths.home} …")

@@ -7,6 +7,7 @@ import re
 from functools import lru_cache
 
 from django.core.exceptions import PermissionDenied
+from django.http import Http404
 
 from portal import audit
 from portal.roles import Role, role as role_named
@@ -63,8 +64,11 @@ def check_school(request, school_code: str) -> Role:
     if r is None or r.scope not in ("all", "school") or (
             r.scope == "school" and profile.school_code != school_code):
         refuse(request, "school outside scope", school_code=school_code)
-    if not snapshot().query("SELECT 1 FROM schools WHERE school_code = ?", [school_code]):
+    found = snapshot().query("SELECT published FROM schools WHERE school_code = ?", [school_code])
+    if not found:
         refuse(request, "unknown school", school_code=school_code)
+    if not found[0]["published"]:  # not (yet) a pilot school of the city file: no page until enabled
+        raise Http404("この学校はまだ公開の対象ではありません（市の設定ファイルの試行校に含まれていません）")
     return r
 
 
@@ -92,7 +96,7 @@ def check_pupil(request, pupil_id: str) -> tuple[Role, dict]:
 def schools_in_scope(user) -> list[dict]:
     r = user_role(user)
     profile = getattr(user, "profile", None)
-    rows = snapshot().query("SELECT * FROM schools ORDER BY school_code")
+    rows = snapshot().query("SELECT * FROM schools WHERE published ORDER BY school_code")
     if r is None or r.scope not in ("all", "school"):
         return []
     return rows if r.scope == "all" else [s for s in rows if s["school_code"] == profile.school_code]

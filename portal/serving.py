@@ -25,7 +25,6 @@ from pathlib import Path
 
 import duckdb
 
-from toda_platform.catalogue import CATALOGUE
 from toda_platform.settings import Paths
 
 CURRENT = "current"
@@ -44,16 +43,18 @@ OUTPUT_TABLES = ("school_karte", "karte_practices", "support_effects", "hardship
 CHARTS = ("karte/*.png", "support/support_effects.png")
 
 
-def japanese_labels(source: str, column: str) -> dict[str, str]:
-    """code -> the first Japanese value the catalogue maps to it (its display label)."""
+def japanese_labels(source: str, column: str, city=None) -> dict[str, str]:
+    """code -> the first Japanese value the city's file maps to it (its display label); the
+    home's city unless one is given."""
+    city = city or Paths.from_env().city
     out: dict[str, str] = {}
-    for ja, code in CATALOGUE[source].column(column).values.items():
+    for ja, code in city.spec(source).column(column).values.items():
         out.setdefault(str(code), ja)
     return out
 
 
-def _label_case(sql_col: str, source: str, column: str) -> str:
-    pairs = " ".join(f"WHEN '{code}' THEN '{ja}'" for code, ja in japanese_labels(source, column).items())
+def _label_case(sql_col: str, source: str, column: str, city) -> str:
+    pairs = " ".join(f"WHEN '{code}' THEN '{ja}'" for code, ja in japanese_labels(source, column, city).items())
     return f"CASE CAST({sql_col} AS VARCHAR) {pairs} ELSE CAST({sql_col} AS VARCHAR) END"
 
 
@@ -97,7 +98,9 @@ def build_snapshot(con: duckdb.DuckDBPyConnection, paths: Paths, *, keep: int = 
     tmp = paths.serving / f".building_{stamp}.duckdb"
     con.execute(f"ATTACH '{tmp}' AS snap")
     try:
-        _fill(con, as_of=as_of, prev=prev, school_year=school_year)
+        city = paths.city
+        _published_schools(con, city)
+        _fill(con, as_of=as_of, prev=prev, school_year=school_year, city=city)
         _fill_outputs(con, as_of=as_of, reports=paths.reports)
         con.execute("CREATE TABLE snap.meta (key VARCHAR, value VARCHAR)")
         con.executemany("INSERT INTO snap.meta VALUES (?, ?)", [
@@ -109,12 +112,22 @@ def build_snapshot(con: duckdb.DuckDBPyConnection, paths: Paths, *, keep: int = 
         rows |= {f"outputs.{t}": con.execute(f"SELECT count(*) FROM snap.outputs.{t}").fetchone()[0]
                  for t in OUTPUT_TABLES if _exists(con, f"outputs.{t}")}
     finally:
+        con.execute("DROP TABLE IF EXISTS _published")
         con.execute("DETACH snap")
     os.chmod(tmp, 0o440)
     os.replace(tmp, final)
     _point_current(paths.serving, final)
     _prune(paths.serving, final, keep)
     return Published(final, as_of, prev, rows, time.perf_counter() - started)
+
+
+def _published_schools(con, city) -> None:
+    """``_published``: the schools whose list and pages the portal shows — the city file's pilot
+    schools, or every school when it lists none. The others' pupils are still scored (for
+    training and evaluation: outputs.risk_scores keeps them) but published nowhere."""
+    con.execute("CREATE OR REPLACE TEMP TABLE _published AS SELECT school_code FROM staging.school_master")
+    if city.pilot_schools:
+        con.execute("DELETE FROM _published WHERE NOT list_contains(?, school_code)", [list(city.pilot_schools)])
 
 
 def _point_current(folder: Path, target: Path) -> None:
@@ -134,7 +147,7 @@ def _prune(folder: Path, current: Path, keep: int) -> None:
         path.unlink(missing_ok=True)
 
 
-def _fill(con, *, as_of: date, prev: date | None, school_year: int) -> None:
+def _fill(con, *, as_of: date, prev: date | None, school_year: int, city) -> None:
     a = f"DATE '{as_of.isoformat()}'"
     p = f"DATE '{prev.isoformat()}'" if prev else "NULL::DATE"
     con.execute(f"""
@@ -145,12 +158,14 @@ def _fill(con, *, as_of: date, prev: date | None, school_year: int) -> None:
         CREATE TABLE snap.schools AS
         SELECT school_code, school_name,
                CASE school_type WHEN 'elementary' THEN '小学校' WHEN 'junior_high' THEN '中学校'
-                    ELSE school_type END AS school_type
+                    ELSE school_type END AS school_type,
+               school_code IN (SELECT school_code FROM _published) AS published
         FROM staging.school_master ORDER BY school_code""")
     # the list, its previous edition (trend, 新規), each pupil's class
     con.execute(f"""
         CREATE TABLE snap.risk AS
-        WITH cur AS (SELECT * FROM outputs.risk_scores WHERE as_of_date = {a}),
+        WITH cur AS (SELECT * FROM outputs.risk_scores WHERE as_of_date = {a}
+                     AND school_code IN (SELECT school_code FROM _published)),
              old AS (SELECT pupil_id, band, score FROM outputs.risk_scores WHERE as_of_date = {p})
         SELECT cur.pupil_id, cur.school_code, cur.grade, c.class_name, cur.score, cur.band,
                cur.rank_in_school, cur.reason_1, cur.reason_2, cur.reason_3, cur.reason_4,
@@ -168,7 +183,8 @@ def _fill(con, *, as_of: date, prev: date | None, school_year: int) -> None:
     if _exists(con, "outputs.known_cases"):
         con.execute(f"""CREATE TEMP TABLE _known AS SELECT pupil_id, school_code, grade,
                         nonillness_absent_days FROM outputs.known_cases WHERE as_of_date =
-                        (SELECT max(as_of_date) FROM outputs.known_cases WHERE as_of_date <= {a})""")
+                        (SELECT max(as_of_date) FROM outputs.known_cases WHERE as_of_date <= {a})
+                        AND school_code IN (SELECT school_code FROM _published)""")
     else:
         con.execute("CREATE TEMP TABLE _known (pupil_id VARCHAR, school_code VARCHAR, grade TINYINT, "
                     "nonillness_absent_days INTEGER)")
@@ -210,7 +226,7 @@ def _fill(con, *, as_of: date, prev: date | None, school_year: int) -> None:
         ORDER BY k.school_code, k.grade""")
     con.execute(f"""
         CREATE TABLE snap.nurse AS
-        SELECT n.pupil_id, n.visit_date, n.visit_time, {_label_case('n.symptom', 'nurse_office_visits', 'symptom')}
+        SELECT n.pupil_id, n.visit_date, n.visit_time, {_label_case('n.symptom', 'nurse_office_visits', 'symptom', city)}
                AS symptom, n.rest_minutes, n.went_home
         FROM staging.nurse_office_visits n JOIN _pupils USING (pupil_id)
         WHERE n.visit_date >= {year_start} AND n.known_date < {a} ORDER BY pupil_id, visit_date""")
@@ -235,7 +251,7 @@ def _fill(con, *, as_of: date, prev: date | None, school_year: int) -> None:
     con.execute(f"""
         CREATE TABLE snap.surveys AS
         SELECT q.pupil_id, q.survey_date, 'Q-U' AS survey,
-               {_label_case('q."group"', 'qu_survey', 'group')} || '（承認 ' || q.approval || '・被侵害 ' ||
+               {_label_case('q."group"', 'qu_survey', 'group', city)} || '（承認 ' || q.approval || '・被侵害 ' ||
                q.infringement || '）' AS result,
                q."group" IN ('needs_support', 'dissatisfied', 'infringed', 'unrecognised') AS concern
         FROM staging.qu_survey q JOIN _pupils USING (pupil_id) WHERE q.known_date < {a}
@@ -248,22 +264,22 @@ def _fill(con, *, as_of: date, prev: date | None, school_year: int) -> None:
     con.execute(f"""
         CREATE TABLE snap.events AS
         SELECT b.pupil_id, b.recognised_on AS event_date, 'いじめ' AS kind,
-               {_label_case('b.role', 'bullying_records', 'role')} || '（' ||
-               {_label_case('b.found_by', 'bullying_records', 'found_by')} || '）' AS detail
+               {_label_case('b.role', 'bullying_records', 'role', city)} || '（' ||
+               {_label_case('b.found_by', 'bullying_records', 'found_by', city)} || '）' AS detail
         FROM staging.bullying_records b JOIN _pupils USING (pupil_id) WHERE b.known_date < {a}
         UNION ALL
         SELECT c.pupil_id, c.session_date, '教育相談',
-               {_label_case('c.counsellor', 'counseling_records', 'counsellor')} || '・' ||
-               {_label_case('c.topic', 'counseling_records', 'topic')}
+               {_label_case('c.counsellor', 'counseling_records', 'counsellor', city)} || '・' ||
+               {_label_case('c.topic', 'counseling_records', 'topic', city)}
         FROM staging.counseling_records c JOIN _pupils USING (pupil_id) WHERE c.known_date < {a}
         ORDER BY 1, 2""")
     con.execute(f"""
         CREATE TABLE snap.support AS
         SELECT s.pupil_id, s.case_id, s.decided_on, s.school_code,
-               {_label_case('s.risk_band', 'support_records', 'risk_band')} AS risk_band,
-               s.action, {_label_case('s.action', 'support_records', 'action')} AS action_ja,
-               s.agency, {_label_case('s.agency', 'support_records', 'agency')} AS agency_ja,
-               {_label_case('s.outcome', 'support_records', 'outcome')} AS outcome_ja
+               {_label_case('s.risk_band', 'support_records', 'risk_band', city)} AS risk_band,
+               s.action, {_label_case('s.action', 'support_records', 'action', city)} AS action_ja,
+               s.agency, {_label_case('s.agency', 'support_records', 'agency', city)} AS agency_ja,
+               {_label_case('s.outcome', 'support_records', 'outcome', city)} AS outcome_ja
         FROM staging.support_records s JOIN _pupils USING (pupil_id)
         ORDER BY pupil_id, decided_on""")
     for t in ("_class", "_known", "_pupils", "_att", "_calendar", "_mood"):
@@ -278,8 +294,11 @@ def _fill_outputs(con, *, as_of: date, reports: Path) -> None:
     for t in OUTPUT_TABLES:
         if not _exists(con, f"outputs.{t}"):
             continue
+        # the screen names pupils: pilot schools only (the karte's school figures stay whole,
+        # a city average counts every school; the portal shows no page of a school not enabled)
         where = (f"WHERE as_of_date = (SELECT max(as_of_date) FROM outputs.{t} "
-                 f"WHERE as_of_date <= DATE '{as_of.isoformat()}')" if t == "hardship_screen" else "")
+                 f"WHERE as_of_date <= DATE '{as_of.isoformat()}') "
+                 f"AND school_code IN (SELECT school_code FROM _published)" if t == "hardship_screen" else "")
         con.execute(f"CREATE TABLE snap.outputs.{t} AS SELECT * FROM outputs.{t} {where}")
     con.execute("CREATE TABLE snap.charts (name VARCHAR PRIMARY KEY, png BLOB)")
     files = sorted({p for pattern in CHARTS for p in reports.glob(pattern) if p.is_file()})

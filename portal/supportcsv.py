@@ -21,30 +21,27 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from portal.serving import japanese_labels
-from toda_platform.catalogue import CATALOGUE
 from toda_platform.settings import Paths
 
 SOURCE = "support_records"
-PSEUDONYM_HEADER = "仮名ID"
-REVIEW_HEADER = "見直し日"
 TOKYO = ZoneInfo("Asia/Tokyo")
 
 
-def _header(column: str) -> str:
-    return CATALOGUE[SOURCE].column(column).headers[0]
+def headers(city) -> list[str]:
+    """The header line, as the city's file names support_records' columns (the pupil by its 仮名ID)."""
+    spec = city.spec(SOURCE)
+    return [spec.column("pupil_id").pseudonym_headers[0] if c == "pupil_id" else spec.column(c).header
+            for c in ("case_id", "decided_on", "school_code", "pupil_id", "risk_band", "action", "agency",
+                      "outcome", "review_on")]
 
 
-HEADERS = [_header("case_id"), _header("decided_on"), _header("school_code"), PSEUDONYM_HEADER,
-           _header("risk_band"), _header("action"), _header("agency"), _header("outcome"), REVIEW_HEADER]
+def choices(column: str, city=None) -> list[tuple[str, str]]:
+    """(code, Japanese label) pairs of a support_records column, in the city file's order."""
+    return list(japanese_labels(SOURCE, column, city).items())
 
 
-def choices(column: str) -> list[tuple[str, str]]:
-    """(code, Japanese label) pairs of a support_records column, in the catalogue's order."""
-    return list(japanese_labels(SOURCE, column).items())
-
-
-def row_of(entry) -> list[str]:
-    label = {c: dict(choices(c)) for c in ("action", "agency", "outcome")}
+def row_of(entry, city=None) -> list[str]:
+    label = {c: dict(choices(c, city)) for c in ("action", "agency", "outcome")}
     return [entry.case_id, entry.decided_on.isoformat(), entry.school_code, entry.pupil_id,
             entry.risk_band or "なし", label["action"][entry.action], label["agency"][entry.agency],
             label["outcome"].get(entry.outcome, "") if entry.outcome else "",
@@ -57,7 +54,7 @@ def write_landing_file(entry, paths: Paths | None = None, *, now: datetime | Non
     folder.mkdir(parents=True, exist_ok=True)
     stamp = (now or datetime.now(TOKYO)).strftime("%Y%m%d%H%M%S")
     buf = io.StringIO()
-    csv.writer(buf, lineterminator="\r\n").writerows([HEADERS, row_of(entry)])
+    csv.writer(buf, lineterminator="\r\n").writerows([headers(paths.city), row_of(entry, paths.city)])
     n = entry.pk or 0
     while True:
         final = folder / f"支援記録_portal_{stamp}_{n}.csv"

@@ -73,9 +73,9 @@ def main() -> None:
 
     t = time.perf_counter()
     from quality import FileContext, build_suite, check_file, read_typed, validate_file
-    from toda_platform.catalogue import CATALOGUE
+    from toda_platform.city import load_city
 
-    spec = CATALOGUE["attendance_daily"]
+    spec = load_city("toda").spec("attendance_daily")
     build_suite(spec)
     print(f"import GX + build the attendance suite (cold, once per process): {time.perf_counter() - t:.2f} s")
 

@@ -20,6 +20,8 @@ os.environ["TODA_SETTLE_SECONDS"] = "0"
 # Tests run on synthetic cities with a short test key: demo mode (tests/test_governance.py turns
 # it off to see the platform refuse a weak key).
 os.environ.setdefault("TODA_DEMO", "1")
+# Tests run on Toda's city file unless a test says otherwise (a home's city.toml, or TODA_CITY).
+os.environ.pop("TODA_CITY", None)
 
 
 @pytest.fixture

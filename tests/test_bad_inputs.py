@@ -29,11 +29,13 @@ import pandas as pd
 import pytest
 
 from tests.conftest import TEST_KEY, write_csv
-from toda_platform.catalogue import CATALOGUE
+from toda_platform.city import load_city
 from toda_platform.ingest import FileOutcome, SourceReport, ensure_table, ingest_source
 from toda_platform.pseudonym import pseudonymise
 from toda_platform.settings import Paths
-from toda_platform.synth import CityConfig, generate_city
+from synthcity import CityConfig, generate_city
+
+CATALOGUE = load_city("toda").specs  # Toda's specs: what each source means and how Toda writes it
 
 TINY = CityConfig(pupils=300, elementary_schools=1, junior_high_schools=1, years=2)
 ATT, NURSE, HEALTH, QU, INFANT = ("attendance_daily", "nurse_office_visits", "health_checkup", "qu_survey",

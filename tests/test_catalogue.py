@@ -9,8 +9,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from toda_platform.catalogue import CATALOGUE
+from toda_platform.city import load_city
 from toda_platform.ingest import table_columns
+
+CATALOGUE = load_city("toda").specs  # Toda's specs: what each source means and how Toda writes it
 
 SOURCES_MD = Path(__file__).resolve().parents[2] / "shared" / "design" / "SOURCES.md"
 EXPECTED = {
@@ -40,7 +42,7 @@ def test_every_source_has_a_staging_asset():
 
 
 def test_every_source_has_a_generator():
-    from toda_platform.synth.records import BUILDERS
+    from synthcity.records import BUILDERS
 
     assert set(BUILDERS) == EXPECTED
 

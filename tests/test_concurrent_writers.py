@@ -15,7 +15,7 @@ import duckdb
 
 from tests.conftest import TEST_KEY
 from toda_platform.settings import Paths
-from toda_platform.synth import CityConfig, generate_city
+from synthcity import CityConfig, generate_city
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = CityConfig(pupils=300, elementary_schools=1, junior_high_schools=1, years=2)

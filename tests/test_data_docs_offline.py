@@ -13,7 +13,9 @@ from quality import check_file, render_data_docs
 from quality.docs import CDN_FILES, STATIC, localise
 from tests.test_portal_browser import ARTIFACTS, browser  # noqa: F401
 from tests.test_quality import context, typed
-from toda_platform.catalogue import CATALOGUE
+from toda_platform.city import load_city
+
+CATALOGUE = load_city("toda").specs  # Toda's specs: what each source means and how Toda writes it
 
 RESOURCE = re.compile(r"""<(?:script|link|img)\b[^>]*\b(?:src|href)=["']([^"']*)["']""", re.I)
 

@@ -20,10 +20,12 @@ import pandas as pd
 from tests.test_bad_inputs import (  # noqa: F401  (fixtures)
     ATT, INFANT, Export, city, db, jst, land_real, manifest, staged,
 )
-from toda_platform.catalogue import CATALOGUE
+from toda_platform.city import load_city
 from toda_platform.identity import IdentityStore
 from toda_platform.ingest import export_time, ingest_source, release, scan_landing
 from toda_platform.pseudonym import pseudonymise
+
+CATALOGUE = load_city("toda").specs  # Toda's specs: what each source means and how Toda writes it
 
 REG, MOOD = "pupil_registry", "mood_checkin"
 MAY = "出欠_2026-05.csv"

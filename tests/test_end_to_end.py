@@ -11,10 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from toda_platform.catalogue import CATALOGUE
+from toda_platform.city import load_city
 from toda_platform.definitions import materialise_all
 from toda_platform.settings import Paths
-from toda_platform.synth import CityConfig, generate_city
+from synthcity import CityConfig, generate_city
+
+CATALOGUE = load_city("toda").specs  # Toda's specs: what each source means and how Toda writes it
 
 SMALL = CityConfig(pupils=900, elementary_schools=2, junior_high_schools=1, years=3)
 # every asset runs for real; the ablation (unit-tested in test_ml_outputs) over two groups only

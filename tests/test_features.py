@@ -21,7 +21,9 @@ from hypothesis import strategies as st
 from ml import asof, features, labels
 from ml.asof import AsOf
 from tests import tiny_city
-from toda_platform.catalogue import CATALOGUE
+from toda_platform.city import load_city
+
+CATALOGUE = load_city("toda").specs  # Toda's specs: what each source means and how Toda writes it
 
 
 @pytest.fixture(scope="module")

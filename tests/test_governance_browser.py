@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from tests.test_portal_browser import browser  # noqa: F401
-from toda_platform.catalogue import CATALOGUE
+from toda_platform.city import load_city
+
+CATALOGUE = load_city("toda").specs  # Toda's specs: what each source means and how Toda writes it
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "governance"
 

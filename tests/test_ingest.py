@@ -10,9 +10,12 @@ import shutil
 import pytest
 
 from tests.conftest import write_csv
-from toda_platform.catalogue import CATALOGUE, Column
+from toda_platform.catalogue import Column
+from toda_platform.city import load_city
 from toda_platform.ingest import ingest_source, read_file, IngestError
 from toda_platform.pseudonym import pseudonymise
+
+CATALOGUE = load_city("toda").specs  # Toda's specs: what each source means and how Toda writes it
 
 ATT = CATALOGUE["attendance_daily"]
 REG = CATALOGUE["pupil_registry"]
@@ -216,7 +219,7 @@ def test_a_schema_change_in_the_catalogue_replays_the_archive(paths, con, key, m
     attendance(paths, "出欠_2024-04.csv", APRIL)
     ingest_source(con, ATT, paths, key)
     shutil.rmtree(paths.landing)  # the landing zone may be cleaned: the archive keeps everything
-    extra = Column("period_no", ("校時",), "int", required=False, nullable=True)
+    extra = Column("period_no", "int", required=False, nullable=True, headers=("校時",))
     changed = dataclasses.replace(ATT, columns=ATT.columns + (extra,))
     report = ingest_source(con, changed, paths, key)
     assert report.rebuilt

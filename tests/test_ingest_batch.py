@@ -20,8 +20,10 @@ from hypothesis import strategies as st
 from tests.test_bad_inputs import ATT, K, NURSE, city, db, land_real, modified  # noqa: F401  (fixtures)
 from toda_platform import ingest as I
 from toda_platform import ingest_batch
-from toda_platform.catalogue import CATALOGUE
+from toda_platform.city import load_city
 from toda_platform.ingest import ingest_source
+
+CATALOGUE = load_city("toda").specs  # Toda's specs: what each source means and how Toda writes it
 
 MONTHS = ["出欠_2025-04.csv", "出欠_2025-05.csv", "出欠_2025-06.csv", "出欠_2025-07.csv", "出欠_2025-09.csv"]
 MANIFEST_COLUMNS = ["file_name", "sha256", "outcome", "encoding", "period", "rows_read", "rows_kept", "rows_dropped",

@@ -11,9 +11,11 @@ import duckdb
 
 from assets.sources import staging_key
 from tests.conftest import write_csv
-from toda_platform.catalogue import CATALOGUE
+from toda_platform.city import load_city
 from toda_platform.definitions import build_definitions
 from toda_platform.ingest import ingest_source
+
+CATALOGUE = load_city("toda").specs  # Toda's specs: what each source means and how Toda writes it
 
 MASTER_HEADER = ["学校コード", "学校名", "学校種", "学区"]
 

@@ -21,8 +21,10 @@ from quality import (
     render_data_docs, validate_file, validate_table,
 )
 from quality.rules import VOLUME_BAND, row_rules
-from toda_platform.catalogue import CATALOGUE
+from toda_platform.city import load_city
 from toda_platform.ingest import ensure_base_schema, table_columns
+
+CATALOGUE = load_city("toda").specs  # Toda's specs: what each source means and how Toda writes it
 
 ELEM = "B211222400015"
 ELEM2 = "B211222400023"

@@ -24,10 +24,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import TEST_KEY
-from toda_platform.catalogue import CATALOGUE
+from toda_platform.city import load_city
 from toda_platform.ingest import IngestError, ingest_source, read_file
 from toda_platform.settings import Paths
-from toda_platform.synth import CityConfig, generate_city
+from synthcity import CityConfig, generate_city
+
+CATALOGUE = load_city("toda").specs  # Toda's specs: what each source means and how Toda writes it
 
 KEY = TEST_KEY.encode()
 HEAD_LINES = 30  # real files are cut to their first lines: the examples stay fast

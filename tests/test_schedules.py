@@ -210,9 +210,9 @@ def test_the_demo_leaves_the_ablation_to_its_own_job_unless_asked(tmp_path, monk
     """`toda demo` runs everything but the source ablation and says how to run it; the flag adds it."""
     from click.testing import CliRunner
 
+    import synthcity as synth
     import toda_platform.cli as cli
     import toda_platform.definitions as definitions
-    import toda_platform.synth as synth
 
     asked = {}
 

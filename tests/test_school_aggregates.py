@@ -13,8 +13,10 @@ from hypothesis import strategies as st
 
 from ml import aggregates
 from tests.tiny_city import insert_rows
-from toda_platform.catalogue import CATALOGUE
+from toda_platform.city import load_city
 from toda_platform.ingest import ensure_table
+
+CATALOGUE = load_city("toda").specs  # Toda's specs: what each source means and how Toda writes it
 
 SCHOOLS = ("B111222400011", "B111222400028", "C111222400014")
 DAYS = [date(2024, 4, 8) + timedelta(days=i) for i in range(120) if (date(2024, 4, 8) + timedelta(days=i)).weekday() < 5]

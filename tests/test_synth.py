@@ -16,13 +16,16 @@ import pandas as pd
 import pytest
 
 from toda_platform import parsing
-from toda_platform.catalogue import CATALOGUE, HEALTH_CHECKUP, QU_SURVEY
-from toda_platform.synth import LATE_FIELDS, CityConfig, generate_city
-from toda_platform.synth.formats import format_date, format_grade, format_month, format_school_year
-from toda_platform.synth.latent import BETA, GRADE_TARGETS, build_latent
-from toda_platform.synth.population import build_population
-from toda_platform.synth.schools import build_schools
-from toda_platform.synth.writer import TYPOS
+from toda_platform.catalogue import HEALTH_CHECKUP, QU_SURVEY
+from toda_platform.city import load_city
+from synthcity import LATE_FIELDS, CityConfig, generate_city
+from synthcity.formats import format_date, format_grade, format_month, format_school_year
+from synthcity.latent import BETA, GRADE_TARGETS, build_latent
+from synthcity.population import build_population
+from synthcity.schools import build_schools
+from synthcity.writer import TYPOS
+
+CATALOGUE = load_city("toda").specs  # Toda's specs: what each source means and how Toda writes it
 
 SMALL = CityConfig(pupils=900, elementary_schools=2, junior_high_schools=1, years=3)
 TODAY = SMALL.as_of

@@ -21,8 +21,10 @@ from datetime import date, timedelta
 import duckdb
 import pandas as pd
 
-from toda_platform.catalogue import CATALOGUE
+from toda_platform.city import load_city
 from toda_platform.ingest import ensure_table, table_columns
+
+CATALOGUE = load_city("toda").specs  # Toda's specs: what each source means and how Toda writes it
 
 B1, C1 = "B111222400011", "C111222400014"
 

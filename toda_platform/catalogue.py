@@ -1,18 +1,23 @@
-"""The source catalogue: one declarative spec per dataset a department exports.
+"""The source catalogue: what each dataset a department exports *means*.
 
 A spec is the contract between three parties: the synthetic city (which writes files the way
 the department does), the ingestion factory (which reads them into ``staging.<key>``) and the
 quality suites (which check them). Adding a source means adding a spec here, not code.
 
-Each column says: its canonical English name, the Japanese headers that map to it (the first
-is the one the department's system writes), its kind, its allowed values or range, and — for
-personal identifiers — what happens to it on the way in:
+The catalogue holds the meaning, the same in every city: each column's canonical English name,
+its kind, its allowed codes or range, and — for personal identifiers — what happens to it on the
+way in:
 
 * ``pseudonymise``: the number is replaced by a keyed HMAC (see ``pseudonym.py``);
 * ``drop``: never read into the warehouse (addresses, free text);
 * ``identity``: never read into the warehouse either; the registry's names, kana and seat numbers
   go to the identity store (``identity.py``), the one place the portal re-attaches them;
 * ``birth_month``: a birth date is cut to its year and month.
+
+How one city's departments write a source — the Japanese headers (the first is the one the
+system writes), raw value → code maps, encoding, date and grade styles, file names, layout — is
+that city's file (``toda_platform/cities/<city>.toml``); ``toda_platform.city.City.spec(key)``
+gives the spec with both. Code that reads or writes files takes the spec from a City.
 
 Every spec also states its **knowledge-date rule** as a DuckDB expression over the staged
 columns: the first date on which the city could have known the record. Features at an as-of
@@ -57,12 +62,11 @@ SCHOOL_TYPES = {"B": "elementary", "C": "junior_high"}
 @dataclass(frozen=True)
 class Column:
     name: str
-    headers: tuple[str, ...]
     kind: Kind
     description: str = ""
     required: bool = True  # the header must be in the file
     nullable: bool = False  # a blank cell is allowed
-    values: Mapping[str, object] | None = None  # for category / multi / bool
+    codes: tuple | None = None  # a category / multi column's canonical codes
     min: float | None = None
     max: float | None = None
     unit: str | None = None
@@ -71,14 +75,22 @@ class Column:
     # is free text that may name a child, so it is counted and never stored, instead of
     # rejecting the file.
     unmapped: Literal["error", "count"] = "error"
-    # headers under which a pupil number arrives already pseudonymised (the portal's 仮名ID: it
-    # never holds a 学籍番号); a file has either the number or the pseudonym, never both
-    pseudonym_headers: tuple[str, ...] = ()
+    # a pupil number may arrive already pseudonymised (the portal's 仮名ID: it never holds a
+    # 学籍番号); a file has either the number or the pseudonym, never both
+    accepts_pseudonym: bool = False
     planned: bool = False  # a date set for the future (a review date): not an event, no export bound
+    # How one city writes the column (its city file, see toda_platform/city.py); empty in the
+    # catalogue, which says only what the column means.
+    headers: tuple[str, ...] = ()  # the first is what the department's system writes
+    values: Mapping[str, object] | None = None  # raw value -> code, for category / multi / bool
+    pseudonym_headers: tuple[str, ...] = ()  # headers under which the pseudonym arrives
 
     @property
     def header(self) -> str:
         """The header as the department's system writes it."""
+        if not self.headers:
+            raise LookupError(f"{self.name}: the catalogue says what a column means, not its header; "
+                              f"take the spec from the city (toda_platform.city.City.spec)")
         return self.headers[0]
 
     @property
@@ -102,8 +114,8 @@ class Column:
 
     @property
     def sql_type(self) -> str:
-        if self.kind == "category" and self.values and all(
-            isinstance(v, int) and not isinstance(v, bool) for v in self.values.values()
+        if self.kind == "category" and self.codes and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in self.codes
         ):
             return "INTEGER"
         return _SQL_TYPES[self.kind]
@@ -131,7 +143,8 @@ _SQL_TYPES = {
 
 @dataclass(frozen=True)
 class ExportStyle:
-    """How the department's system writes the file (the synthetic city imitates this)."""
+    """How the department's system writes the file (the synthetic city imitates this); from the
+    city file (toda_platform/city.py)."""
 
     encoding: Literal["cp932", "utf-8-sig", "utf-8"]
     file_cadence: Literal["monthly", "school_year", "round", "once"]
@@ -143,6 +156,24 @@ class ExportStyle:
     total_row: bool = False  # a 合計 row at the bottom
     trailing_blank_lines: int = 0
     fullwidth_digits: bool = False  # some numbers typed with full-width digits
+    # "long": one row per record; "monthly_grid": one row per pupil and month, a column per day
+    # (attendance from many 校務支援 systems, see toda_platform/layouts.py)
+    layout: Literal["long", "monthly_grid"] = "long"
+    grid: "MonthlyGrid | None" = None
+
+
+@dataclass(frozen=True)
+class MonthlyGrid:
+    """A monthly grid's own columns: the month, the day columns and what each mark means."""
+
+    month_headers: tuple[str, ...]  # the column holding the month (2024-05, 2024年5月, R6.5 …)
+    day_header: str  # the day columns' header, with {day} for 1..31: "{day}日", "{day}"
+    marks: Mapping[str, str]  # mark -> status code; a blank cell is no school day / not enrolled
+    date_column: str = "date"  # the canonical columns the grid's cells become
+    status_column: str = "status"
+
+    def day_name(self, day: int) -> str:
+        return self.day_header.format(day=day)
 
 
 # Why a source may be used (purpose limitation, 個人情報の保護に関する法律 第61条・第69条). Every
@@ -181,7 +212,7 @@ class Use:
 
 
 ALL_PURPOSES = tuple(PURPOSES)
-_BOARD = ("戸田市教育委員会が、学校教育に関する所掌事務（地方教育行政の組織及び運営に関する法律第21条）"
+_BOARD = ("{board}が、学校教育に関する所掌事務（地方教育行政の組織及び運営に関する法律第21条）"
           "の遂行に必要な範囲で保有し（個人情報の保護に関する法律第61条第1項）、その利用目的の範囲内で"
           "利用します（同法第69条第1項）。")
 _FROM_PUPILS = ("児童生徒本人から直接、書面（電磁的記録を含む）で取得するため、取得の際に利用目的を明示します"
@@ -220,13 +251,16 @@ class SourceSpec:
     known_from: str  # DuckDB expression over staged columns → DATE
     known_rule: str  # the same rule in words
     period: str  # DuckDB expression → the period a file covers (its "slot", see ingest.py)
-    export: ExportStyle
     use: Use  # purposes, legal basis, retention (see Use)
+    export: ExportStyle | None = None  # how a city writes it: from its city file (None here)
     constants: Mapping[str, object] = field(default_factory=dict)  # domain facts for checks
     handling: Handling = "coverage"
     # for "rows": the column whose raw text orders duplicate submissions (a form's timestamp);
     # without it the later line of the file wins
     submitted_at: str | None = None
+    # every header the city writes for any source (set by toda_platform.city): a file holding
+    # none of them has most likely lost its header line
+    city_headers: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
     def column(self, name: str) -> Column:
         for col in self.columns:
@@ -241,6 +275,8 @@ class SourceSpec:
     @property
     def event_date(self) -> str | None:
         """The column that dates each record of a monthly (daily-grain) file, if any."""
+        if self.export is None:
+            raise LookupError(f"{self.key}: the file cadence is the city's; take the spec from the city")
         if self.export.file_cadence != "monthly":
             return None
         for c in self.staged_columns:
@@ -262,48 +298,37 @@ def school_year_of(date_sql: str) -> str:
 # Shared columns and value maps
 # ---------------------------------------------------------------------------------------------
 
-def _pupil(headers=("学籍番号", "児童生徒番号", "生徒番号", "児童番号")) -> Column:
+def _pupil() -> Column:
     return Column(
-        "pupil_id", tuple(headers), "pupil_number", pii="pseudonymise",
+        "pupil_id", "pupil_number", pii="pseudonymise",
         description="学籍番号 from the 校務支援 system; kept across moves between city schools",
     )
 
 
-def _school(headers=("学校コード", "学校番号")) -> Column:
-    return Column("school_code", tuple(headers), "school_code",
+def _school() -> Column:
+    return Column("school_code", "school_code",
                   description="MEXT 学校コード (B… elementary, C… junior high)")
 
 
 def _grade(nullable=False) -> Column:
-    return Column("grade", ("学年",), "grade", nullable=nullable, min=1, max=9,
+    return Column("grade", "grade", nullable=nullable, min=1, max=9,
                   description="city-wide school year: 小1-小6 = 1-6, 中1-中3 = 7-9")
 
 
-def _year(headers=("年度",)) -> Column:
-    return Column("school_year", tuple(headers), "school_year", min=2000, max=2100,
+def _year() -> Column:
+    return Column("school_year", "school_year", min=2000, max=2100,
                   description="school year (April-March) named by its starting calendar year")
 
 
-def _likert(name, header, lo=1, hi=4, nullable=True, description="") -> Column:
-    return Column(name, (header,), "int", min=lo, max=hi, nullable=nullable,
+def _likert(name, lo=1, hi=4, nullable=True, description="") -> Column:
+    return Column(name, "int", min=lo, max=hi, nullable=nullable,
                   description=description or f"{lo}-{hi} rating")
 
 
-YES_NO = {"有": True, "あり": True, "はい": True, "○": True, "〇": True, "1": True, "Y": True,
-          "無": False, "なし": False, "いいえ": False, "×": False, "0": False, "N": False}
-SEX = {"男": "M", "男子": "M", "M": "M", "1": "M", "女": "F", "女子": "F", "F": "F", "2": "F"}
-ROUND = {"1": 1, "2": 2, "3": 3, "第1回": 1, "第2回": 2, "第3回": 3, "1回": 1, "2回": 2, "3回": 3,
-         "前期": 1, "後期": 2, "6月": 1, "11月": 2}
-SUBJECTS = {"国語": "japanese", "算数": "math", "数学": "math", "英語": "english",
-            "理科": "science", "社会": "social_studies"}
-RISK_BANDS = {"赤": "red", "ピンク": "pink", "橙": "orange", "オレンジ": "orange", "黄": "yellow",
-              "なし": "none", "-": "none"}
-FINDING = {"所見なし": "none", "異常なし": "none", "経過観察": "observe", "要観察": "observe",
-           "要精密": "refer", "要精密検査": "refer", "要医療": "treatment"}
 
 
 def _round() -> Column:
-    return Column("round", ("回", "実施回"), "category", values=ROUND,
+    return Column("round", "category", codes=(1, 2, 3),
                   description="survey round within the school year")
 
 
@@ -321,26 +346,26 @@ PUPIL_REGISTRY = SourceSpec(
     columns=(
         _year(),
         _pupil(),
-        Column("resident_id", ("宛名番号",), "resident_number", pii="pseudonymise",
+        Column("resident_id", "resident_number", pii="pseudonymise",
                description="住民基本台帳 number: links the 学齢簿 to welfare records (infant "
                            "checkups, nursery); pseudonymised with the same key"),
         # names are optional: the warehouse never needs them, the portal's identity store does
-        Column("name", ("氏名", "児童生徒氏名"), "str", pii="identity", required=False, nullable=True),
-        Column("kana", ("ふりがな", "氏名カナ", "フリガナ"), "str", pii="identity", required=False,
+        Column("name", "str", pii="identity", required=False, nullable=True),
+        Column("kana", "str", pii="identity", required=False,
                nullable=True),
-        Column("birth_date", ("生年月日",), "date", pii="birth_month",
+        Column("birth_date", "date", pii="birth_month",
                description="kept as the first day of the birth month (age in months is all "
                            "features need)"),
-        Column("sex", ("性別",), "category", values=SEX),
+        Column("sex", "category", codes=("M", "F")),
         _school(),
         _grade(),
-        Column("class_name", ("組", "学級"), "str", description="class within the grade"),
-        Column("seat_number", ("出席番号",), "int", pii="identity", required=False, nullable=True,
+        Column("class_name", "str", description="class within the grade"),
+        Column("seat_number", "int", pii="identity", required=False, nullable=True,
                description="not needed for analysis and a quasi-identifier: identity store only"),
-        Column("address", ("住所",), "str", pii="drop", required=False, nullable=True),
-        Column("enrolled_on", ("転入日", "転入学日"), "date", nullable=True,
+        Column("address", "str", pii="drop", required=False, nullable=True),
+        Column("enrolled_on", "date", nullable=True,
                description="date of transfer in during the year (blank: enrolled from April)"),
-        Column("left_on", ("転出日", "転出学日"), "date", nullable=True,
+        Column("left_on", "date", nullable=True,
                description="date of transfer out during the year (blank: stayed)"),
     ),
     key_columns=("school_year", "pupil_id", "school_code"),
@@ -348,28 +373,10 @@ PUPIL_REGISTRY = SourceSpec(
     known_rule="the roll is known on April 1 of its year; a pupil who transfers in is known "
                "from the transfer date (a transfer-out date is only usable once it has passed)",
     period="CAST(school_year AS VARCHAR)",
-    export=ExportStyle(encoding="cp932", file_cadence="school_year", file_name="学齢簿_{period}.csv",
-                       date_format="wareki_letter", grade_format="bare_within_school",
-                       fullwidth_digits=True, trailing_blank_lines=2),
     use=_pupil_use("学務課の学齢簿システムから年度ごとに出力"),
 )
 
-SUB_REASONS = {
-    "発熱": "fever", "熱": "fever", "風邪": "cold", "かぜ": "cold", "通院": "clinic", "受診": "clinic",
-    "体調不良": "unwell", "頭痛": "headache", "腹痛": "stomach_ache", "インフルエンザ": "influenza",
-    "感染症": "infection", "家庭の事情": "family", "家事都合": "family", "私用": "personal",
-    "登校しぶり": "reluctant", "親族の葬儀": "funeral", "忌引": "funeral",
-}
 
-ATTENDANCE_STATUS = {
-    "出": "present", "出席": "present",
-    "病": "absent_sick", "欠席(病気)": "absent_sick", "病欠": "absent_sick",
-    "事": "absent_other", "欠席(事故)": "absent_other", "事故欠": "absent_other",
-    "停": "suspended", "出席停止": "suspended",
-    "忌": "mourning", "忌引": "mourning",
-    "チ": "late", "遅": "late", "遅刻": "late",
-    "早": "early_leave", "早退": "early_leave",
-}
 
 ATTENDANCE_DAILY = SourceSpec(
     key="attendance_daily",
@@ -380,17 +387,19 @@ ATTENDANCE_DAILY = SourceSpec(
     description="One row per pupil and school day: present, absent (sick / other reasons), "
                 "suspended, mourning, late or early leave, with 保健室登校/別室登校 flags.",
     columns=(
-        Column("date", ("日付", "出欠日"), "date"),
+        Column("date", "date"),
         _school(),
         _pupil(),
-        Column("status", ("出欠", "出欠区分"), "category", values=ATTENDANCE_STATUS,
+        Column("status", "category",
+               codes=("present", "absent_sick", "absent_other", "suspended", "mourning", "late",
+                      "early_leave"),
                description="欠席(事故) = absent for reasons other than illness"),
-        Column("room", ("登校形態",), "category", nullable=True, required=False,
-               values={"保健室登校": "nurse_room", "保健室": "nurse_room",
-                       "別室登校": "separate_room", "別室": "separate_room"},
+        Column("room", "category", nullable=True, required=False,
+               codes=("nurse_room", "separate_room"),
                description="present, but in the nurse's room or a separate room"),
-        Column("sub_reason", ("理由", "欠席理由"), "category", nullable=True, required=False,
-               values=SUB_REASONS, unmapped="count",
+        Column("sub_reason", "category", nullable=True, required=False,
+               codes=("fever", "cold", "clinic", "unwell", "headache", "stomach_ache", "influenza",
+                      "infection", "family", "personal", "reluctant", "funeral"), unmapped="count",
                description="optional sub-reason, typed by the teacher: only the catalogue's codes "
                            "are kept; other text (a note that may name a child) is counted, not stored"),
     ),
@@ -398,8 +407,6 @@ ATTENDANCE_DAILY = SourceSpec(
     known_from="date",
     known_rule="a day's attendance is known that evening",
     period="strftime(date, '%Y-%m')",
-    export=ExportStyle(encoding="utf-8-sig", file_cadence="monthly", file_name="出欠_{period}.csv",
-                       date_format="slash"),
     use=_pupil_use("各学校の校務支援システムから月ごとに出力"),
 )
 
@@ -416,16 +423,15 @@ LONG_ABSENCE_SURVEY = SourceSpec(
         _school(),
         _pupil(),
         _grade(),
-        Column("absent_days", ("欠席日数", "欠席日数計"), "int", min=30, max=250, unit="days"),
-        Column("days_illness", ("病気",), "int", min=0, max=250, unit="days"),
-        Column("days_economic", ("経済的理由",), "int", min=0, max=250, unit="days"),
-        Column("days_futoukou", ("不登校",), "int", min=0, max=250, unit="days"),
-        Column("days_covid", ("新型コロナウイルスの感染回避",), "int", min=0, max=250,
+        Column("absent_days", "int", min=30, max=250, unit="days"),
+        Column("days_illness", "int", min=0, max=250, unit="days"),
+        Column("days_economic", "int", min=0, max=250, unit="days"),
+        Column("days_futoukou", "int", min=0, max=250, unit="days"),
+        Column("days_covid", "int", min=0, max=250,
                unit="days", nullable=True, required=False, description="counted from 2020"),
-        Column("days_other", ("その他",), "int", min=0, max=250, unit="days"),
-        Column("main_reason", ("主たる理由", "理由区分"), "category",
-               values={"病気": "illness", "経済的理由": "economic", "不登校": "futoukou",
-                       "新型コロナウイルスの感染回避": "covid", "その他": "other"},
+        Column("days_other", "int", min=0, max=250, unit="days"),
+        Column("main_reason", "category",
+               codes=("illness", "economic", "futoukou", "covid", "other"),
                description="the reason the pupil is counted under (MEXT): the label is "
                            "main_reason = 'futoukou'"),
     ),
@@ -433,18 +439,9 @@ LONG_ABSENCE_SURVEY = SourceSpec(
     known_from="make_date(school_year + 1, 5, 1)",
     known_rule="the survey of year Y is compiled in April of Y+1: known from May 1 of Y+1",
     period="CAST(school_year AS VARCHAR)",
-    export=ExportStyle(encoding="cp932", file_cadence="school_year",
-                       file_name="長期欠席調査_{period}.csv", grade_format="kanji", total_row=True),
     use=_pupil_use("文部科学省の調査のため学校が作成する報告から年度ごとに出力"),
 )
 
-BULLYING_FORMS = {
-    "冷やかし・からかい・悪口": "teasing", "冷やかしやからかい、悪口や脅し文句、嫌なことを言われる": "teasing",
-    "仲間はずれ・無視": "exclusion", "仲間はずれ、集団による無視をされる": "exclusion",
-    "軽くぶつかる・叩く": "light_violence", "ひどくぶつかる": "violence",
-    "金品たかり": "extortion", "金品を隠す・盗む・壊す": "property",
-    "嫌なこと・危険なことをされる": "coerced", "PC・携帯での誹謗中傷": "online",
-}
 
 BULLYING_RECORDS = SourceSpec(
     key="bullying_records",
@@ -455,32 +452,27 @@ BULLYING_RECORDS = SourceSpec(
     description="One row per pupil involved in a recognised incident, with role, forms, how "
                 "it was found and whether it is resolved.",
     columns=(
-        Column("incident_id", ("認知番号", "事案番号"), "str"),
-        Column("recognised_on", ("認知日",), "date"),
+        Column("incident_id", "str"),
+        Column("recognised_on", "date"),
         _school(),
         _pupil(),
         _grade(),
-        Column("role", ("立場",), "category", values={"被害": "victim", "加害": "perpetrator"}),
-        Column("forms", ("態様",), "multi", values=BULLYING_FORMS,
+        Column("role", "category", codes=("victim", "perpetrator")),
+        Column("forms", "multi",
+               codes=("teasing", "exclusion", "light_violence", "violence", "extortion", "property",
+                      "coerced", "online"),
                description="several forms, separated by ／"),
-        Column("found_by", ("発見のきっかけ",), "category",
-               values={"アンケート調査": "survey", "アンケート": "survey",
-                       "本人からの訴え": "self_report", "学級担任が発見": "teacher",
-                       "保護者からの訴え": "parent", "他の児童生徒からの情報": "peer",
-                       "その他": "other"}),
-        Column("resolved", ("解消状況",), "category",
-               values={"解消": "resolved", "解消している": "resolved", "取組中": "ongoing",
-                       "解消に向けて取組中": "ongoing"}),
-        Column("notes", ("備考", "概要"), "str", pii="drop", required=False, nullable=True,
+        Column("found_by", "category",
+               codes=("survey", "self_report", "teacher", "parent", "peer", "other")),
+        Column("resolved", "category",
+               codes=("resolved", "ongoing")),
+        Column("notes", "str", pii="drop", required=False, nullable=True,
                description="free text may name children: never read"),
     ),
     key_columns=("incident_id", "pupil_id"),
     known_from="recognised_on + INTERVAL 14 DAY",
     known_rule="recognised incidents reach the board with the school's report, within two weeks",
     period=school_year_of("recognised_on"),
-    export=ExportStyle(encoding="cp932", file_cadence="school_year",
-                       file_name="いじめ認知_{period}.csv", date_format="wareki_kanji",
-                       grade_format="kanji"),
     use=_pupil_use("学校がいじめを認知した際の報告から年度ごとに出力"),
 )
 
@@ -492,30 +484,24 @@ COUNSELING_RECORDS = SourceSpec(
     cadence="sessions as held, one file per school year",
     description="One row per counselling session with a pupil or about a pupil.",
     columns=(
-        Column("session_id", ("記録番号",), "str"),
-        Column("session_date", ("相談日",), "date"),
+        Column("session_id", "str"),
+        Column("session_date", "date"),
         _school(),
         _pupil(),
-        Column("counsellor", ("相談員種別", "対応者"), "category",
-               values={"SC": "school_counsellor", "スクールカウンセラー": "school_counsellor",
-                       "SSW": "social_worker", "スクールソーシャルワーカー": "social_worker",
-                       "教育相談員": "education_counsellor"}),
-        Column("topic", ("主訴", "相談内容"), "category",
-               values={"不登校": "non_attendance", "友人関係": "friends", "家庭": "family",
-                       "学習": "study", "心身の不調": "health", "いじめ": "bullying",
-                       "進路": "career", "その他": "other"}),
-        Column("referred_by", ("相談経路",), "category",
-               values={"本人": "self", "保護者": "parent", "担任": "teacher",
-                       "養護教諭": "nurse", "関係機関": "agency"}),
-        Column("linked_agency", ("関係機関連携",), "bool", values=YES_NO),
-        Column("notes", ("記録", "相談記録"), "str", pii="drop", required=False, nullable=True),
+        Column("counsellor", "category",
+               codes=("school_counsellor", "social_worker", "education_counsellor")),
+        Column("topic", "category",
+               codes=("non_attendance", "friends", "family", "study", "health", "bullying",
+                      "career", "other")),
+        Column("referred_by", "category",
+               codes=("self", "parent", "teacher", "nurse", "agency")),
+        Column("linked_agency", "bool"),
+        Column("notes", "str", pii="drop", required=False, nullable=True),
     ),
     key_columns=("session_id",),
     known_from="session_date",
     known_rule="a session is recorded the day it is held",
     period=school_year_of("session_date"),
-    export=ExportStyle(encoding="utf-8-sig", file_cadence="school_year",
-                       file_name="教育相談_{period}.csv", date_format="iso"),
     use=_pupil_use("教育相談（SC・SSW・教育相談員）の記録から年度ごとに出力（相談内容の記述は取り込みません）"),
 )
 
@@ -528,24 +514,21 @@ SCHOOL_LIFE_SURVEY = SourceSpec(
     description="Short Likert survey (1 = no … 4 = yes) about friends, teachers, study and "
                 "feeling safe at school.",
     columns=(
-        Column("survey_date", ("実施日",), "date"),
+        Column("survey_date", "date"),
         _school(),
         _pupil(),
         _grade(),
         _round(),
-        _likert("q_friends", "友達と仲良く過ごせている"),
-        _likert("q_teacher", "先生に相談できる"),
-        _likert("q_study", "勉強がわかる"),
-        _likert("q_safe", "学校は安心できる場所だ"),
-        _likert("q_enjoy", "学校に行くのが楽しい"),
+        _likert("q_friends"),
+        _likert("q_teacher"),
+        _likert("q_study"),
+        _likert("q_safe"),
+        _likert("q_enjoy"),
     ),
     key_columns=("pupil_id", "survey_date"),
     known_from="survey_date + INTERVAL 14 DAY",
     known_rule="answers are tallied and returned two weeks after the survey day",
     period=f"CAST({school_year_of('survey_date')} AS VARCHAR) || '-' || CAST(round AS VARCHAR)",
-    export=ExportStyle(encoding="cp932", file_cadence="round",
-                       file_name="学校生活アンケート_{period}.csv", date_format="wareki_letter_padded",
-                       grade_format="kanji"),
     use=_pupil_use("学校で実施するアンケート（児童生徒本人が回答）", basis=_BOARD + _FROM_PUPILS),
     handling="rows",
 )
@@ -559,29 +542,27 @@ HEALTH_CHECKUP = SourceSpec(
     description="Height, weight and 肥満度, vision bands and dental status from the school "
                 "health check.",
     columns=(
-        Column("checkup_date", ("実施日", "健診日"), "date"),
+        Column("checkup_date", "date"),
         _school(),
         _pupil(),
         _grade(),
-        Column("sex", ("性別",), "category", values=SEX),
-        Column("height_cm", ("身長",), "float", min=90, max=200, unit="cm"),
-        Column("weight_kg", ("体重",), "float", min=8, max=150, unit="kg"),
-        Column("obesity_index", ("肥満度",), "float", min=-60, max=150, unit="%",
+        Column("sex", "category", codes=("M", "F")),
+        Column("height_cm", "float", min=90, max=200, unit="cm"),
+        Column("weight_kg", "float", min=8, max=150, unit="kg"),
+        Column("obesity_index", "float", min=-60, max=150, unit="%",
                description="(実測 − 標準体重)/標準体重 × 100"),
-        Column("vision_right", ("視力右", "視力（右）"), "category", nullable=True,
-               values={"A": "A", "B": "B", "C": "C", "D": "D"}),
-        Column("vision_left", ("視力左", "視力（左）"), "category", nullable=True,
-               values={"A": "A", "B": "B", "C": "C", "D": "D"}),
-        Column("caries", ("むし歯",), "category",
-               values={"なし": "none", "処置完了": "treated", "未処置あり": "untreated"}),
-        Column("dmf", ("DMF歯数", "DMFT"), "int", min=0, max=28, nullable=True),
+        Column("vision_right", "category", nullable=True,
+               codes=("A", "B", "C", "D")),
+        Column("vision_left", "category", nullable=True,
+               codes=("A", "B", "C", "D")),
+        Column("caries", "category",
+               codes=("none", "treated", "untreated")),
+        Column("dmf", "int", min=0, max=28, nullable=True),
     ),
     key_columns=("pupil_id", "checkup_date"),
     known_from="checkup_date + INTERVAL 7 DAY",
     known_rule="results are entered within a week of the checkup",
     period=school_year_of("checkup_date"),
-    export=ExportStyle(encoding="utf-8-sig", file_cadence="school_year",
-                       file_name="健康診断_{period}.csv", date_format="iso", grade_format="kanji"),
     use=_pupil_use("学校保健安全法に基づく健康診断の結果を養護教諭が入力", sensitive=True),
     # 標準体重 = a × 身長(cm) − b (文部科学省, 2006 〜), by sex and age in years.
     constants={"standard_weight": {
@@ -603,21 +584,19 @@ PREFECTURAL_ACHIEVEMENT = SourceSpec(
     description="IRT-based 学力レベル (1-12) and scale score per subject.",
     columns=(
         _year(),
-        Column("survey_date", ("実施日",), "date"),
+        Column("survey_date", "date"),
         _school(),
         _pupil(),
         _grade(),
-        Column("subject", ("教科",), "category", values=SUBJECTS),
-        Column("level", ("学力レベル",), "int", min=1, max=12),
-        Column("scale_score", ("スコア", "IRTスコア"), "float", min=0, max=1000),
+        Column("subject", "category",
+               codes=("japanese", "math", "english", "science", "social_studies")),
+        Column("level", "int", min=1, max=12),
+        Column("scale_score", "float", min=0, max=1000),
     ),
     key_columns=("school_year", "pupil_id", "subject"),
     known_from="make_date(school_year, 7, 15)",
     known_rule="the prefecture returns April's results to schools in mid-July",
     period="CAST(school_year AS VARCHAR)",
-    export=ExportStyle(encoding="utf-8-sig", file_cadence="school_year",
-                       file_name="県学調_学力_{period}.csv", date_format="iso",
-                       grade_format="kanji"),
     use=_pupil_use("埼玉県学力・学習状況調査の結果（県から返却）", basis=_PREFECTURE),
 )
 
@@ -634,18 +613,16 @@ PREFECTURAL_QUESTIONNAIRE = SourceSpec(
         _school(),
         _pupil(),
         _grade(),
-        Column("self_esteem", ("自己肯定感",), "float", min=1, max=4),
-        Column("self_efficacy", ("自己効力感",), "float", min=1, max=4),
-        Column("self_control", ("自制心",), "float", min=1, max=4),
-        Column("diligence", ("勤勉性",), "float", min=1, max=4),
-        Column("learning_strategies", ("学習方略",), "float", min=1, max=4),
+        Column("self_esteem", "float", min=1, max=4),
+        Column("self_efficacy", "float", min=1, max=4),
+        Column("self_control", "float", min=1, max=4),
+        Column("diligence", "float", min=1, max=4),
+        Column("learning_strategies", "float", min=1, max=4),
     ),
     key_columns=("school_year", "pupil_id"),
     known_from="make_date(school_year, 7, 15)",
     known_rule="returned with the achievement results in mid-July",
     period="CAST(school_year AS VARCHAR)",
-    export=ExportStyle(encoding="utf-8-sig", file_cadence="school_year",
-                       file_name="県学調_質問紙_{period}.csv", grade_format="kanji"),
     use=_pupil_use("埼玉県学力・学習状況調査の質問紙（県から返却）", basis=_PREFECTURE),
 )
 
@@ -658,25 +635,21 @@ NURSE_OFFICE_VISITS = SourceSpec(
     description="Each visit to the nurse's office: time, symptom, temperature, rest and "
                 "whether the pupil went home.",
     columns=(
-        Column("visit_date", ("来室日",), "date"),
-        Column("visit_time", ("来室時刻",), "time"),
+        Column("visit_date", "date"),
+        Column("visit_time", "time"),
         _school(),
         _pupil(),
         _grade(),
-        Column("symptom", ("症状", "主訴"), "category",
-               values={"頭痛": "headache", "腹痛": "stomach_ache", "気分不良": "unwell",
-                       "けが": "injury", "発熱": "fever", "その他": "other"}),
-        Column("temperature", ("体温",), "float", min=34, max=42, unit="°C", nullable=True),
-        Column("rest_minutes", ("休養時間",), "int", min=0, max=60, unit="min"),
-        Column("went_home", ("早退",), "bool", values=YES_NO),
+        Column("symptom", "category",
+               codes=("headache", "stomach_ache", "unwell", "injury", "fever", "other")),
+        Column("temperature", "float", min=34, max=42, unit="°C", nullable=True),
+        Column("rest_minutes", "int", min=0, max=60, unit="min"),
+        Column("went_home", "bool"),
     ),
     key_columns=("pupil_id", "visit_date", "visit_time"),
     known_from="visit_date",
     known_rule="a visit is logged the day it happens",
     period="strftime(visit_date, '%Y-%m')",
-    export=ExportStyle(encoding="cp932", file_cadence="monthly", file_name="保健室来室_{period}.csv",
-                       date_format="wareki_kanji", grade_format="kanji", total_row=True,
-                       trailing_blank_lines=1),
     use=_pupil_use("養護教諭が記録する保健室来室記録から月ごとに出力"),
 )
 
@@ -688,33 +661,26 @@ AIGROW = SourceSpec(
     cadence="1-2 rounds a year, 中学校",
     description="Non-cognitive competencies, self- and peer-rated, as deviation scores.",
     columns=(
-        Column("test_date", ("受験日",), "date"),
+        Column("test_date", "date"),
         _school(),
         _pupil(),
         _grade(),
-        Column("collaboration", ("協働性",), "float", min=0, max=100),
-        Column("problem_setting", ("課題設定力",), "float", min=0, max=100),
-        Column("creativity", ("創造性",), "float", min=0, max=100),
-        Column("flexibility", ("柔軟性",), "float", min=0, max=100),
-        Column("empathy", ("共感力",), "float", min=0, max=100),
-        Column("self_management", ("自己管理",), "float", min=0, max=100),
-        Column("psychological_safety", ("心理的安全性",), "float", min=0, max=100),
-        Column("self_affirmation", ("自己肯定感",), "float", min=0, max=100),
+        Column("collaboration", "float", min=0, max=100),
+        Column("problem_setting", "float", min=0, max=100),
+        Column("creativity", "float", min=0, max=100),
+        Column("flexibility", "float", min=0, max=100),
+        Column("empathy", "float", min=0, max=100),
+        Column("self_management", "float", min=0, max=100),
+        Column("psychological_safety", "float", min=0, max=100),
+        Column("self_affirmation", "float", min=0, max=100),
     ),
     key_columns=("pupil_id", "test_date"),
     known_from="test_date + INTERVAL 30 DAY",
     known_rule="the vendor returns results a month after the test",
     period=school_year_of("test_date"),
-    export=ExportStyle(encoding="utf-8-sig", file_cadence="school_year",
-                       file_name="AiGROW_{period}.csv", date_format="iso",
-                       grade_format="within_school"),
     use=_pupil_use("学校で実施する受験結果（事業者から返却）"),
 )
 
-QU_GROUPS = {"学級生活満足群": "satisfied", "満足群": "satisfied",
-             "非承認群": "unrecognised", "侵害行為認知群": "infringed",
-             "学級生活不満足群": "dissatisfied", "不満足群": "dissatisfied",
-             "要支援群": "needs_support"}
 
 QU_SURVEY = SourceSpec(
     key="qu_survey",
@@ -725,29 +691,28 @@ QU_SURVEY = SourceSpec(
     description="承認得点 and 被侵害得点 (sums of 10 five-point items), the resulting group, "
                 "and 学校生活意欲 areas.",
     columns=(
-        Column("survey_date", ("実施日",), "date"),
+        Column("survey_date", "date"),
         _school(),
         _pupil(),
         _grade(),
-        Column("class_name", ("組",), "str"),
+        Column("class_name", "str"),
         _round(),
-        Column("approval", ("承認得点",), "int", min=10, max=50),
-        Column("infringement", ("被侵害得点",), "int", min=10, max=50),
-        Column("group", ("群", "判定群"), "category", values=QU_GROUPS,
+        Column("approval", "int", min=10, max=50),
+        Column("infringement", "int", min=10, max=50),
+        Column("group", "category",
+               codes=("satisfied", "unrecognised", "infringed", "dissatisfied", "needs_support"),
                description="要支援群 is the most severe part of 学級生活不満足群"),
-        Column("motivation_friends", ("友人関係",), "int", min=3, max=12),
-        Column("motivation_study", ("学習意欲",), "int", min=3, max=12),
-        Column("motivation_teacher", ("教師との関係",), "int", min=3, max=12),
-        Column("motivation_class", ("学級との関係",), "int", min=3, max=12),
-        Column("motivation_career", ("進路意識",), "int", min=3, max=12, nullable=True,
+        Column("motivation_friends", "int", min=3, max=12),
+        Column("motivation_study", "int", min=3, max=12),
+        Column("motivation_teacher", "int", min=3, max=12),
+        Column("motivation_class", "int", min=3, max=12),
+        Column("motivation_career", "int", min=3, max=12, nullable=True,
                required=False, description="junior high only"),
     ),
     key_columns=("pupil_id", "survey_date"),
     known_from="survey_date + INTERVAL 21 DAY",
     known_rule="the publisher scores the sheets and returns results three weeks later",
     period=f"CAST({school_year_of('survey_date')} AS VARCHAR) || '-' || CAST(round AS VARCHAR)",
-    export=ExportStyle(encoding="cp932", file_cadence="round", file_name="QU_{period}.csv",
-                       date_format="slash", grade_format="kanji"),
     use=_pupil_use("学校で実施するアンケート（児童生徒本人が回答、発行元が採点）", basis=_BOARD + _FROM_PUPILS),
     # The group follows from the two scores against the publisher's norms (our synthetic norms).
     constants={"approval_high_from": 36, "infringement_high_from": 21,
@@ -762,21 +727,19 @@ CLASS_UNDERSTANDING_SURVEY = SourceSpec(
     cadence="two rounds a year",
     description="'I understand the lessons' (1-4) per subject.",
     columns=(
-        Column("survey_date", ("実施日",), "date"),
+        Column("survey_date", "date"),
         _school(),
         _pupil(),
         _grade(),
         _round(),
-        Column("subject", ("教科",), "category", values=SUBJECTS),
-        Column("understanding", ("理解度", "授業がわかる"), "int", min=1, max=4),
+        Column("subject", "category",
+               codes=("japanese", "math", "english", "science", "social_studies")),
+        Column("understanding", "int", min=1, max=4),
     ),
     key_columns=("pupil_id", "survey_date", "subject"),
     known_from="survey_date + INTERVAL 7 DAY",
     known_rule="tallied within a week",
     period=f"CAST({school_year_of('survey_date')} AS VARCHAR) || '-' || CAST(round AS VARCHAR)",
-    export=ExportStyle(encoding="cp932", file_cadence="round",
-                       file_name="授業理解_{period}.csv", date_format="slash",
-                       grade_format="citywide"),
     use=_pupil_use("学校で実施するアンケート（児童生徒本人が回答）", basis=_BOARD + _FROM_PUPILS),
     handling="rows",
 )
@@ -789,23 +752,21 @@ RST = SourceSpec(
     cadence="one round a year, 小6-中3",
     description="Reading-skill 能力値 per field.",
     columns=(
-        Column("test_date", ("受検日",), "date"),
+        Column("test_date", "date"),
         _school(),
         _pupil(),
         _grade(),
-        Column("dependency", ("係り受け",), "float", min=-4, max=4),
-        Column("anaphora", ("照応",), "float", min=-4, max=4),
-        Column("paraphrase", ("同義文判定",), "float", min=-4, max=4),
-        Column("inference", ("推論",), "float", min=-4, max=4),
-        Column("image_matching", ("イメージ同定",), "float", min=-4, max=4),
-        Column("instantiation", ("具体例同定",), "float", min=-4, max=4),
+        Column("dependency", "float", min=-4, max=4),
+        Column("anaphora", "float", min=-4, max=4),
+        Column("paraphrase", "float", min=-4, max=4),
+        Column("inference", "float", min=-4, max=4),
+        Column("image_matching", "float", min=-4, max=4),
+        Column("instantiation", "float", min=-4, max=4),
     ),
     key_columns=("pupil_id", "test_date"),
     known_from="test_date + INTERVAL 30 DAY",
     known_rule="results are returned a month after the test",
     period=school_year_of("test_date"),
-    export=ExportStyle(encoding="utf-8-sig", file_cadence="school_year", file_name="RST_{period}.csv",
-                       date_format="iso", grade_format="kanji"),
     use=_pupil_use("学校で実施する受検結果（実施団体から返却）"),
 )
 
@@ -818,25 +779,21 @@ MOOD_CHECKIN = SourceSpec(
     description="Pupils' own daily check-in: mood, body, sleep and a 'want to talk' button. "
                 "Three bad days in a row is the vendor's alert rule.",
     columns=(
-        Column("checkin_date", ("タイムスタンプ",), "timestamp_date"),
+        Column("checkin_date", "timestamp_date"),
         _school(),
-        _pupil(headers=("学籍番号", "出席番号・学籍番号")),
-        Column("mood", ("今日の心の天気",), "category",
-               values={"晴れ": 4, "くもり": 3, "雨": 2, "雷": 1},
+        _pupil(),
+        Column("mood", "category",
+               codes=(4, 3, 2, 1),
                description="4 = 晴れ … 1 = 雷"),
-        Column("body", ("体の調子",), "category", values={"よい": 3, "ふつう": 2, "わるい": 1}),
-        Column("sleep", ("昨日はよく眠れましたか",), "category",
-               values={"よく眠れた": 4, "眠れた": 3, "あまり眠れなかった": 2, "眠れなかった": 1}),
-        Column("want_to_talk", ("先生と話したいですか",), "bool",
-               values={"はい": True, "話したい": True, "いいえ": False, "大丈夫": False}),
+        Column("body", "category", codes=(3, 2, 1)),
+        Column("sleep", "category",
+               codes=(4, 3, 2, 1)),
+        Column("want_to_talk", "bool"),
     ),
     key_columns=("pupil_id", "checkin_date"),
     known_from="checkin_date",
     known_rule="seen by the teacher the same morning",
     period="strftime(checkin_date, '%Y-%m')",
-    export=ExportStyle(encoding="utf-8", file_cadence="monthly",
-                       file_name="シャボテン_{period}.csv", date_format="form_timestamp",
-                       fullwidth_digits=True),
     use=_pupil_use("児童生徒本人が毎朝端末で回答（Google Forms）", basis=_BOARD + _FROM_PUPILS),
     handling="rows",
     submitted_at="checkin_date",
@@ -850,27 +807,25 @@ INFANT_CHECKUP = SourceSpec(
     cadence="4か月, 1歳6か月 and 3歳 checkups; one file per fiscal year",
     description="Whether each checkup was attended and its findings. Keyed by 宛名番号.",
     columns=(
-        Column("resident_id", ("宛名番号",), "resident_number", pii="pseudonymise"),
-        Column("name", ("氏名",), "str", pii="drop"),
-        Column("birth_date", ("生年月日",), "date", pii="birth_month"),
-        Column("checkup", ("健診種別",), "category",
-               values={"4か月": "4m", "4か月児": "4m", "1歳6か月": "18m", "1歳6か月児": "18m",
-                       "3歳": "3y", "3歳児": "3y"}),
-        Column("checkup_date", ("健診日",), "date", description="scheduled date"),
-        Column("attended", ("受診状況",), "bool",
-               values={"受診": True, "受診済": True, "未受診": False}),
-        Column("development", ("発達",), "category", values=FINDING, nullable=True),
-        Column("language", ("言語",), "category", values=FINDING, nullable=True),
-        Column("sight_hearing", ("視聴覚",), "category", values=FINDING, nullable=True),
-        Column("dental", ("歯科",), "category", values=FINDING, nullable=True),
-        Column("referred", ("要精密",), "bool", values=YES_NO, nullable=True),
+        Column("resident_id", "resident_number", pii="pseudonymise"),
+        Column("name", "str", pii="drop"),
+        Column("birth_date", "date", pii="birth_month"),
+        Column("checkup", "category",
+               codes=("4m", "18m", "3y")),
+        Column("checkup_date", "date", description="scheduled date"),
+        Column("attended", "bool"),
+        Column("development", "category",
+               codes=("none", "observe", "refer", "treatment"), nullable=True),
+        Column("language", "category", codes=("none", "observe", "refer", "treatment"), nullable=True),
+        Column("sight_hearing", "category",
+               codes=("none", "observe", "refer", "treatment"), nullable=True),
+        Column("dental", "category", codes=("none", "observe", "refer", "treatment"), nullable=True),
+        Column("referred", "bool", nullable=True),
     ),
     key_columns=("resident_id", "checkup"),
     known_from="checkup_date",
     known_rule="known on the day of the checkup",
     period=school_year_of("checkup_date"),
-    export=ExportStyle(encoding="cp932", file_cadence="school_year",
-                       file_name="乳幼児健診_{period}.csv", date_format="wareki_kanji"),
     use=_pupil_use("福祉保健センターの乳幼児健診記録から提供（宛名番号で照合）", basis=_WELFARE, years=16,
                    retention_ja="健診日から16年（中学校卒業まで）", sensitive=True),
 )
@@ -884,24 +839,21 @@ NURSERY_ENROLLMENT = SourceSpec(
     description="Facility type, enrolment and leaving dates, and the admission priority index "
                 "(基準指数 + 調整指数).",
     columns=(
-        Column("resident_id", ("宛名番号",), "resident_number", pii="pseudonymise"),
-        Column("name", ("児童氏名",), "str", pii="drop"),
-        Column("birth_date", ("生年月日",), "date", pii="birth_month"),
-        Column("facility_type", ("施設種別",), "category",
-               values={"認可保育所": "licensed", "認定こども園": "kodomoen",
-                       "認可外保育施設": "unlicensed", "幼稚園": "kindergarten"}),
-        Column("enrolled_on", ("入所日",), "date"),
-        Column("left_on", ("退所日",), "date", nullable=True),
-        Column("base_index", ("基準指数",), "int", min=0, max=100, nullable=True,
+        Column("resident_id", "resident_number", pii="pseudonymise"),
+        Column("name", "str", pii="drop"),
+        Column("birth_date", "date", pii="birth_month"),
+        Column("facility_type", "category",
+               codes=("licensed", "kodomoen", "unlicensed", "kindergarten")),
+        Column("enrolled_on", "date"),
+        Column("left_on", "date", nullable=True),
+        Column("base_index", "int", min=0, max=100, nullable=True,
                description="blank for places without a priority ranking (幼稚園, 認可外)"),
-        Column("adjustment_index", ("調整指数",), "int", min=-20, max=30),
+        Column("adjustment_index", "int", min=-20, max=30),
     ),
     key_columns=("resident_id", "enrolled_on"),
     known_from="coalesce(left_on, enrolled_on)",
     known_rule="a stay is known once it has ended (or from enrolment while it lasts)",
     period=school_year_of("enrolled_on"),
-    export=ExportStyle(encoding="utf-8-sig", file_cadence="school_year",
-                       file_name="保育入所_{period}.csv", date_format="wareki_letter"),
     use=_pupil_use("保育幼稚園課の入所記録から提供（宛名番号で照合）", basis=_WELFARE, years=16,
                    retention_ja="退所の日（在園中は入所の日）から16年（中学校卒業まで）"),
 )
@@ -915,32 +867,27 @@ SUPPORT_RECORDS = SourceSpec(
     description="Each support action decided for a pupil: when, the risk band at the time, "
                 "the action and agency, and the outcome category.",
     columns=(
-        Column("case_id", ("記録番号",), "str"),
-        Column("decided_on", ("決定日", "会議日"), "date"),
+        Column("case_id", "str"),
+        Column("decided_on", "date"),
         _school(),
-        replace(_pupil(), pseudonym_headers=("仮名ID",)),
-        Column("risk_band", ("リスク区分",), "category", values=RISK_BANDS),
-        Column("action", ("支援内容",), "category",
-               values={"見守り": "monitoring", "家庭訪問": "home_visit", "SC面談": "sc_interview",
-                       "SSW連携": "ssw", "適応指導教室": "support_classroom",
-                       "NPO紹介": "npo_referral"}),
-        Column("agency", ("担当",), "category",
-               values={"学級担任": "teacher", "学校": "school", "SC": "school_counsellor",
-                       "SSW": "social_worker", "教育支援センター": "support_centre",
-                       "NPO": "npo"}),
-        Column("outcome", ("経過",), "category", nullable=True,
-               values={"改善": "improved", "変化なし": "no_change", "悪化": "worse",
-                       "継続中": "ongoing"}),
-        Column("notes", ("記録", "備考"), "str", pii="drop", required=False, nullable=True),
-        Column("review_on", ("見直し日",), "date", required=False, nullable=True, planned=True,
+        replace(_pupil(), accepts_pseudonym=True),
+        Column("risk_band", "category", codes=("red", "pink", "orange", "yellow", "none")),
+        Column("action", "category",
+               codes=("monitoring", "home_visit", "sc_interview", "ssw", "support_classroom",
+                      "npo_referral")),
+        Column("agency", "category",
+               codes=("teacher", "school", "school_counsellor", "social_worker", "support_centre",
+                      "npo")),
+        Column("outcome", "category", nullable=True,
+               codes=("improved", "no_change", "worse", "ongoing")),
+        Column("notes", "str", pii="drop", required=False, nullable=True),
+        Column("review_on", "date", required=False, nullable=True, planned=True,
                description="when the case meeting reviews the action (entered in the portal)"),
     ),
     key_columns=("case_id",),
     known_from="decided_on",
     known_rule="recorded at the case meeting",
     period=school_year_of("decided_on"),
-    export=ExportStyle(encoding="utf-8-sig", file_cadence="school_year",
-                       file_name="支援記録_{period}.csv", date_format="iso"),
     use=_pupil_use("ケース会議の決定を学校・教育政策室がポータルで入力"),
     # decisions arrive one by one (the portal writes a file per entry) and a review re-sends
     # the case with its outcome: each row stands alone, keyed by 記録番号
@@ -960,17 +907,15 @@ SCHOOL_MASTER = SourceSpec(
     description="The city's schools: code, name, type and district.",
     columns=(
         _school(),
-        Column("school_name", ("学校名",), "str"),
-        Column("school_type", ("学校種",), "category",
-               values={"小": "elementary", "小学校": "elementary", "中": "junior_high",
-                       "中学校": "junior_high"}),
-        Column("district", ("学区", "地区"), "str"),
+        Column("school_name", "str"),
+        Column("school_type", "category",
+               codes=("elementary", "junior_high")),
+        Column("district", "str"),
     ),
     key_columns=("school_code",),
     known_from="DATE '2000-04-01'",
     known_rule="timeless: the list of schools is always known",
     period="'all'",
-    export=ExportStyle(encoding="cp932", file_cadence="once", file_name="学校一覧.csv"),
     use=_school_use("教育総務課の学校一覧", purposes=ALL_PURPOSES),
 )
 
@@ -985,20 +930,18 @@ SCHOOL_CONTEXT = SourceSpec(
     columns=(
         _year(),
         _school(),
-        Column("enrolment", ("児童生徒数",), "int", min=0, max=3000),
-        Column("school_aid_rate", ("就学援助率",), "float", min=0, max=100, unit="%"),
-        Column("child_allowance_rate", ("児童扶養手当受給率",), "float", min=0, max=100, unit="%"),
-        Column("welfare_rate", ("生活保護率",), "float", min=0, max=100, unit="%"),
-        Column("special_needs_rate", ("特別支援教育対象率",), "float", min=0, max=100, unit="%"),
-        Column("japanese_support_rate", ("日本語指導が必要な割合",), "float", min=0, max=100,
+        Column("enrolment", "int", min=0, max=3000),
+        Column("school_aid_rate", "float", min=0, max=100, unit="%"),
+        Column("child_allowance_rate", "float", min=0, max=100, unit="%"),
+        Column("welfare_rate", "float", min=0, max=100, unit="%"),
+        Column("special_needs_rate", "float", min=0, max=100, unit="%"),
+        Column("japanese_support_rate", "float", min=0, max=100,
                unit="%"),
     ),
     key_columns=("school_year", "school_code"),
     known_from="make_date(school_year, 6, 1)",
     known_rule="counted as of May 1, published in June",
     period="CAST(school_year AS VARCHAR)",
-    export=ExportStyle(encoding="cp932", file_cadence="school_year",
-                       file_name="学校別比率_{period}.csv", total_row=True),
     use=_school_use("学務課が5月1日現在で集計", purposes=ALL_PURPOSES),
 )
 
@@ -1012,19 +955,17 @@ TEACHER_SURVEY = SourceSpec(
     columns=(
         _year(),
         _school(),
-        Column("respondents", ("回答教員数",), "int", min=0, max=200),
-        Column("lesson_improvement", ("授業改善",), "float", min=1, max=4),
-        Column("collaboration", ("教員間の協働",), "float", min=1, max=4),
-        Column("shared_guidance", ("生徒指導方針の共有",), "float", min=1, max=4),
-        Column("school_climate", ("学校風土",), "float", min=1, max=4),
-        Column("ict_use", ("ICT活用",), "float", min=1, max=4),
+        Column("respondents", "int", min=0, max=200),
+        Column("lesson_improvement", "float", min=1, max=4),
+        Column("collaboration", "float", min=1, max=4),
+        Column("shared_guidance", "float", min=1, max=4),
+        Column("school_climate", "float", min=1, max=4),
+        Column("ict_use", "float", min=1, max=4),
     ),
     key_columns=("school_year", "school_code"),
     known_from="make_date(school_year, 7, 15)",
     known_rule="returned with the prefectural survey in mid-July",
     period="CAST(school_year AS VARCHAR)",
-    export=ExportStyle(encoding="utf-8-sig", file_cadence="school_year",
-                       file_name="教員質問紙_{period}.csv"),
     use=_school_use("埼玉県教育委員会の教員質問紙調査（学校平均のみ）"),
 )
 
@@ -1039,19 +980,17 @@ TEACHER_STRESS_CHECK = SourceSpec(
     columns=(
         _year(),
         _school(),
-        Column("examinees", ("受検者数",), "int", min=0, max=200),
-        Column("stressors", ("ストレス要因",), "float", min=1, max=4),
-        Column("reactions", ("心身の反応",), "float", min=1, max=4),
-        Column("support", ("周囲のサポート",), "float", min=1, max=4),
-        Column("satisfaction", ("満足度",), "float", min=1, max=4),
-        Column("high_stress_rate", ("高ストレス者割合",), "float", min=0, max=100, unit="%"),
+        Column("examinees", "int", min=0, max=200),
+        Column("stressors", "float", min=1, max=4),
+        Column("reactions", "float", min=1, max=4),
+        Column("support", "float", min=1, max=4),
+        Column("satisfaction", "float", min=1, max=4),
+        Column("high_stress_rate", "float", min=0, max=100, unit="%"),
     ),
     key_columns=("school_year", "school_code"),
     known_from="make_date(school_year, 10, 1)",
     known_rule="checked in summer, group analysis returned by October",
     period="CAST(school_year AS VARCHAR)",
-    export=ExportStyle(encoding="cp932", file_cadence="school_year",
-                       file_name="ストレスチェック_{period}.csv"),
     use=_school_use("労働安全衛生法に基づくストレスチェックの集団分析（学校単位のみ）", years=5),
 )
 
@@ -1063,20 +1002,18 @@ TEACHER_OVERTIME = SourceSpec(
     cadence="monthly; one file per school year",
     description="Mean overtime hours per teacher and the share over 45 h and 80 h per month.",
     columns=(
-        Column("month", ("年月",), "month"),
+        Column("month", "month"),
         _school(),
-        Column("teachers", ("教員数",), "int", min=0, max=200),
-        Column("mean_overtime_hours", ("平均時間外在校等時間",), "float", min=0, max=200,
+        Column("teachers", "int", min=0, max=200),
+        Column("mean_overtime_hours", "float", min=0, max=200,
                unit="h/month"),
-        Column("over_45h_rate", ("45時間超の割合",), "float", min=0, max=100, unit="%"),
-        Column("over_80h_count", ("80時間超の人数",), "int", min=0, max=200),
+        Column("over_45h_rate", "float", min=0, max=100, unit="%"),
+        Column("over_80h_count", "int", min=0, max=200),
     ),
     key_columns=("school_code", "month"),
     known_from="month + INTERVAL 1 MONTH + INTERVAL 14 DAY",
     known_rule="tallied by the 15th of the following month",
     period=school_year_of("month"),
-    export=ExportStyle(encoding="cp932", file_cadence="school_year",
-                       file_name="時間外勤務_{period}.csv", date_format="wareki_kanji"),
     use=_school_use("教職員課の在校等時間の集計（学校単位のみ）"),
 )
 

@@ -28,31 +28,46 @@ home_option = click.option("--home", envvar="TODA_HOME", default=None,
 
 
 def city_options(f):
-    from toda_platform.synth import CityConfig
+    from synthcity import PROFILES
 
-    d = CityConfig()
+    def default(name: str) -> str:
+        return "default: the profile's (" + ", ".join(f"{p} {getattr(c, name)}" for p, c in PROFILES.items()) + ")"
+
     for opt in reversed([
-        click.option("--pupils", type=int, default=d.pupils, show_default=True),
-        click.option("--elementary-schools", type=int, default=d.elementary_schools, show_default=True),
-        click.option("--junior-high-schools", type=int, default=d.junior_high_schools, show_default=True),
-        click.option("--years", type=int, default=d.years, show_default=True,
-                     help="School years of history, ending with the latest one."),
-        click.option("--latest-school-year", type=int, default=d.latest_school_year, show_default=True),
+        click.option("--profile", type=click.Choice(list(PROFILES)), default="toda", show_default=True,
+                     help="Which synthetic city: its town (schools, districts, school calendar), size and "
+                          "exports (toda_platform/cities/NAME.toml, copied into the home as city.toml)."),
+        click.option("--pupils", type=int, default=None, help=default("pupils")),
+        click.option("--elementary-schools", type=int, default=None, help=default("elementary_schools")),
+        click.option("--junior-high-schools", type=int, default=None, help=default("junior_high_schools")),
+        click.option("--years", type=int, default=None, help="School years of history, ending with the latest one "
+                                                             "(default 6)."),
+        click.option("--latest-school-year", type=int, default=None, help="(default 2026)"),
         click.option("--today", type=click.DateTime(["%Y-%m-%d"]), default=None,
                      help="The city's 'now' (default: early November of the latest school year)."),
-        click.option("--seed", type=int, default=d.seed, show_default=True),
+        click.option("--seed", type=int, default=None, help=default("seed")),
     ]):
         f = opt(f)
     return f
 
 
-def _config(pupils, elementary_schools, junior_high_schools, years, latest_school_year, today, seed):
-    from toda_platform.synth import CityConfig
+def _config(profile, today, **given):
+    """The profile's city, with the sizes given on the command line."""
+    from dataclasses import replace
 
-    return CityConfig(pupils=pupils, elementary_schools=elementary_schools,
-                      junior_high_schools=junior_high_schools, years=years,
-                      latest_school_year=latest_school_year,
-                      today=today.date() if isinstance(today, dt.datetime) else today, seed=seed)
+    from synthcity import profile as city_profile
+
+    chosen = {k: v for k, v in given.items() if v is not None}
+    if today is not None:
+        chosen["today"] = today.date() if isinstance(today, dt.datetime) else today
+    return replace(city_profile(profile), **chosen)
+
+
+def _exports(profile: str) -> str | None:
+    """The city file to write with: the profile's when --profile was given, else the home's city
+    if it has one (its city.toml or TODA_CITY), else the profile's (see synthcity.generate_city)."""
+    given = click.get_current_context().get_parameter_source("profile")
+    return profile if given == click.core.ParameterSource.COMMANDLINE else None
 
 
 @click.group()
@@ -65,15 +80,16 @@ def main() -> None:
 @city_options
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def generate(home, quiet, **city) -> None:
-    """Write the synthetic city's exports to landing/ and its hidden truth to truth/."""
-    from toda_platform.synth import generate_city
+    """Write the synthetic city's exports to landing/, its city file to city.toml and its hidden
+    truth to truth/."""
+    from synthcity import generate_city
 
     paths = _paths(home)
-    summary = generate_city(paths.home, _config(**city), progress=not quiet)
+    summary = generate_city(paths.home, _config(**city), progress=not quiet, city_file=_exports(city["profile"]))
     rows = sum(summary.expected_rows.values())
     files = sum(len(v) for v in summary.files.values())
-    click.echo(f"Wrote {files} files ({rows:,} data rows) under {paths.landing} "
-               f"in {summary.seconds:.0f} s; the truth is in {paths.truth}.")
+    click.echo(f"Wrote {city['profile']}'s {files} files ({rows:,} data rows) under {paths.landing} "
+               f"in {summary.seconds:.0f} s; its city file is {paths.city_file}; the truth is in {paths.truth}.")
 
 
 @main.command()
@@ -88,10 +104,10 @@ def demo(home, with_ablation, **city) -> None:
 
     paths = _paths(home)
     if _landing_is_empty(paths):
-        from toda_platform.synth import generate_city
+        from synthcity import generate_city
 
         click.echo(f"Generating the synthetic city under {paths.home} …")
-        generate_city(paths.home, _config(**city))
+        generate_city(paths.home, _config(**city), city_file=_exports(city["profile"]))
         # the generator has just written every file, completely: no copy can still be in progress,
         # so this run need not wait for them to settle (a nightly or sensor run always does)
         from toda_platform.ingest import SETTLE_ENV
@@ -466,7 +482,7 @@ def release(home, source, file_name, note) -> None:
         raise click.BadParameter(f"no source '{source}'; one of: {', '.join(CATALOGUE)}")
     con = connect(paths.warehouse, log=click.echo)
     try:
-        target = release_file(con, CATALOGUE[source], paths, file_name, note)
+        target = release_file(con, paths.city.spec(source), paths, file_name, note)
     except ValueError as e:
         raise click.ClickException(str(e)) from e
     finally:
@@ -491,7 +507,7 @@ def notice(home, out, pdf) -> None:
     from toda_platform.governance.documents import print_pdf, write_documents
 
     paths = _paths(home)
-    for p in write_documents(_documents_dir(paths, out), register=False):
+    for p in write_documents(_documents_dir(paths, out), register=False, city=paths.city):
         click.echo(f"wrote {p} (A4 print styles included)")
         if pdf:
             try:
@@ -508,7 +524,7 @@ def register(home, out) -> None:
     from toda_platform.governance.documents import write_documents
 
     paths = _paths(home)
-    for p in write_documents(_documents_dir(paths, out), notice=False):
+    for p in write_documents(_documents_dir(paths, out), notice=False, city=paths.city):
         click.echo(f"wrote {p}")
 
 
@@ -577,6 +593,34 @@ def erase(home, student_number, reason, yes) -> None:
                f"{report.files_rewritten} department files rewritten, {report.snapshots_rewritten} serving "
                f"snapshots, {report.identity_rows} identity records, {report.portal_rows} portal entries, "
                f"{len(report.scrubbed)} other files cleaned; recorded in governance.erasure_log")
+
+
+@main.group()
+def sources() -> None:
+    """The sources a city exports."""
+
+
+@sources.command("profile")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--source", default=None, help="The source it is, if known (else the best match is proposed).")
+@click.option("--draft", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the draft city-file section here (default: print it).")
+def sources_profile(file, source, draft) -> None:
+    """Read an unknown export and propose which source it is, its header mapping and a draft
+    city-file section for a person to confirm. Shows shapes of values, never personal values."""
+    from toda_platform.profiler import draft_section, profile_export, report_lines
+
+    try:
+        proposal = profile_export(file.read_bytes(), file.name, source=source)
+    except KeyError as e:
+        raise click.BadParameter(str(e.args[0]), param_hint="--source") from None
+    click.echo("\n".join(report_lines(proposal)))
+    text = draft_section(proposal)
+    if draft is None:
+        click.echo("\n" + text, nl=False)
+    else:
+        draft.write_text(text, encoding="utf-8")
+        click.echo(f"draft city-file section written to {draft}")
 
 
 @main.group()

@@ -46,8 +46,8 @@ from typing import Callable, Iterable
 import duckdb
 import pyarrow as pa
 
-from toda_platform import ingest_batch, parsing
-from toda_platform.catalogue import CATALOGUE, Column, SourceSpec
+from toda_platform import ingest_batch, layouts, parsing
+from toda_platform.catalogue import Column, SourceSpec
 from toda_platform.identity import IdentityRecord
 from toda_platform.pseudonym import normalise_number, pseudonymise
 from toda_platform.settings import Paths
@@ -257,15 +257,15 @@ def normalise_header(header: str) -> str:
 
 
 @functools.cache
-def _known_headers() -> frozenset[str]:
-    return frozenset(normalise_header(h) for spec in CATALOGUE.values() for c in spec.columns
-                     for h in c.accepted_headers)
+def _known_headers(city_headers: frozenset[str]) -> frozenset[str]:
+    return frozenset(normalise_header(h) for h in city_headers)
 
 
 def map_headers(spec: SourceSpec, headers: list[str], file: str) -> tuple[dict[str, int], list[str]]:
     """Canonical column name → position in the file, and the headers nobody asked for."""
     normalised = [normalise_header(h) for h in headers]
-    if not any(h in _known_headers() for h in normalised):
+    known = _known_headers(spec.city_headers or frozenset(h for c in spec.columns for h in c.accepted_headers))
+    if not any(h in known for h in normalised):
         # No header the catalogue knows: most likely the header line is missing and this is the
         # first data row. Its values are personal (names, addresses): only their shapes are shown.
         shapes = ", ".join(value_shape(h) for h in headers[:12])
@@ -664,6 +664,8 @@ def read_file(
     data = path.read_bytes() if data is None else data
     if not data.strip():
         raise IngestError(name, "the file is empty", check="not_empty")
+    if spec.export.layout == "monthly_grid":  # a row per pupil and month: made long first (layouts.py)
+        return layouts.read_grid(con, spec, path, key, name=name, scratch=scratch, data=data, read=read_file)
     try:
         encoding = parsing.detect_encoding(data)
     except parsing.ParseError as e:

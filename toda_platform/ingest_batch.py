@@ -73,8 +73,9 @@ class _Unfit(Exception):
 
 
 def eligible(spec: SourceSpec) -> bool:
-    """Sources whose files carry no names (the registry's go to the identity store, file by file)."""
-    return not any(c.pii == "identity" for c in spec.columns)
+    """Sources whose files carry no names (the registry's go to the identity store, file by file)
+    and are written row by row (a monthly grid is turned into rows file by file: layouts.py)."""
+    return not any(c.pii == "identity" for c in spec.columns) and spec.export.layout == "long"
 
 
 def chunks(paths: list[Path]) -> list[list[Path]]:

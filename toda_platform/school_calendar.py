@@ -4,8 +4,8 @@ Japanese national holidays are computed from the rules of the 国民の祝日に
 days, Happy Monday days, the equinox formula, 振替休日 and 国民の休日, and the Olympic moves of
 2020/2021) rather than taken from a package, so nothing changes with a package update and nothing
 is fetched. The long vacations (summer, winter, spring) are the city's 学校管理規則 dates; a city
-whose dates differ, or that closes on a 開校記念日 or opens on a Saturday, says so in
-``$TODA_HOME/school_calendar.toml``::
+whose dates differ says so in its city file's ``[calendar]`` (toda_platform/city.py); a home
+that closes on a 開校記念日 or opens on a Saturday says so in ``$TODA_HOME/school_calendar.toml``::
 
     breaks = [["07-20", "08-31"], ["12-25", "01-07"], ["03-25", "04-05"]]
     closed = ["2026-06-01"]   # 開校記念日, 学校閉庁日 ...
@@ -97,10 +97,13 @@ class SchoolCalendar:
 
     @classmethod
     def load(cls, home: str | Path) -> "SchoolCalendar":
-        """The calendar of ``$TODA_HOME/school_calendar.toml``, or the default one."""
+        """The calendar of ``$TODA_HOME/school_calendar.toml``, or the home's city's (its city
+        file's ``[calendar]``)."""
         path = Path(home) / CALENDAR_FILE
         if not path.exists():
-            return cls()
+            from toda_platform.city import home_city
+
+            return home_city(home).calendar
         data = tomllib.loads(path.read_text(encoding="utf-8"))
 
         def month_day(text: str) -> tuple[int, int]:

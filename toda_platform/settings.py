@@ -88,6 +88,19 @@ class Paths:
     def dagster_home(self) -> Path:
         return self.home / "dagster"
 
+    @property
+    def city_file(self) -> Path:
+        """The home's own city file (``toda generate`` writes it): which city this home is."""
+        return self.home / "city.toml"
+
+    @property
+    def city(self):
+        """The home's city (toda_platform.city.City): its ``city.toml``, else ``TODA_CITY``
+        (a packaged name or a path), else Toda. Loaded once per file version."""
+        from toda_platform.city import home_city
+
+        return home_city(self.home)
+
     def landing_dir(self, source_key: str) -> Path:
         return self.landing / source_key
 

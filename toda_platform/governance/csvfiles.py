@@ -51,7 +51,7 @@ def records(text: str) -> list[str]:
 
 
 def identifies(spec: SourceSpec) -> bool:
-    return any(c.kind in IDENTIFIER_KINDS or c.pseudonym_headers for c in spec.columns)
+    return any(c.kind in IDENTIFIER_KINDS or c.accepts_pseudonym for c in spec.columns)
 
 
 @dataclass

@@ -15,7 +15,7 @@ import csv
 import io
 from pathlib import Path
 
-from toda_platform.catalogue import CATALOGUE, PURPOSES, Column, SourceSpec
+from toda_platform.catalogue import PURPOSES, Column, SourceSpec
 
 PORTAL = Path(__file__).resolve().parents[2] / "portal"
 TEMPLATES = PORTAL / "templates"
@@ -23,13 +23,26 @@ NOTICE_TEMPLATE = "portal/notice.html"
 REGISTER_TEMPLATE = "portal/register.html"
 NOTICE_CSS = PORTAL / "static" / "portal" / "notice.css"
 
-HOLDER_ORGAN = "戸田市教育委員会"
-CONTACT = {
-    "office": "戸田市教育委員会 教育政策室",
-    "where": "戸田市役所内（窓口・電話・メール。連絡先は市のホームページと学校だよりに掲載します）",
-    "rights": ("ご自身やお子さんの情報について、開示・訂正・利用停止を請求できます（個人情報の保護に関する"
-               "法律 第76条・第90条・第98条）。学校または上記の窓口にお申し出ください。"),
-}
+RIGHTS = ("ご自身やお子さんの情報について、開示・訂正・利用停止を請求できます（個人情報の保護に関する"
+          "法律 第76条・第90条・第98条）。学校または上記の窓口にお申し出ください。")
+
+
+def _city(city=None):
+    """The city the documents speak for: the one given, else the home's (``Paths.city``)."""
+    if city is not None:
+        return city
+    from toda_platform.settings import paths
+
+    return paths().city
+
+
+def contact(city=None) -> dict:
+    city = _city(city)
+    return {
+        "office": f"{city.board_ja} {city.office_ja}",
+        "where": f"{city.title_ja}役所内（窓口・電話・メール。連絡先は市のホームページと学校だよりに掲載します）",
+        "rights": RIGHTS,
+    }
 PURPOSE_TEXT = {
     "early_support": "欠席の増え方や学校生活の様子から、学校に来にくくなりつつある児童生徒に早めに気づき、"
                      "ケース会議で支援を話し合うために使います。判断するのは必ず先生や支援の担当者で、"
@@ -106,20 +119,21 @@ def _roles() -> list[dict]:
     return out
 
 
-def notice_context() -> dict:
-    sources = [_source(s) for s in CATALOGUE.values()]
+def notice_context(city=None) -> dict:
+    city = _city(city)
+    sources = [_source(s) for s in city.specs.values()]
     bases: dict[str, list[str]] = {}
     for s in sources:
         if s["personal"]:
             bases.setdefault(s["legal_basis"], []).append(s["title"])
     return {
         "bases": [{"text": text, "sources": titles} for text, titles in bases.items()],
-        "organ": HOLDER_ORGAN,
+        "organ": city.board_ja,
         "purposes": [{"label": PURPOSES[k], "text": PURPOSE_TEXT[k]} for k in PURPOSES],
         "sources": [s for s in sources if s["personal"]],
         "school_sources": [s for s in sources if not s["personal"]],
         "roles": _roles(),
-        "contact": CONTACT,
+        "contact": contact(city),
     }
 
 
@@ -138,11 +152,11 @@ def _render(template: str, context: dict) -> str:
     return _engine().get_template(template).render(Context(context))
 
 
-def notice_html(*, inline_css: bool = True) -> str:
+def notice_html(*, inline_css: bool = True, city=None) -> str:
     """The notice as one HTML page; ``inline_css`` for a file opened or printed on its own (the
     portal links the stylesheet instead: its CSP allows no inline style)."""
     css = NOTICE_CSS.read_text(encoding="utf-8") if inline_css else ""
-    return _render(NOTICE_TEMPLATE, {**notice_context(), "inline_css": css})
+    return _render(NOTICE_TEMPLATE, {**notice_context(city), "inline_css": css})
 
 
 # --- the register of personal-information files -------------------------------------------------
@@ -165,16 +179,18 @@ REGISTER_FIELDS = (
 )
 
 
-def register_rows() -> list[dict]:
+def register_rows(city=None) -> list[dict]:
     """One row per source (personal sources are the register's files; school-level figures are
     listed as not being personal-information files), in catalogue order."""
+    city = _city(city)
+    office = contact(city)["office"]
     rows = []
-    for spec in CATALOGUE.values():
+    for spec in city.specs.values():
         use = spec.use
         rows.append({
             "name": f"{spec.title_ja}（教育総合データベース）",
-            "organ": HOLDER_ORGAN,
-            "office": f"{CONTACT['office']}（原データの保有：{spec.holder}）",
+            "organ": city.board_ja,
+            "office": f"{office}（原データの保有：{spec.holder}）",
             "purpose": "、".join(PURPOSES[p] for p in use.purposes),
             "items": "、".join(recorded_items(spec)),
             "scope": record_scope(spec),
@@ -183,45 +199,46 @@ def register_rows() -> list[dict]:
             "recipients": "なし（教育委員会及び市立学校の内部で利用）",
             "retention": use.retention_ja,
             "legal_basis": use.legal_basis,
-            "requests": CONTACT["office"],
+            "requests": office,
             "kind": "個人情報ファイル" if use.personal else NOT_PERSONAL,
             "source_key": spec.key,
         })
     return rows
 
 
-def register_csv() -> str:
+def register_csv(city=None) -> str:
     """The register as CSV (UTF-8 with BOM, so that Excel opens it in Japanese)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\r\n")
     w.writerow([label for _, label in REGISTER_FIELDS])
-    for row in register_rows():
+    for row in register_rows(city):
         w.writerow([row[k] for k, _ in REGISTER_FIELDS])
     return "\ufeff" + buf.getvalue()
 
 
-def register_html() -> str:
-    rows = register_rows()
+def register_html(city=None) -> str:
+    city = _city(city)
+    rows = register_rows(city)
     return _render(REGISTER_TEMPLATE, {
-        "organ": HOLDER_ORGAN,
+        "organ": city.board_ja,
         "inline_css": NOTICE_CSS.read_text(encoding="utf-8"),
         "files": [[(label, r[k]) for k, label in REGISTER_FIELDS] for r in rows if r["kind"] != NOT_PERSONAL],
         "others": [r for r in rows if r["kind"] == NOT_PERSONAL],
     })
 
 
-def write_documents(out_dir: Path, *, notice: bool = True, register: bool = True) -> list[Path]:
+def write_documents(out_dir: Path, *, notice: bool = True, register: bool = True, city=None) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     if notice:
         p = out_dir / "notice.html"
-        p.write_text(notice_html(), encoding="utf-8")
+        p.write_text(notice_html(city=city), encoding="utf-8")
         written.append(p)
     if register:
         p = out_dir / "register.html"
-        p.write_text(register_html(), encoding="utf-8")
+        p.write_text(register_html(city), encoding="utf-8")
         q = out_dir / "register.csv"
-        q.write_text(register_csv(), encoding="utf-8", newline="")
+        q.write_text(register_csv(city), encoding="utf-8", newline="")
         written += [p, q]
     return written
 

@@ -134,7 +134,7 @@ def find_rewrites(paths: Paths, key: bytes, is_target: Callable[[str], bool],
     whose text contains none of them is not parsed (parsing and hashing every row is the slow part)."""
     found: dict[tuple[str, str], FileRewrite] = {}
     for skey in sources or CATALOGUE:
-        spec = CATALOGUE[skey]
+        spec = paths.city.spec(skey)  # the city's headers find the identifiers in its files
         if not identifies(spec):
             continue
         for kind, folder in (("archive", paths.archive / skey), ("landing", paths.landing_dir(skey)),

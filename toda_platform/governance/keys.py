@@ -29,7 +29,6 @@ from datetime import datetime, timezone
 
 import duckdb
 
-from toda_platform.catalogue import CATALOGUE
 from toda_platform.governance.csvfiles import identifier_values, identifies, with_pseudonyms_replaced
 from toda_platform.governance.erasure import (PORTAL_SUPPORT, FileRewrite, _id_filter, apply_rewrites,
                                               ensure_tables, portal_support, register_map, replace_snapshot)
@@ -66,7 +65,7 @@ class RotationReport:
 
 
 def _department_files(paths: Paths):
-    for skey, spec in CATALOGUE.items():
+    for skey, spec in paths.city.specs.items():
         if not identifies(spec):
             continue
         for kind, folder in (("archive", paths.archive / skey), ("landing", paths.landing_dir(skey)),

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from toda_platform.catalogue import QU_SURVEY
-from toda_platform.synth.city import City
-from toda_platform.synth.rng import stream
+from synthcity.city import City
+from synthcity.rng import stream
 
 SCHOOL_LIFE_ROUNDS = {1: (6, 10), 2: (11, 10), 3: (2, 10)}
 QU_ROUNDS = {1: (6, 15), 2: (11, 8)}

@@ -20,6 +20,7 @@ builder per source) · ``writer`` (the one generic CSV writer) · ``truth``.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,14 +30,16 @@ from pathlib import Path
 from tqdm import tqdm
 
 from toda_platform.catalogue import CATALOGUE
+from toda_platform.city import CITY_ENV, load_city
 from toda_platform.settings import Paths
-from toda_platform.synth.calendar import school_year
-from toda_platform.synth.city import simulate
-from toda_platform.synth.records import BUILDERS
-from toda_platform.synth.truth import write_truth
-from toda_platform.synth.writer import ReExportPlan, SourceFiles, Writer
+from synthcity.calendar import DEFAULT, SchoolCalendar, school_year
+from synthcity.city import simulate
+from synthcity.records import BUILDERS
+from synthcity.towns import town
+from synthcity.truth import write_truth
+from synthcity.writer import ReExportPlan, SourceFiles, Writer
 
-__all__ = ["CityConfig", "GenerationSummary", "generate_city", "LATE_FIELDS"]
+__all__ = ["CityConfig", "GenerationSummary", "generate_city", "LATE_FIELDS", "PROFILES", "profile"]
 
 # Fields that are blank in an export until they become known (the writer's ``__known``
 # companions): an earlier export may show them blank where a later one shows a value.
@@ -52,6 +55,9 @@ class CityConfig:
     latest_school_year: int = 2026  # fixed, not the wall clock: the city never depends on when it is made
     today: date | None = None  # default: early November of the latest school year
     seed: int = 20261
+    # who lives where: school names and codes, districts (synthcity/towns.py) and the school
+    # calendar of the town's packaged city file
+    town: str = "toda"
 
     @property
     def school_years(self) -> list[int]:
@@ -73,20 +79,36 @@ class GenerationSummary:
     seconds: float = 0.0
 
 
-def generate_city(home: Path | str, config: CityConfig = CityConfig(), progress: bool = True) -> GenerationSummary:
+def generate_city(home: Path | str, config: CityConfig = CityConfig(), progress: bool = True,
+                  city_file: str | Path | None = None) -> GenerationSummary:
+    """``city_file``: how the city's departments write their files (a packaged name or a path;
+    default: the home's city if it has one — its ``city.toml`` or ``TODA_CITY`` — else the town's
+    own). It is copied into the home as ``city.toml``: the home says which city's exports it
+    holds, and stages them with that file alone."""
     started = time.perf_counter()
     paths = Paths.from_env(home)
     years, today = config.school_years, config.as_of
+    if city_file is not None:
+        exports = load_city(city_file)
+    elif paths.city_file.exists() or os.environ.get(CITY_ENV):
+        exports = paths.city
+    else:
+        exports = load_city(config.town)
+    calendar = load_city(config.town).calendar
     if config.years < 1 or today < date(years[0], 4, 1):
         raise ValueError(f"today ({today}) must fall on or after the first school year of the history ({years[0]})")
     with tqdm(total=len(years) + len(CATALOGUE) + 1, desc="synthetic city", unit="step",
               disable=not progress) as bar:
         city = simulate(config.seed, config.pupils, config.elementary_schools, config.junior_high_schools,
-                        years, on_year=lambda: bar.update())
+                        years, on_year=lambda: bar.update(), town=town(config.town), calendar=calendar)
         _clear(paths)
-        writer = Writer(paths.landing, today, config.seed, re_export_plan(years, today), date(years[0], 4, 1))
+        paths.home.mkdir(parents=True, exist_ok=True)
+        if not (paths.city_file.exists() and paths.city_file.samefile(exports.file)):
+            shutil.copyfile(exports.file, paths.city_file)
+        writer = Writer(paths.landing, today, config.seed, re_export_plan(years, today, calendar),
+                        date(years[0], 4, 1))
         written: dict[str, SourceFiles] = {}
-        for key, spec in CATALOGUE.items():
+        for key, spec in exports.specs.items():
             bar.set_postfix_str(key)
             written[key] = writer.write(spec, BUILDERS[key](city))
             bar.update()
@@ -107,7 +129,23 @@ def generate_city(home: Path | str, config: CityConfig = CityConfig(), progress:
     return summary
 
 
-def re_export_plan(years: list[int], today: date) -> ReExportPlan:
+# The generator's profiles (`toda generate --profile NAME`): each a town and its default size, written
+# with the town's own city file. Toda is the default; Warabi is a neighbouring, smaller fictional
+# city (about 0.4x Toda's pupils, 7 + 3 schools) whose departments use another vendor's exports.
+PROFILES: dict[str, CityConfig] = {
+    "toda": CityConfig(),
+    "warabi": CityConfig(pupils=4_800, elementary_schools=7, junior_high_schools=3, seed=20262, town="warabi"),
+}
+
+
+def profile(name: str) -> CityConfig:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise KeyError(f"unknown profile {name!r}; profiles: {', '.join(PROFILES)}") from None
+
+
+def re_export_plan(years: list[int], today: date, calendar: SchoolCalendar = DEFAULT) -> ReExportPlan:
     """Attendance for June (corrected) and May (duplicated) of the school year before the latest,
     or of the latest completed one, or, if no year is complete yet, of the two latest complete
     school months. Preferring the year before the latest keeps the choice stable for every
@@ -117,7 +155,7 @@ def re_export_plan(years: list[int], today: date) -> ReExportPlan:
         before_latest = years[-2] if len(years) >= 2 else None
         y = before_latest if before_latest in done else done[-1]
         return ReExportPlan(duplicate=("attendance_daily", f"{y}-05"), correction=("attendance_daily", f"{y}-06"))
-    months = sorted({(d.year, d.month) for y in years for d in school_year(y).days.astype(date)
+    months = sorted({(d.year, d.month) for y in years for d in school_year(y, calendar).days.astype(date)
                      if (d.year, d.month) < (today.year, today.month)})
     if len(months) < 2:
         raise ValueError(f"today ({today}) leaves fewer than two complete school months to re-export")

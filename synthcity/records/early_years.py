@@ -13,9 +13,9 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
-from toda_platform.synth.calendar import holidays
-from toda_platform.synth.city import City
-from toda_platform.synth.rng import stream
+from synthcity.calendar import holidays
+from synthcity.city import City
+from synthcity.rng import stream
 
 # (code, earliest and latest age in days at the checkup, base no-show rate)
 CHECKUPS = (("4m", 120, 150, 0.04), ("18m", 548, 575, 0.06), ("3y", 1218, 1260, 0.08))

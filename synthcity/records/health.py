@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from toda_platform.catalogue import HEALTH_CHECKUP
-from toda_platform.synth.city import City
-from toda_platform.synth.rng import stream
+from synthcity.city import City
+from synthcity.rng import stream
 
 # Mean height (cm) by age on April 1, and its SD (学校保健統計, rounded).
 HEIGHT = {"M": {6: 116.7, 7: 122.6, 8: 128.3, 9: 133.8, 10: 139.3, 11: 145.5, 12: 152.8, 13: 160.0, 14: 165.3},

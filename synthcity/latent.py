@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from toda_platform.synth.population import Population
-from toda_platform.synth.rng import stream
+from synthcity.population import Population
+from synthcity.rng import stream
 
 # Mean probability of being counted 不登校, by city-wide school year 1-9 (MEXT FY2023 shape):
 # elementary mean 2.14 %, junior high mean 6.71 %, a jump at 中1 and the peak at 中3.

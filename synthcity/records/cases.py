@@ -11,9 +11,9 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
-from toda_platform.synth import support
-from toda_platform.synth.city import City
-from toda_platform.synth.rng import stream
+from synthcity import support
+from synthcity.city import City
+from synthcity.rng import stream
 
 RECOGNISED = 0.8  # of victimisations, the share the school recognises
 FORMS = ("teasing", "exclusion", "light_violence", "violence", "extortion", "property", "coerced", "online")

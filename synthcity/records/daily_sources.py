@@ -8,18 +8,19 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
-from toda_platform.catalogue import ATTENDANCE_STATUS
-from toda_platform.synth.city import City
-from toda_platform.synth.daily import LATE, REASONS, STATUS_CODES, SYMPTOMS
-from toda_platform.synth.formats import fullwidth
-from toda_platform.synth.rng import stream
+from toda_platform.city import load_city
+from synthcity.city import City
+from synthcity.daily import LATE, REASONS, STATUS_CODES, SYMPTOMS
+from synthcity.formats import fullwidth
+from synthcity.rng import stream
 
 MOOD_FROM = 2023  # シャボテン was introduced in FY2023
 _LONG_FORMS = ("出席", "欠席(病気)", "欠席(事故)", "出席停止", "忌引", "遅刻", "早退")
 
 
 def _raw_status() -> list[str]:
-    """The short codes every school types, then the long forms one school's staff use."""
+    """The short codes every school types, then the long forms one school's staff use (Toda's)."""
+    ATTENDANCE_STATUS = load_city("toda").spec("attendance_daily").column("status").values
     first = {}
     for raw, code in ATTENDANCE_STATUS.items():
         first.setdefault(code, raw)

@@ -11,8 +11,8 @@ from typing import Callable, Iterable
 
 import pandas as pd
 
-from toda_platform.synth.city import City
-from toda_platform.synth.records import cases, daily_sources, early_years, health, registry, school_level, surveys
+from synthcity.city import City
+from synthcity.records import cases, daily_sources, early_years, health, registry, school_level, surveys
 
 Builder = Callable[[City], Iterable[pd.DataFrame]]
 

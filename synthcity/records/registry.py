@@ -6,7 +6,7 @@ from typing import Iterator
 
 import pandas as pd
 
-from toda_platform.synth.city import City
+from synthcity.city import City
 
 
 def pupil_registry(city: City) -> Iterator[pd.DataFrame]:

@@ -14,12 +14,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from toda_platform.synth.names import TOWNS
-from toda_platform.synth.rng import stream
+from synthcity.rng import stream
+from synthcity.towns import TOWNS, Town
 
-ELEMENTARY_NAMES = ("戸田第一", "戸田第二", "戸田東", "戸田南", "新曽", "芦原", "笹目", "美谷本",
-                    "美女木", "喜沢", "新曽北", "笹目東")
-JUNIOR_HIGH_NAMES = ("戸田", "戸田東", "新曽", "笹目", "美笹", "喜沢")
 PREFECTURE = "11"  # 埼玉県
 PUBLIC = "2"  # 設置区分: 公立
 
@@ -36,28 +33,30 @@ def school_code(kind: str, number: int) -> str:
     return f"{body}{check}"
 
 
-def _name(stems: tuple[str, ...], i: int) -> str:
-    return stems[i] if i < len(stems) else f"戸田第{i + 1}"
+def _name(stems: tuple[str, ...], i: int, extra: str) -> str:
+    return stems[i] if i < len(stems) else f"{extra}{i + 1}"
 
 
-def build_schools(seed: int, n_elementary: int, n_junior_high: int) -> pd.DataFrame:
+def build_schools(seed: int, n_elementary: int, n_junior_high: int, town: Town = TOWNS["toda"]) -> pd.DataFrame:
     """One row per school (index = school number used everywhere in the simulation)."""
     if n_elementary < 1 or n_junior_high < 1 or n_junior_high > n_elementary:
         raise ValueError("need at least one school of each type and no more junior highs than elementary schools")
     rng = stream(seed, "schools")
     feeder = (np.arange(n_elementary) * n_junior_high) // n_elementary  # ~2 elementary per junior high
     rows = []
-    towns_of = [TOWNS[i::n_elementary] for i in range(n_elementary)] if n_elementary <= len(TOWNS) else None
+    districts = town.districts
+    towns_of = [districts[i::n_elementary] for i in range(n_elementary)] if n_elementary <= len(districts) else None
     for i in range(n_elementary):
-        towns = towns_of[i] if towns_of else (TOWNS[i % len(TOWNS)],)
-        rows.append({"school_code": school_code("B", 2240100 + i + 1),
-                     "school_name": f"{_name(ELEMENTARY_NAMES, i)}小学校", "school_type": "elementary",
+        towns = towns_of[i] if towns_of else (districts[i % len(districts)],)
+        rows.append({"school_code": school_code("B", town.elementary_number + i + 1),
+                     "school_name": f"{_name(town.elementary, i, town.extra)}小学校", "school_type": "elementary",
                      "feeds": int(feeder[i]), "towns": towns})
     for j in range(n_junior_high):
-        rows.append({"school_code": school_code("C", 2240500 + j + 1),
-                     "school_name": f"{_name(JUNIOR_HIGH_NAMES, j)}中学校", "school_type": "junior_high",
+        rows.append({"school_code": school_code("C", town.junior_high_number + j + 1),
+                     "school_name": f"{_name(town.junior_high, j, town.extra)}中学校", "school_type": "junior_high",
                      "feeds": -1, "towns": ()})
     schools = pd.DataFrame(rows)
+    schools.attrs["address_city"] = town.address_city
     elem = schools.school_type == "elementary"
     jh_index = np.flatnonzero(~elem)
     schools.loc[elem, "feeds"] = jh_index[feeder]

@@ -21,11 +21,11 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from toda_platform.synth import support
-from toda_platform.synth.calendar import SchoolYear, school_year
-from toda_platform.synth.latent import Latent
-from toda_platform.synth.population import Population
-from toda_platform.synth.rng import stream
+from synthcity import support
+from synthcity.calendar import DEFAULT, SchoolCalendar, SchoolYear, school_year
+from synthcity.latent import Latent
+from synthcity.population import Population
+from synthcity.rng import stream
 
 PRESENT, SICK, OTHER, SUSPENDED, MOURNING, LATE, EARLY = range(7)
 STATUS_CODES = ("present", "absent_sick", "absent_other", "suspended", "mourning", "late", "early_leave")
@@ -115,9 +115,10 @@ def _pick(rng, probs: np.ndarray, size: int) -> np.ndarray:
     return rng.choice(len(probs), size=size, p=np.asarray(probs) / np.sum(probs))
 
 
-def simulate_year(seed: int, y: int, population: Population, latent: Latent, prev: YearDays | None) -> YearDays:
+def simulate_year(seed: int, y: int, population: Population, latent: Latent, prev: YearDays | None,
+                  calendar: SchoolCalendar = DEFAULT) -> YearDays:
     rng = stream(seed, "days", y)
-    cal = school_year(y)
+    cal = school_year(y, calendar)
     D = cal.n
     rows = _year_rows(population, latent, y, D, prev)
     n = len(rows)

@@ -3,7 +3,8 @@
 Some families write their name with the CP932-only variant kanji 髙 (ハシゴ高) and 﨑 (タツサキ):
 real registers hold them, Python's ``shift_jis`` codec cannot encode them, and a pipeline that
 decodes CP932 as Shift_JIS breaks on exactly these rows. Every character here is in CP932.
-Addresses use real Toda town names with made-up block numbers, so no address is a real home.
+Addresses use the town's district names (synthcity/towns.py) with made-up block numbers, so no
+address is a real home.
 """
 
 from __future__ import annotations
@@ -64,8 +65,6 @@ GIVEN_NAMES = {
     ),
 }
 
-TOWNS = ("上戸田", "下戸田", "本町", "中町", "喜沢", "喜沢南", "川岸", "南町", "氷川町", "新曽",
-         "新曽南", "笹目", "笹目南町", "笹目北町", "美女木", "美女木東", "早瀬", "下前", "戸田公園", "堤外")
 BUILDINGS = ("コーポ戸田", "ハイツ彩湖", "メゾン荒川", "パークサイド戸田", "グリーンヒル新曽", "レジデンス北戸田")
 
 
@@ -100,7 +99,7 @@ def written_kana(surname_kana: str, given_kana: str, style: int) -> str:
     return jaconv.z2h(kata, kana=True, ascii=True, digit=False)
 
 
-def draw_addresses(rng: np.random.Generator, towns: np.ndarray) -> np.ndarray:
+def draw_addresses(rng: np.random.Generator, towns: np.ndarray, city: str = "埼玉県戸田市") -> np.ndarray:
     """A made-up street address in the given town for each household.
 
     About one in ten is typed with full-width digits and the full-width minus (－, CP932 only).
@@ -117,5 +116,5 @@ def draw_addresses(rng: np.random.Generator, towns: np.ndarray) -> np.ndarray:
         if wide[i]:
             block = block.translate(str.maketrans("0123456789-", "０１２３４５６７８９－"))
         tail = f"\u3000{BUILDINGS[bname[i]]}{room[i]}" if building[i] else ""
-        out[i] = f"埼玉県戸田市{towns[i]}{block}{tail}"
+        out[i] = f"{city}{towns[i]}{block}{tail}"
     return out

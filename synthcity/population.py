@@ -15,9 +15,9 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from toda_platform.synth import names
-from toda_platform.synth.calendar import school_year
-from toda_platform.synth.rng import stream
+from synthcity import names
+from synthcity.calendar import DEFAULT, SchoolCalendar, school_year
+from synthcity.rng import stream
 
 OUT_MIDYEAR = 0.012  # leave the city during the year
 OUT_YEAR_END = 0.013  # leave the city at the end of March
@@ -66,7 +66,8 @@ class _Registry:
         return pids, school
 
 
-def build_population(seed: int, schools: pd.DataFrame, years: list[int], pupils: int) -> Population:
+def build_population(seed: int, schools: pd.DataFrame, years: list[int], pupils: int,
+                     calendar: SchoolCalendar = DEFAULT) -> Population:
     rng = stream(seed, "population")
     reg = _Registry(rng, schools)
     feeds = schools.feeds.to_numpy()
@@ -75,7 +76,7 @@ def build_population(seed: int, schools: pd.DataFrame, years: list[int], pupils:
     spells: list[dict] = []
     active_pid = active_school = active_grade = None
     for y in years:
-        cal = school_year(y)
+        cal = school_year(y, calendar)
         D = cal.n
         if active_pid is None:
             counts = [round(per_grade * (1 - PRIVATE_JUNIOR_HIGH * (g >= 7)) * rng.normal(1, 0.03))
@@ -133,7 +134,7 @@ def build_population(seed: int, schools: pd.DataFrame, years: list[int], pupils:
     persons = pd.concat(reg.batches, ignore_index=True).set_index("pid")
     spell_df = pd.concat([pd.DataFrame(s) for s in spells], ignore_index=True)
     _describe_persons(rng, persons, schools)
-    _date_spells(spell_df)
+    _date_spells(spell_df, calendar)
     _assign_classes(rng, spell_df, persons, schools)
     return Population(persons, spell_df)
 
@@ -151,15 +152,16 @@ def _describe_persons(rng: np.random.Generator, persons: pd.DataFrame, schools: 
     persons["kana"] = [names.written_kana(s, g, k) for s, g, k in
                        zip(persons.surname_kana, persons.given_kana, persons.kana_style)]
     towns = schools.towns.to_numpy()[persons.district_school.to_numpy()]
-    persons["address"] = names.draw_addresses(rng, np.array([t[rng.integers(len(t))] for t in towns], dtype=object))
+    persons["address"] = names.draw_addresses(rng, np.array([t[rng.integers(len(t))] for t in towns], dtype=object),
+                                             schools.attrs.get("address_city", "埼玉県戸田市"))
 
 
-def _date_spells(spells: pd.DataFrame) -> None:
+def _date_spells(spells: pd.DataFrame, calendar: SchoolCalendar = DEFAULT) -> None:
     """転入日 / 転出日 as dates: blank for a stay from April to March."""
     enrolled_on = np.full(len(spells), np.datetime64("NaT"), dtype="datetime64[D]")
     left_on = enrolled_on.copy()
     for y, idx in spells.groupby("school_year").groups.items():
-        cal = school_year(y)
+        cal = school_year(y, calendar)
         s, e = spells.loc[idx, "start"].to_numpy(), spells.loc[idx, "end"].to_numpy()
         pos = spells.index.get_indexer(idx)
         enrolled_on[pos] = np.where(s > 0, cal.days[s], np.datetime64("NaT"))

@@ -19,6 +19,7 @@ the spec's ExportStyle, applied here and nowhere else:
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import re
@@ -34,9 +35,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from toda_platform import layouts
 from toda_platform.catalogue import Column, SourceSpec
-from toda_platform.synth import formats
-from toda_platform.synth.rng import stream
+from synthcity import formats
+from synthcity.rng import stream
 
 KNOWN_SUFFIX = "__known"
 JST = timezone(timedelta(hours=9))
@@ -203,14 +205,20 @@ def _with_typos(spec: SourceSpec, frame: pd.DataFrame, rng: np.random.Generator)
 
 def render(spec: SourceSpec, frame: pd.DataFrame) -> bytes:
     style = spec.export
-    columns = [c for c in spec.columns if c.name in frame.columns]
+    # a grid has no cell for a room or a sub-reason; an optional column a city does not export keeps
+    # its canonical name as its only header
+    columns = [c for c in spec.columns if c.name in frame.columns and layouts.carries(spec, c)
+               and (c.required or c.headers != (c.name,))]
     missing = [c.name for c in spec.columns if c.required and c.name not in frame.columns]
     if missing:
         raise ValueError(f"{spec.key}: the builder did not provide {missing}")
+    frame = in_city_spelling(spec, frame)
     arrays = [format_column(c, frame[c.name], style.date_format, style.grade_format) for c in columns]
     if style.fullwidth_digits:
         arrays = _fullwidth(spec, columns, arrays, frame)
-    table = pa.Table.from_arrays(arrays, names=[c.header for c in columns])
+    month_text = functools.lru_cache(maxsize=None)(lambda d: formats.format_month(d, style.date_format))
+    table = (layouts.grid_table(spec, frame, columns, arrays, month_text)
+             if style.layout == "monthly_grid" else pa.Table.from_arrays(arrays, names=[c.header for c in columns]))
     buf = io.BytesIO()
     try:
         pacsv.write_csv(table, buf, pacsv.WriteOptions(quoting_style="none", quoting_header="none"))
@@ -226,6 +234,37 @@ def render(spec: SourceSpec, frame: pd.DataFrame) -> bytes:
     if style.encoding == "utf-8-sig":
         return b"\xef\xbb\xbf" + text
     return text
+
+
+def in_city_spelling(spec: SourceSpec, frame: pd.DataFrame) -> pd.DataFrame:
+    """Builders sometimes choose Toda's own spelling of a code (出席 typed in long form, 数学,
+    保健室登校); a city whose map lacks that spelling writes the code instead, which the
+    formatter then spells the city's way (its first raw value or grid mark for the code)."""
+    toda = _builders_spelling(spec.key)
+    grid = spec.export.grid
+    out = None
+    for col in spec.columns:
+        if col.kind not in ("category", "bool") or col.name not in frame or not col.values:
+            continue
+        series = frame[col.name]
+        uniques = series.cat.categories if isinstance(series.dtype, pd.CategoricalDtype) else pd.unique(series.dropna())
+        codes = set(col.values.values())
+        # a grid's cells are written from codes (its first mark per code)
+        as_code = grid is not None and col.name == grid.status_column
+        foreign = {v: col.values[v] if v in col.values else toda[col.name][v] for v in uniques
+                   if isinstance(v, str) and v not in codes and (as_code or v not in col.values)
+                   and (v in col.values or v in toda.get(col.name, {}))}
+        if foreign:
+            out = frame.copy() if out is None else out
+            out[col.name] = series.astype(object).replace(foreign)
+    return frame if out is None else out
+
+
+@functools.cache
+def _builders_spelling(key: str) -> dict[str, dict]:
+    from toda_platform.city import load_city
+
+    return {c.name: dict(c.values) for c in load_city("toda").spec(key).columns if c.values}
 
 
 def format_column(col: Column, values: pd.Series, date_format: str, grade_format: str) -> pa.Array:

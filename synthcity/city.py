@@ -9,10 +9,12 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from toda_platform.synth.daily import YearDays, simulate_year
-from toda_platform.synth.latent import Latent, build_latent
-from toda_platform.synth.population import Population, build_population
-from toda_platform.synth.schools import build_schools
+from synthcity.calendar import DEFAULT, SchoolCalendar
+from synthcity.daily import YearDays, simulate_year
+from synthcity.latent import Latent, build_latent
+from synthcity.population import Population, build_population
+from synthcity.schools import build_schools
+from synthcity.towns import TOWNS, Town
 
 
 @dataclass
@@ -52,13 +54,14 @@ class City:
 
 
 def simulate(seed: int, pupils: int, n_elementary: int, n_junior_high: int, years: list[int],
-             on_year: Callable[[], None] = lambda: None) -> City:
-    schools = build_schools(seed, n_elementary, n_junior_high)
-    population = build_population(seed, schools, years, pupils)
+             on_year: Callable[[], None] = lambda: None, town: Town = TOWNS["toda"],
+             calendar: SchoolCalendar = DEFAULT) -> City:
+    schools = build_schools(seed, n_elementary, n_junior_high, town)
+    population = build_population(seed, schools, years, pupils, calendar)
     latent = build_latent(seed, population, schools)
     days: dict[int, YearDays] = {}
     prev = None
     for y in years:
-        prev = days[y] = simulate_year(seed, y, population, latent, prev)
+        prev = days[y] = simulate_year(seed, y, population, latent, prev, calendar)
         on_year()
     return City(seed, years, schools, population, latent, days)

@@ -15,8 +15,8 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
-from toda_platform.synth.city import City
-from toda_platform.synth.rng import stream
+from synthcity.city import City
+from synthcity.rng import stream
 
 OVERTIME_MEAN = {"elementary": 41.0, "junior_high": 58.0}  # hours a month, national means
 # Apr..Mar shape of overtime (the August trough), normalised to mean 1.

@@ -12,7 +12,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from toda_platform.school_calendar import holidays, is_school_day  # noqa: F401 (re-exported)
+from toda_platform.school_calendar import DEFAULT, SchoolCalendar, holidays, is_school_day  # noqa: F401 (re-exported)
 
 
 def school_year_of(d: date) -> int:
@@ -48,11 +48,12 @@ class SchoolYear:
 
 
 @lru_cache(maxsize=None)
-def school_year(year: int) -> SchoolYear:
+def school_year(year: int, calendar: SchoolCalendar = DEFAULT) -> SchoolYear:
+    """The school days of a year under the town's calendar (its city file's [calendar])."""
     d, end = date(year, 4, 1), date(year + 1, 3, 31)
     out = []
     while d <= end:
-        if is_school_day(d):
+        if is_school_day(d, calendar):
             out.append(d)
         d += timedelta(days=1)
     days = np.array(out, dtype="datetime64[D]")

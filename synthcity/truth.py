@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from toda_platform.synth import latent, support
-from toda_platform.synth.city import City
+from synthcity import latent, support
+from synthcity.city import City
 
 SOURCES = {  # source -> (signal strength, what carries it)
     "attendance_daily": ("strong", "absences rise before onset (Mondays, after holidays) and are heavy after; "
