@@ -82,6 +82,7 @@ def main() -> int:
     ap.add_argument("--today", help="the next day's 'today' (default: the home's today + 1 day)")
     args = ap.parse_args()
     home = args.home.resolve()
+    os.environ["TODA_HOME"] = str(home)  # as `toda refresh --home` sets it
     next_day = next_day_city(home, (args.next_day or home.parent / "next_day").resolve(), args.today)
     landed = land_changed(home, next_day)
     print(f"landed {len(landed)} files with new bytes: {', '.join(landed)}")
