@@ -12,9 +12,16 @@ store and the portal's support entries in one SQLite transaction each; each serv
 copied re-keyed to a new file that ``current`` follows; last, the new key replaces the old in the
 key file, and the old key is retired (deleted: only its fingerprint stays in the log).
 
-Not re-keyed: the portal's audit log (hash-chained evidence of who saw what, under the pseudonyms
-of the day: rewriting it would break the chain) and the erasure list (tokens of old pseudonyms of
-pupils whose data is gone, so there is nothing to re-key them from; the files are already clean).
+The portal's audit log is not rewritten (hash-chained evidence of who saw what): its entries name
+pupils by commitments whose secrets the audit subject store indexes by pseudonym, and that index
+is re-pointed at the new pseudonyms (audit_subjects.rekey) — "who looked at pupil X" still answers
+under the new pseudonym. A pseudonym held there with no number to re-key from is shredded.
+
+The erasure list needs no re-keying: each erased person's line carries a number token
+(HMAC under the erasure key, which is not rotated), and ingestion recognises the numbers of a
+re-sent old export by it. Erasures recorded before number tokens existed (2026-11-30) hold only
+``sha256(pseudonym)``, which stops matching under the new key: rotation refuses while any is
+left, unless told to accept it (``--accept-legacy-erasures``).
 """
 
 from __future__ import annotations
@@ -31,8 +38,10 @@ import duckdb
 
 from toda_platform.catalogue import CATALOGUE
 from toda_platform.governance.csvfiles import identifier_values, identifies, with_pseudonyms_replaced
+from toda_platform.governance import audit_subjects
 from toda_platform.governance.erasure import (PORTAL_SUPPORT, FileRewrite, _id_filter, apply_rewrites,
-                                              ensure_tables, portal_support, register_map, replace_snapshot)
+                                              ensure_tables, legacy_tokens, portal_support, register_map,
+                                              replace_snapshot)
 from toda_platform.governance.warehouse import base_tables_with
 from toda_platform.identity import IdentityStore
 from toda_platform.pseudonym import KEY_ENV, MIN_KEY_BYTES, pseudonymise, require_key
@@ -63,6 +72,9 @@ class RotationReport:
     snapshots_rewritten: int = 0
     identity_rows: int = 0
     portal_rows: int = 0
+    audit_subjects: int = 0  # audit subject secrets re-pointed at their new pseudonym
+    audit_shredded: int = 0  # ... and those with no number to re-key from, shredded
+    legacy_erasures: int = 0  # erasure tokens that no longer match after this rotation
 
 
 def _department_files(paths: Paths):
@@ -107,7 +119,8 @@ def _snapshots(paths: Paths) -> list:
     return sorted(paths.serving.glob("snapshot_*.duckdb")) if paths.serving.is_dir() else []
 
 
-def rotate(con: duckdb.DuckDBPyConnection, paths: Paths, *, new_key: bytes | None = None) -> RotationReport:
+def rotate(con: duckdb.DuckDBPyConnection, paths: Paths, *, new_key: bytes | None = None,
+           accept_legacy_erasures: bool = False) -> RotationReport:
     if os.environ.get(KEY_ENV, "").strip():
         raise KeyRotationError(f"the key comes from {KEY_ENV}: rotation writes the new key to "
                                f"{paths.pseudonym_key_file}; unset {KEY_ENV} (or rotate where it is set)")
@@ -116,6 +129,13 @@ def rotate(con: duckdb.DuckDBPyConnection, paths: Paths, *, new_key: bytes | Non
     if len(new) < MIN_KEY_BYTES or new == old:
         raise KeyRotationError(f"the new key must differ from the old and hold at least {MIN_KEY_BYTES} bytes")
     report = RotationReport(fingerprint(old), fingerprint(new))
+    report.legacy_erasures = len(legacy_tokens(paths))
+    if report.legacy_erasures and not accept_legacy_erasures:
+        raise KeyRotationError(
+            f"nothing changed: {report.legacy_erasures} erased pupils or residents are on the erasure list by "
+            f"their pseudonym only (erasures before 2026-11-30); under a new key a re-sent old export would "
+            f"bring them back. Run `toda erase --student-number N --reason ...` again for each erased pupil "
+            f"(it adds the number's token; their data is already gone), or pass --accept-legacy-erasures")
     mapping = key_map(paths, old, new)
     report.pseudonyms = len(mapping)
 
@@ -167,6 +187,7 @@ def rotate(con: duckdb.DuckDBPyConnection, paths: Paths, *, new_key: bytes | Non
     report.portal_rows = portal_support(paths, f"UPDATE {PORTAL_SUPPORT} SET pupil_id = ? WHERE pupil_id = ?",
                                         [[new, old] for old, new in mapping.items()])
     report.snapshots_rewritten = _rekey_snapshots(paths, mapping)
+    report.audit_subjects, report.audit_shredded = audit_subjects.rekey(mapping, audit_subjects.store_path(paths))
     con.execute("INSERT INTO governance.key_log VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [now, report.old_fingerprint, report.new_fingerprint, report.pseudonyms,
                  sum(report.rows.values()), report.files_rewritten, report.snapshots_rewritten,

@@ -10,7 +10,8 @@ source's cut-off; its copies in ``landing/`` and ``quarantine/`` go with it, and
 rows are marked ``expired`` (so a replay from the archive never looks for it).
 
 Everything that went is written to ``governance.retention_log`` (counts, tables, file hashes:
-never a value of a row). ``plan`` is the dry run: it changes nothing.
+never a value of a row). ``plan`` is the dry run: it changes nothing. :func:`run` is what
+``toda retention`` and the monthly Dagster job (assets/schedules.py) both do.
 """
 
 from __future__ import annotations
@@ -232,3 +233,38 @@ def table_sources(assets: Iterable) -> dict[str, list[str]]:
     return out
 
 
+
+
+def today_in_tokyo() -> date:
+    from zoneinfo import ZoneInfo
+
+    return datetime.now(ZoneInfo("Asia/Tokyo")).date()
+
+
+def run(paths: Paths, today: date | None = None, *, dry_run: bool = False,
+        derived: Mapping[str, Iterable[str]] | None = None, log=None) -> RetentionPlan:
+    """Plan (and unless ``dry_run`` apply) retention on the home's warehouse. ``derived``
+    defaults to the lineage of the platform's own asset definitions."""
+    from toda_platform.warehouse import connect
+
+    if not paths.warehouse.exists():
+        raise FileNotFoundError(f"no warehouse at {paths.warehouse}")
+    if derived is None:
+        from toda_platform.definitions import build_definitions
+
+        derived = table_sources(build_definitions(paths).assets)
+    con = connect(paths.warehouse, log=log)
+    try:
+        plan_ = plan(con, paths, today or today_in_tokyo(), derived)
+        if not dry_run:
+            apply(con, paths, plan_)
+    finally:
+        con.close()
+    return plan_
+
+
+def summary(plan_: RetentionPlan, *, dry_run: bool = False) -> str:
+    verb = "would go" if dry_run else "removed"
+    return (f"{plan_.rows:,} rows and {sum(len(f.paths) for f in plan_.files):,} files {verb} "
+            f"(retention counted back from {plan_.today})"
+            + ("" if dry_run else "; recorded in governance.retention_log"))
