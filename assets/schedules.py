@@ -180,6 +180,7 @@ def apply_retention(context, toda: TodaHome) -> dg.Output:  # context unannotate
         "outcome": retention.summary(plan, dry_run=config["dry_run"]), "today": str(plan.today),
         "dry_run": config["dry_run"], "rows_removed": plan.rows,
         "files_removed": sum(len(f.paths) for f in plan.files), "identity_records_removed": plan.identity_rows,
+        "portal_entries_removed": plan.portal_rows,
         "tables": dg.MetadataValue.json(counts)})
 
 

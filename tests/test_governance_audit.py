@@ -15,6 +15,7 @@ import dagster as dg
 import duckdb
 import pytest
 
+from tests.portal_fixtures import city, login, published_home, users  # noqa: F401
 from tests.test_governance import OTHERS, TARGET, TODAY, _derived_tables, _ingest_all, _land_city, _traces
 from toda_platform.governance import audit_subjects, erasure
 from toda_platform.pseudonym import pseudonymise
@@ -304,6 +305,13 @@ def test_retention_runs_monthly_in_tokyo_and_its_job_drops_the_expired_rows(path
     con = duckdb.connect(str(paths.warehouse))
     _ingest_all(con, paths, k)
     con.close()
+    portal(paths)  # the portal's database, with two case-meeting entries: 2019 (expired) and 2024
+    with sqlite3.connect(paths.home / "portal" / "portal.sqlite3") as db:
+        db.executemany("INSERT INTO portal_supportentry (case_id, pupil_id, school_code, decided_on, risk_band, "
+                       "action, agency, person_in_charge, review_on, outcome, created_by, created_at, updated_at, "
+                       "last_file) VALUES (?, ?, 'B1', ?, '赤', 'home_visit', 'school', '担任', ?, '', 'u', ?, ?, '')",
+                       [[f"P{d}", pseudonymise(k, n), d, d, d, d] for d, n in
+                        (("2019-06-10", TARGET[0]), ("2024-06-10", OTHERS[0][0]))])
     result = job.execute_in_process(
         run_config={"ops": {"apply_retention": {"config": {"today": TODAY.isoformat()}}}},
         instance=dg.DagsterInstance.ephemeral())
@@ -312,7 +320,10 @@ def test_retention_runs_monthly_in_tokyo_and_its_job_drops_the_expired_rows(path
     meta = {k: getattr(v, "value", v) for k, v in output.event_specific_data.metadata.items()}
     assert meta["rows_removed"] == 9 and meta["files_removed"] == 4 and meta["today"] == "2026-11-30"
     assert meta["tables"] == {"staging.attendance_daily": 6, "staging.pupil_registry": 3}
-    assert "9 rows and 4 files removed" in meta["outcome"]
+    assert "9 rows and 4 files, 1 portal case-meeting entries removed" in meta["outcome"]
+    assert meta["portal_entries_removed"] == 1
+    with sqlite3.connect(paths.home / "portal" / "portal.sqlite3") as db:
+        assert db.execute("SELECT decided_on FROM portal_supportentry").fetchall() == [("2024-06-10",)]
     con = duckdb.connect(str(paths.warehouse))
     assert con.execute("SELECT min(known_date) FROM staging.attendance_daily").fetchone()[0] >= dt.date(2020, 11, 30)
     assert con.execute("SELECT count(*) FROM staging.attendance_daily").fetchone()[0] == 6
@@ -326,3 +337,27 @@ def test_retention_runs_monthly_in_tokyo_and_its_job_drops_the_expired_rows(path
         tick = schedule.evaluate_tick(ctx)
     assert tick.run_requests == [] and "demo home" in tick.skip_message
     assert schedules.retention_decision(defs.resources["toda"]) is not None
+
+
+# ---------------------------------------------------------------------------------------------
+# The portal: an auditor asks who looked at a pupil
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_an_auditor_finds_who_looked_at_a_pupil_and_others_may_not_ask(login):
+    from portal import audit
+    from tests.tiny_city import B1
+
+    principal = login("principal_b1")
+    assert principal.get("/pupils/p1/").status_code == 200
+    assert principal.get(f"/schools/{B1}/").status_code == 200
+    assert principal.get("/audit/?pupil_id=p1").status_code == 403  # not entitled
+    page = login("auditor").get("/audit/?pupil_id=p1")
+    assert page.status_code == 200
+    body = page.content.decode()
+    table = body[body.index('id="about"'):body.index("</table>", body.index('id="about"'))]
+    assert table.count("<tr><td>") == 2 and "view_pupil" in table and "view_school" in table
+    assert "principal_b1" in table
+    assert [e.action for e in audit.about("p1")] == ["view_pupil", "view_school", "audit_search"]
+    assert login("auditor").get("/audit/?pupil_id=bad%20id").status_code == 200  # refused by the form

@@ -368,18 +368,28 @@ def _vacuum_sqlite(path: Path) -> None:
 PORTAL_SUPPORT = "portal_supportentry"  # the portal's support entries (portal/models.py SupportEntry)
 
 
+def portal_db(paths: Paths) -> sqlite3.Connection | None:
+    """A connection to the portal's database when it holds its support entries, else None."""
+    db = paths.home / "portal" / "portal.sqlite3"
+    if not db.exists():
+        return None
+    con = sqlite3.connect(db, timeout=30)
+    if not con.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
+                       [PORTAL_SUPPORT]).fetchone()[0]:
+        con.close()
+        return None
+    return con
+
+
 def portal_support(paths: Paths, statement: str = "", rows: Iterable[list] = ()) -> list[str] | int:
     """The portal's support entries (its audit log is left whole: see the module doc). Without a
     statement: the pseudonyms they hold; with one: run it over ``rows`` in one transaction and
     return the rows changed."""
-    db = paths.home / "portal" / "portal.sqlite3"
-    if not db.exists():
+    con = portal_db(paths)
+    if con is None:
         return [] if not statement else 0
-    con = sqlite3.connect(db, timeout=30)
+    db = paths.home / "portal" / "portal.sqlite3"
     try:
-        if not con.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
-                           [PORTAL_SUPPORT]).fetchone()[0]:
-            return [] if not statement else 0
         if not statement:
             return [r[0] for r in con.execute(f"SELECT DISTINCT pupil_id FROM {PORTAL_SUPPORT}")]
         with con:
