@@ -240,17 +240,23 @@ def test_an_erased_pupil_stays_out_after_a_key_rotation(paths, key, monkeypatch)
     lines = erasure.erased_file(paths).read_text().splitlines()
     # the pupil and their resident number: each a pseudonym token and a number token
     assert len(erasure.erased_number_tokens(paths)) == 2 and erasure.legacy_tokens(paths) == set()
+    assert erasure.erased_number_tokens(paths, key) == set()  # same key: no file is read for numbers
     assert not [ln for ln in lines if TARGET[0] in ln or TARGET[1] in ln]
 
-    # an erasure recorded before number tokens: rotation refuses, changing nothing
-    erasure.add_erased(paths, [("f" * 64, None)])
-    with pytest.raises(KeyRotationError, match="1 erased pupils or residents"):
+    # the same erasure as recorded before number tokens: rotation refuses, changing nothing
+    erasure.erased_file(paths).write_text("".join(ln.split()[0] + "\n" for ln in lines))
+    with pytest.raises(KeyRotationError, match="2 erased pupils or residents"):
         rotate(con, paths)
     assert paths.pseudonym_key_file.read_text().strip() == key.decode()
+    # erasing the pupil again adds their number token; the resident's 宛名番号 is gone with the registry row
+    erasure.erase(con, paths, key, TARGET[0], "番号トークンの追加")
+    assert erasure.legacy_tokens(paths) == {erasure.token(pseudonymise(key, TARGET[1]))}
+    with pytest.raises(KeyRotationError, match="1 erased pupils or residents"):
+        rotate(con, paths)
     erasure.erased_file(paths).write_text("\n".join(lines) + "\n")
     rotate(con, paths)
     new_key = paths.pseudonym_key_file.read_text().strip().encode()
-    assert new_key != key
+    assert new_key != key and len(erasure.erased_number_tokens(paths, new_key)) == 2
     staged = con.execute("SELECT count(*) FROM staging.attendance_daily").fetchone()[0]
 
     # the department re-sends its original exports, the pupil in them: under the new key too, they
@@ -270,6 +276,7 @@ def test_an_erased_pupil_stays_out_after_a_key_rotation(paths, key, monkeypatch)
     con.close()
     assert erased_rows == 2 + 4 + 1
     assert erasure.token(new_target) in erasure.erased_tokens(paths)  # recognised: now on the list under this key
+    assert erasure.erased_number_tokens(paths, new_key) == set()
     needles = [new_target, new_resident, TARGET[0], TARGET[1], TARGET[2]]
     for p in paths.archive.rglob("*.csv"):  # the archived copies of the re-sent files were rewritten too
         text = p.read_bytes().decode("utf-8", "replace") + p.read_bytes().decode("cp932", "replace")

@@ -20,10 +20,10 @@ What is kept to prove it happened holds no identifying value: the erasure list
 (``$TODA_HOME/governance/erased.tokens``) and ``governance.erasure_log`` hold tokens, never the
 pseudonym, number or name; the reason is stored as given and must not name the pupil (it is
 refused when it holds their number or name). Each line of the list is one erased person:
-``sha256(pseudonym)`` and ``n:HMAC-SHA256(erasure key, number)`` — the second survives a key
-rotation (the pseudonym changes, the number does not), keyed by its own secret
-(``$TODA_HOME/secrets/erasure.key``, 0600, never rotated) so the list cannot be checked against
-guessed numbers without it. A line without ``n:`` was written before 2026-11-30: it stops matching
+``sha256(pseudonym)``, ``n:HMAC-SHA256(erasure key, number)`` and ``k:`` the fingerprint of the
+pseudonym key the first was made with. The number token survives a key rotation (the pseudonym
+changes, the number does not); it is keyed by its own secret (``$TODA_HOME/secrets/erasure.key``,
+0600, never rotated) so the list cannot be checked against guessed numbers without it. A line without ``n:`` was written before 2026-11-30: it stops matching
 after a rotation, so ``toda keys rotate`` refuses while one is left (see keys.py).
 
 Ingestion calls :func:`keep_out` on every file it reads, and :func:`sweep` after a file had such
@@ -65,6 +65,7 @@ from toda_platform.settings import Paths
 ERASED_FILE = "erased.tokens"  # under $TODA_HOME/governance: one erased person per line
 ERASURE_KEY_FILE = "erasure.key"  # under $TODA_HOME/secrets: keys the n: tokens; never rotated
 NUMBER_TOKEN = "n:"
+KEY_TAG = "k:"  # the fingerprint of the pseudonym key a line's sha256(pseudonym) was made with
 LOG_DDL = """CREATE TABLE IF NOT EXISTS governance.erasure_log (
     erasure_id VARCHAR NOT NULL, erased_at TIMESTAMP NOT NULL, token VARCHAR NOT NULL,
     reason VARCHAR NOT NULL, rows_removed BIGINT NOT NULL, tables JSON, files_rewritten INTEGER,
@@ -262,7 +263,7 @@ def erase(con: duckdb.DuckDBPyConnection, paths: Paths, key: bytes, number: str,
 
     # 0. the erasure list first: from now on no ingestion lets them in
     ekey = erasure_key(paths, create=True)
-    add_erased(paths, [(report.token, number_token(ekey, number)), *((token(r), None) for r in residents)])
+    add_erased(paths, [(report.token, number_token(ekey, number)), *((token(r), None) for r in residents)], key)
 
     # 1. files, rewritten to new archive names before the transaction (removed again on failure)
     # the registry first: its rows of the pupil give their raw 宛名番号, which the welfare files key on
@@ -273,7 +274,7 @@ def erase(con: duckdb.DuckDBPyConnection, paths: Paths, key: bytes, number: str,
         hints |= {normalise_number(n) for n in f.rewritten.needles}
     # the registry's 宛名番号 of the pupil: their resident tokens, now with the number's
     add_erased(paths, [(token(pseudonymise(key, n)), number_token(ekey, n)) for n in sorted(hints)
-                       if pseudonymise(key, n) in residents])
+                       if pseudonymise(key, n) in residents], key)
     rewrites += find_rewrites(paths, key, targets.__contains__, [k for k in CATALOGUE if k != "pupil_registry"],
                               hints)
     for f in rewrites:
@@ -569,14 +570,25 @@ def _lines(paths: Paths) -> list[list[str]]:
     return [ln.split() for ln in f.read_text(encoding="ascii").splitlines() if ln.strip()] if f.exists() else []
 
 
+def _is_token(word: str) -> bool:
+    return not word.startswith((NUMBER_TOKEN, KEY_TAG))
+
+
 def erased_tokens(paths: Paths) -> set[str]:
     """The pseudonym tokens (``sha256(pseudonym)``) of the erasure list."""
-    return {t for words in _lines(paths) for t in words if not t.startswith(NUMBER_TOKEN)}
+    return {t for words in _lines(paths) for t in words if _is_token(t)}
 
 
-def erased_number_tokens(paths: Paths) -> set[str]:
-    """The number tokens (``n:…``) of the erasure list: they outlive a key rotation."""
-    return {t for words in _lines(paths) for t in words if t.startswith(NUMBER_TOKEN)}
+def erased_number_tokens(paths: Paths, key: bytes | None = None) -> set[str]:
+    """The number tokens (``n:…``) of the erasure list: they outlive a key rotation. With ``key``:
+    only those with no pseudonym token under that key yet (``k:`` names the key a line's
+    pseudonym token was made with) — the ones ingestion must look for by number."""
+    lines = _lines(paths)
+    found = {t for words in lines for t in words if t.startswith(NUMBER_TOKEN)}
+    if key is None:
+        return found
+    tag = _key_tag(key)
+    return found - {t for words in lines if tag in words for t in words}
 
 
 def legacy_tokens(paths: Paths) -> set[str]:
@@ -584,7 +596,13 @@ def legacy_tokens(paths: Paths) -> set[str]:
     which a key rotation would stop matching."""
     lines = _lines(paths)
     covered = {t for words in lines if any(w.startswith(NUMBER_TOKEN) for w in words) for t in words}
-    return {t for words in lines for t in words if t not in covered}
+    return {t for words in lines for t in words if _is_token(t) and t not in covered}
+
+
+def _key_tag(key: bytes) -> str:
+    from toda_platform.governance.keys import fingerprint
+
+    return KEY_TAG + fingerprint(key)
 
 
 def erasure_key(paths: Paths, *, create: bool = False) -> bytes | None:
@@ -613,13 +631,16 @@ def number_token(ekey: bytes, number: str) -> str:
     return NUMBER_TOKEN + hmac.new(ekey, normalise_number(number).encode("utf-8"), hashlib.sha256).hexdigest()
 
 
-def add_erased(paths: Paths, entries: list[tuple[str, str | None]]) -> None:
-    """Append (pseudonym token, number token or None) lines not already on the list."""
+def add_erased(paths: Paths, entries: list[tuple[str, str | None]], key: bytes | None = None) -> None:
+    """Append (pseudonym token, number token or None) lines not already on the list; ``key``: the
+    pseudonym key the tokens were made with (named by its fingerprint on lines with a number)."""
     f = erased_file(paths)
     f.parent.mkdir(parents=True, exist_ok=True)
-    have = {tuple(words) for words in _lines(paths)}
-    tokens = erased_tokens(paths)
-    new = list(dict.fromkeys(tuple(w for w in e if w) for e in entries))
+    lines = _lines(paths)
+    have = {tuple(words) for words in lines}
+    tokens = {t for words in lines for t in words if _is_token(t)}
+    tag = _key_tag(key) if key is not None else None
+    new = list(dict.fromkeys(tuple(w for w in (*e, tag if e[1] else None) if w) for e in entries))
     new = [e for e in new if e not in have and not (len(e) == 1 and e[0] in tokens)]
     if new:
         with f.open("a", encoding="ascii") as out:
@@ -655,11 +676,12 @@ def keep_out(con: duckdb.DuckDBPyConnection, spec: SourceSpec, staged, paths: Pa
     cols = [c.staged_name for c in spec.staged_columns if c.staged_name in ID_COLUMNS]
     if not cols:
         return 0
-    numbers = erased_number_tokens(paths)
-    if numbers and key is not None and data is not None:
-        found = {t: n for t, n in _by_number(paths, spec, data, key, numbers).items() if t not in tokens}
+    # numbers erased under an earlier key only (none until a rotation): the file is read for them
+    numbers = erased_number_tokens(paths, key) if key is not None and data is not None else set()
+    if numbers:
+        found = _by_number(paths, spec, data, key, numbers)
         if found:
-            add_erased(paths, list(found.items()))
+            add_erased(paths, list(found.items()), key)
             tokens |= set(found)
     if not tokens:
         return 0
