@@ -79,16 +79,19 @@ def commit(pupil_ids: Iterable[str], path: Path | None = None) -> list[str]:
     if not ids:
         return []
     with closing(_connect(path or store_path(), create=True)) as con:
-        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            con.executemany("INSERT OR IGNORE INTO audit_subject VALUES (?, ?, ?)",
-                            [(p, secrets.token_bytes(32), now) for p in dict.fromkeys(ids)])
-            held = _secrets(con, ids)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+        held = _secrets(con, ids)  # the usual case: every pupil known, nothing to write
+        missing = [p for p in dict.fromkeys(ids) if p not in held]
+        if missing:
+            now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                con.executemany("INSERT OR IGNORE INTO audit_subject VALUES (?, ?, ?)",
+                                [(p, secrets.token_bytes(32), now) for p in missing])
+                held.update(_secrets(con, missing))
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
     return [commitment(held[p]) for p in ids]
 
 
