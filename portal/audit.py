@@ -29,7 +29,6 @@ import hashlib
 import json
 import logging
 import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,7 +109,7 @@ def record(action: str, *, username: str, role: str = "", school_code: str = "",
     named in ``pupil_ids`` by their pseudonym, which is stored as its subject commitment only
     (and masked should it occur in ``detail`` or ``purpose``)."""
     pupil_ids = list(pupil_ids)
-    subjects = audit_subjects.commit(pupil_ids)
+    subjects = audit_subjects.commit(pupil_ids, erased=_erased()) if pupil_ids else []
     with transaction.atomic():
         last = AuditEntry.objects.order_by("-seq").only("seq", "entry_hash").first()
         e = AuditEntry(seq=(last.seq + 1) if last else 1, at=timezone.now().replace(microsecond=0),
@@ -122,6 +121,13 @@ def record(action: str, *, username: str, role: str = "", school_code: str = "",
         transaction.on_commit(lambda: _witness(e.seq, e.entry_hash))
     log.info("audit #%s %s %s %s %s", e.seq, username, action, outcome, school_code or "")
     return e
+
+
+def _erased() -> set[str]:
+    from toda_platform.governance.erasure import erased_tokens
+    from toda_platform.settings import Paths
+
+    return erased_tokens(Paths.from_env())
 
 
 def about(pupil_id: str):
@@ -204,15 +210,9 @@ def upgrade(model=AuditEntry) -> int:
         raise LegacyChainBroken(
             f"the audit log (format 1) is broken, so it is not upgraded: {verdict.message()}. Keep this "
             f"database as evidence; see README 'Data governance' (audit log) for what to do")
-    from toda_platform.governance.erasure import erased_tokens, token
-    from toda_platform.settings import Paths
-
-    # a pupil erased before the upgrade gets a commitment whose secret is never stored
-    erased = erased_tokens(Paths.from_env())
+    # one transaction for the whole log; a pupil erased before the upgrade is not indexed again
     named = list(dict.fromkeys(p for e in old for p in e.subjects.split()))
-    kept = [p for p in named if token(p) not in erased]
-    committed = dict(zip(kept, audit_subjects.commit(kept)))  # one transaction for the whole log
-    committed |= {p: audit_subjects.commitment(secrets.token_bytes(32)) for p in named if p not in committed}
+    committed = dict(zip(named, audit_subjects.commit(named, erased=_erased())))
     prev = GENESIS
     for e in old:
         ids = e.subjects.split()

@@ -90,10 +90,13 @@ def test_after_erasure_the_audit_log_no_longer_names_the_pupil_and_still_verifie
     erasure.compact(paths.warehouse)
     assert report.audit_subjects == 1
 
-    after = portal(paths, ["about", target], ["about", others[0]], ["verify"], ["entries"])
+    # a stale link to the erased pupil is refused and audited, without indexing them again
+    after = portal(paths, ["record", "refused", "teacher", [target], ""],
+                   ["about", target], ["about", others[0]], ["verify"], ["entries"])
     assert after["about"] == {target: [], others[0]: [2, 4]}  # unlinkable; the others still answerable
-    assert after["verify"][0] and after["verify"][1] == 4  # nothing rewritten: the chain still verifies
-    assert [e[:3] for e in after["entries"]] == [e[:3] for e in entries]
+    assert after["verify"][0] and after["verify"][1] == 5  # nothing rewritten: the chain still verifies
+    assert [e[:3] for e in after["entries"][:4]] == [e[:3] for e in entries]
+    assert after["entries"][4][2] not in {c for e in entries for c in e[2].split()}
     # no trace of the pupil in any table or byte under the home (the portal's database included),
     # nor in the subject store, which lives apart
     assert _traces(paths, key) == []

@@ -73,11 +73,19 @@ def _connect(path: Path, *, create: bool) -> sqlite3.Connection | None:
     return con
 
 
-def commit(pupil_ids: Iterable[str], path: Path | None = None) -> list[str]:
-    """The commitments of ``pupil_ids`` (in order), drawing a secret for each pupil not yet held."""
+def commit(pupil_ids: Iterable[str], path: Path | None = None, *, erased: set[str] = frozenset()) -> list[str]:
+    """The commitments of ``pupil_ids`` (in order), drawing a secret for each pupil not yet held.
+    A pupil whose token (``sha256(pseudonym)``) is in ``erased`` — a stale link to an erased pupil,
+    refused — gets a commitment whose secret is never stored: the store never learns them again."""
     ids = list(pupil_ids)
     if not ids:
         return []
+    gone = {p: commitment(secrets.token_bytes(32)) for p in dict.fromkeys(ids)
+            if erased and hashlib.sha256(p.encode("utf-8")).hexdigest() in erased}
+    if gone:
+        kept = [p for p in ids if p not in gone]
+        held = dict(zip(kept, commit(kept, path)))
+        return [gone.get(p) or held[p] for p in ids]
     with closing(_connect(path or store_path(), create=True)) as con:
         held = _secrets(con, ids)  # the usual case: every pupil known, nothing to write
         missing = [p for p in dict.fromkeys(ids) if p not in held]
