@@ -134,6 +134,56 @@ def test_a_key_rotation_repoints_the_subjects_so_the_audit_answers_under_the_new
     assert not _bytes_hold(audit_subjects.store_path(paths), list(old.values()))
 
 
+def test_an_interrupted_rotation_stops_every_run_until_it_is_finished_with_the_same_key(paths, key, monkeypatch):
+    from click.testing import CliRunner
+
+    from resources.toda import TodaHome
+    from toda_platform.cli import main
+    from toda_platform.governance import keys
+    from toda_platform.pseudonym import InterruptedRotationError, rotating_file
+
+    monkeypatch.delenv("TODA_PSEUDONYM_KEY")
+    paths.pseudonym_key_file.parent.mkdir(parents=True)
+    paths.pseudonym_key_file.write_text(key.decode() + "\n")
+    _land_city(paths)
+    con = duckdb.connect(str(paths.warehouse))
+    _ingest_all(con, paths, key)
+    _derived_tables(con, key)
+    portal(paths, ["record", "view_pupil", "teacher", [pseudonymise(key, TARGET[0])], ""])
+
+    def crash(*_a, **_k):
+        raise RuntimeError("power cut")
+
+    rekey_identity = keys._rekey_identity
+    monkeypatch.setattr(keys, "_rekey_identity", crash)  # after the warehouse's transaction
+    with pytest.raises(RuntimeError, match="power cut"):
+        keys.rotate(con, paths)
+    con.close()
+    drawn = rotating_file(paths.pseudonym_key_file).read_text().strip().encode()
+    assert paths.pseudonym_key_file.read_text().strip() == key.decode()  # the old key is still in place
+    w = duckdb.connect(str(paths.warehouse))
+    assert w.execute("SELECT DISTINCT pupil_id FROM staging.attendance_daily ORDER BY 1").fetchall() == \
+        sorted((pseudonymise(drawn, n),) for n, *_ in [TARGET, *OTHERS])  # the warehouse: new key
+    w.close()
+    with pytest.raises(InterruptedRotationError, match="run `toda keys rotate` again"):
+        TodaHome(home=str(paths.home)).pseudonym_key()  # no run keys anything meanwhile
+
+    monkeypatch.setattr(keys, "_rekey_identity", rekey_identity)
+    out = CliRunner().invoke(main, ["keys", "rotate", "--home", str(paths.home), "--yes"])
+    assert out.exit_code == 0, out.output
+    assert paths.pseudonym_key_file.read_text().strip().encode() == drawn
+    assert not rotating_file(paths.pseudonym_key_file).exists()
+    new = {n: pseudonymise(drawn, n) for n, *_ in [TARGET, *OTHERS]}
+    w = duckdb.connect(str(paths.warehouse))
+    for table in ("staging.attendance_daily", "staging.pupil_registry", "marts.pupil_features"):
+        assert {p for (p,) in w.execute(f"SELECT DISTINCT pupil_id FROM {table}").fetchall()} == set(new.values())
+    w.close()
+    from toda_platform.identity import IdentityStore
+
+    assert set(IdentityStore(paths.identity).lookup(new.values())) == set(new.values())
+    assert set(audit_subjects.held()) == {new[TARGET[0]]}
+
+
 # ---------------------------------------------------------------------------------------------
 # A format-1 log (pseudonyms in the entries) is verified as it was, then upgraded
 # ---------------------------------------------------------------------------------------------

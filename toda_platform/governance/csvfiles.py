@@ -149,7 +149,7 @@ def with_pseudonyms_replaced(spec: SourceSpec, data: bytes, mapping: dict[str, s
         return None
     out, changed = list(parsed.records), 0
     for i, fields in parsed.rows():
-        hits = [j for j in parsed.direct if _cell(fields, j) in mapping]
+        hits = [j for j in parsed.direct if mapping.get(_cell(fields, j), _cell(fields, j)) != _cell(fields, j)]
         if not hits:
             continue
         for j in hits:
