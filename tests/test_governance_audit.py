@@ -105,17 +105,24 @@ def test_after_erasure_the_audit_log_no_longer_names_the_pupil_and_still_verifie
         assert not _bytes_hold(p, [target]), p
 
 
-def test_a_key_rotation_repoints_the_subjects_so_the_audit_answers_under_the_new_pseudonyms(paths, key,
-                                                                                          monkeypatch):
-    from toda_platform.governance.keys import rotate
-
+def _rotatable_city(paths, key, monkeypatch, *, derived=True):
+    """The small city ingested, its key in the key file (as rotation needs): the open warehouse."""
     monkeypatch.delenv("TODA_PSEUDONYM_KEY")
     paths.pseudonym_key_file.parent.mkdir(parents=True)
     paths.pseudonym_key_file.write_text(key.decode() + "\n")
     _land_city(paths)
     con = duckdb.connect(str(paths.warehouse))
     _ingest_all(con, paths, key)
-    _derived_tables(con, key)
+    if derived:
+        _derived_tables(con, key)
+    return con
+
+
+def test_a_key_rotation_repoints_the_subjects_so_the_audit_answers_under_the_new_pseudonyms(paths, key,
+                                                                                          monkeypatch):
+    from toda_platform.governance.keys import rotate
+
+    con = _rotatable_city(paths, key, monkeypatch)
     old = {n: pseudonymise(key, n) for n, *_ in [TARGET, *OTHERS]}
     portal(paths, ["record", "view_pupil", "teacher", [old[TARGET[0]]], ""],
            ["record", "view_school", "teacher", list(old.values()), ""],
@@ -142,13 +149,7 @@ def test_an_interrupted_rotation_stops_every_run_until_it_is_finished_with_the_s
     from toda_platform.governance import keys
     from toda_platform.pseudonym import InterruptedRotationError, rotating_file
 
-    monkeypatch.delenv("TODA_PSEUDONYM_KEY")
-    paths.pseudonym_key_file.parent.mkdir(parents=True)
-    paths.pseudonym_key_file.write_text(key.decode() + "\n")
-    _land_city(paths)
-    con = duckdb.connect(str(paths.warehouse))
-    _ingest_all(con, paths, key)
-    _derived_tables(con, key)
+    con = _rotatable_city(paths, key, monkeypatch)
     portal(paths, ["record", "view_pupil", "teacher", [pseudonymise(key, TARGET[0])], ""])
 
     def crash(*_a, **_k):
@@ -282,13 +283,8 @@ def test_toda_audit_who_answers_by_number_and_is_itself_audited(paths, key):
 def test_an_erased_pupil_stays_out_after_a_key_rotation(paths, key, monkeypatch):
     from toda_platform.governance.keys import KeyRotationError, rotate
 
-    monkeypatch.delenv("TODA_PSEUDONYM_KEY")
-    paths.pseudonym_key_file.parent.mkdir(parents=True)
-    paths.pseudonym_key_file.write_text(key.decode() + "\n")
-    _land_city(paths)
+    con = _rotatable_city(paths, key, monkeypatch, derived=False)
     originals = {p: p.read_bytes() for p in paths.landing.rglob("*.csv")}
-    con = duckdb.connect(str(paths.warehouse))
-    _ingest_all(con, paths, key)
     erasure.erase(con, paths, key, TARGET[0], "保護者からの削除請求")
     lines = erasure.erased_file(paths).read_text().splitlines()
     # the pupil and their resident number: each a pseudonym token and a number token
