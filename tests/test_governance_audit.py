@@ -16,6 +16,8 @@ import duckdb
 import pytest
 
 from tests.portal_fixtures import city, login, published_home, users  # noqa: F401
+from tests.test_portal_browser import browser  # noqa: F401
+from tests.tiny_city import B1
 from tests.test_governance import OTHERS, TARGET, TODAY, _derived_tables, _ingest_all, _land_city, _traces
 from toda_platform.governance import audit_subjects, erasure
 from toda_platform.pseudonym import pseudonymise
@@ -403,7 +405,6 @@ def test_retention_runs_monthly_in_tokyo_and_its_job_drops_the_expired_rows(path
 @pytest.mark.django_db
 def test_an_auditor_finds_who_looked_at_a_pupil_and_others_may_not_ask(login):
     from portal import audit
-    from tests.tiny_city import B1
 
     principal = login("principal_b1")
     assert principal.get("/pupils/p1/").status_code == 200
@@ -417,3 +418,25 @@ def test_an_auditor_finds_who_looked_at_a_pupil_and_others_may_not_ask(login):
     assert "principal_b1" in table
     assert [e.action for e in audit.about("p1")] == ["view_pupil", "view_school", "audit_search"]
     assert login("auditor").get("/audit/?pupil_id=bad%20id").status_code == 200  # refused by the form
+
+
+def test_the_auditors_search_in_a_browser(live_server, city, browser, transactional_db):  # noqa: F811
+    from portal.commands import add_user
+    from tests.test_portal_browser import ARTIFACTS, PASSWORD, _logged_in
+
+    add_user("kocho", "principal", PASSWORD, school=B1)
+    add_user("kansa", "auditor", PASSWORD)
+    page = _logged_in(browser, live_server, "kocho")
+    page.wait_for_url(f"**/schools/{B1}/")
+    page.goto(f"{live_server.url}/pupils/p1/")
+    page.close()
+    page = _logged_in(browser, live_server, "kansa")
+    page.wait_for_url("**/audit/")
+    page.fill("#id_pupil_id", "p1")
+    page.click("form[method=get] button[type=submit]")
+    page.wait_for_selector("#about")
+    rows = page.locator("#about tbody tr").all_inner_texts()
+    assert [r.split("\t")[2:5] for r in rows] == [["kocho", "principal", "view_school"],
+                                                  ["kocho", "principal", "view_pupil"]]
+    page.screenshot(path=str(ARTIFACTS / "audit_search_desktop.png"), full_page=True)
+    assert (ARTIFACTS / "audit_search_desktop.png").stat().st_size > 20_000
