@@ -18,6 +18,9 @@ support_effects_job    Sundays 03:00               outputs/support_effects (a 20
                                                    window: weekly is enough; ~2 min of bootstrap
                                                    kept out of the nightly list's way). The
                                                    snapshot follows by its automation condition
+retention_job          the 1st of a month 03:00    rows and files past their source's
+                                                   retention period (governance/retention.py);
+                                                   skipped on a demo home
 =====================  ==========================  =========================================
 
 Every schedule and sensor is on from the start. Every job writes the warehouse and carries the
@@ -181,7 +184,54 @@ weekly_support_effects = dg.ScheduleDefinition(
     description="Sundays, 03:00: the support effects of the week's decisions; the portal's snapshot "
                 "follows (its automation condition).")
 
-jobs = [nightly_job, rescoring_job, retrain_job, drift_job, ablation_job, support_job]
+
+@dg.op(name="apply_retention",
+       config_schema={"today": dg.Field(str, default_value="", description="YYYY-MM-DD to count back "
+                                                                            "from; empty: today in Tokyo"),
+                      "dry_run": dg.Field(bool, default_value=False, description="Only say what would go.")},
+       description="Drops staged rows, derived rows and archived files past their source's retention "
+                   "period (toda_platform/governance/retention.py, the same as `toda retention`).")
+def apply_retention(context, toda: TodaHome) -> dg.Output:  # context unannotated: annotations are strings in this module
+    from toda_platform.governance import retention
+
+    config = context.op_config
+    today = dt.date.fromisoformat(config["today"]) if config["today"] else None
+    plan = retention.run(toda.paths, today, dry_run=config["dry_run"], log=context.log.info)
+    counts = {t.table: t.rows for t in plan.tables if t.rows}
+    return dg.Output(plan.rows, metadata={
+        "outcome": retention.summary(plan, dry_run=config["dry_run"]), "today": str(plan.today),
+        "dry_run": config["dry_run"], "rows_removed": plan.rows,
+        "files_removed": sum(len(f.paths) for f in plan.files), "identity_records_removed": plan.identity_rows,
+        "portal_entries_removed": plan.portal_rows,
+        "tables": dg.MetadataValue.json(counts)})
+
+
+@dg.job(name="retention_job", tags=WRITER_TAGS,
+        description="Retention: what is past its source's period goes, recorded in governance.retention_log.")
+def retention_job():
+    apply_retention()
+
+
+def retention_decision(toda: TodaHome) -> str | None:
+    """None when retention may run on this home; else why not."""
+    if toda.paths.demo:
+        return ("a demo home: retention counts from the wall clock and would expire the synthetic city's "
+                "oldest records (run `toda retention` or this job by hand to see it)")
+    return None
+
+
+@dg.schedule(name="monthly_retention", job=retention_job, cron_schedule="0 3 1 * *", execution_timezone=TZ,
+             default_status=dg.DefaultScheduleStatus.RUNNING,
+             description="The 1st of each month, 03:00: retention (skipped on a demo home).")
+def monthly_retention(context: dg.ScheduleEvaluationContext, toda: TodaHome):
+    why_not = retention_decision(toda)
+    if why_not:
+        return dg.SkipReason(why_not)
+    day = context.scheduled_execution_time.astimezone(dt.timezone(dt.timedelta(hours=9))).date()
+    return dg.RunRequest(run_config={"ops": {"apply_retention": {"config": {"today": day.isoformat()}}}})
+
+
+jobs = [nightly_job, rescoring_job, retrain_job, drift_job, ablation_job, support_job, retention_job]
 schedules = [nightly_refresh, morning_rescoring, yearly_retrain, drift_report, source_ablation,
-             weekly_support_effects]
+             weekly_support_effects, monthly_retention]
 sensors = [retrain_on_survey]

@@ -43,7 +43,16 @@ def migrate(verbosity: int = 0) -> None:
 
         Path(db["NAME"]).parent.mkdir(parents=True, exist_ok=True)
         os.chmod(Path(db["NAME"]).parent, 0o700)
+    from portal import audit
+
     call_command("migrate", interactive=False, verbosity=verbosity)
+    if audit.upgraded and db["ENGINE"].endswith("sqlite3"):
+        # the format-1 entries' pseudonyms must not linger in free pages or the write-ahead log
+        from django.db import connection
+
+        with connection.cursor() as c:
+            c.execute("VACUUM")
+            c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def add_user(username: str, role_key: str, password: str, *, school: str = "", agency: str = ""):

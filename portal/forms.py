@@ -69,3 +69,10 @@ class ExportForm(forms.Form):
 
 class CloseIncidentForm(forms.Form):
     note = forms.CharField(label="確認内容", max_length=500, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class AuditSearchForm(forms.Form):
+    """Who looked at this pupil (an auditor's question), by the pupil's 仮名ID."""
+
+    pupil_id = forms.RegexField(label="仮名ID", regex=r"^[0-9A-Za-z_-]{1,32}$", max_length=32,
+                                error_messages={"invalid": "仮名IDは英数字です（16文字、0-9・a-f）。"})

@@ -28,7 +28,7 @@ def hits(entries, rules: MisuseRules) -> list[tuple[str, str, object, str]]:
         if e.outcome == "refused":
             refusals[(e.username, at.date(), at.hour)] += 1
         if e.outcome == "ok" and e.action == "view_pupil":
-            pupils[(e.username, at.date())].update(e.pupil_ids.split())
+            pupils[(e.username, at.date())].update(e.subjects.split())  # one commitment per pupil
         if e.outcome == "ok" and e.action in ("view_school", "view_pupil", "view_screen", "export") and e.school_code:
             schools[(e.username, at.date())].add(e.school_code)
         if e.action == "export" and e.outcome == "ok" and (

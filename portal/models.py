@@ -25,7 +25,8 @@ class Profile(models.Model):
 
 class AuditEntry(models.Model):
     """One line of the append-only audit log. ``entry_hash`` covers every field and the previous
-    entry's hash, so an edit, a deletion or a reordering breaks the chain (``toda audit verify``)."""
+    entry's hash, so an edit, a deletion or a reordering breaks the chain (``toda audit verify``).
+    Pupils are named by subject commitments, not pseudonyms (portal/audit.py)."""
 
     seq = models.PositiveBigIntegerField(unique=True)
     at = models.DateTimeField()
@@ -33,7 +34,7 @@ class AuditEntry(models.Model):
     role = models.CharField(max_length=32, blank=True, default="")
     action = models.CharField(max_length=32)
     school_code = models.CharField(max_length=13, blank=True, default="")
-    pupil_ids = models.TextField(blank=True, default="")  # space-separated pseudonyms
+    subjects = models.TextField(blank=True, default="")  # space-separated subject commitments
     purpose = models.TextField(blank=True, default="")
     outcome = models.CharField(max_length=16)
     detail = models.TextField(blank=True, default="")

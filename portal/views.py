@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from portal import access, audit
-from portal.forms import CloseIncidentForm, DecisionForm, ExportForm, ListFilter, OutcomeForm
+from portal.forms import AuditSearchForm, CloseIncidentForm, DecisionForm, ExportForm, ListFilter, OutcomeForm
 from portal.models import AuditEntry, Incident, SupportEntry
 from portal.roles import screen_rules
 from portal.serving import NoSnapshot
@@ -234,8 +234,12 @@ def pupil_chart(request, pupil_id: str):
 
 
 def _new_case_id(pupil_id: str) -> str:
+    """Random, not derived from the pseudonym: a 記録番号 is quoted in the audit log, which keeps
+    it after the pupil is erased (until 2026-11-30 it carried 6 characters of the pseudonym)."""
+    import secrets
+
     stamp = timezone.localtime().strftime("%Y%m%d%H%M%S")
-    return f"P{stamp}-{pupil_id[:6]}-{SupportEntry.objects.count() + 1}"
+    return f"P{stamp}-{secrets.token_hex(3)}-{SupportEntry.objects.count() + 1}"
 
 
 @require_POST
@@ -522,10 +526,17 @@ def audit_log(request):
 
     scan()
     verdict = audit.verify()
+    search = AuditSearchForm(request.GET or None)
+    about = None
+    if search.is_valid():
+        pupil_id = search.cleaned_data["pupil_id"]
+        about = list(audit.about(pupil_id)[:500])
+        _log(request, "audit_search", role, pupil_ids=[pupil_id],
+             detail=f"who looked at a pupil: {len(about)} entries")
     _log(request, "view_audit", role, detail=verdict.message())
     return render(request, "portal/audit.html", {
-        "verdict": verdict, "entries": AuditEntry.objects.order_by("-seq")[:200],
-        "incidents": Incident.objects.all()[:100], "close_form": CloseIncidentForm()})
+        "verdict": verdict, "entries": AuditEntry.objects.order_by("-seq")[:200], "search": search,
+        "about": about, "incidents": Incident.objects.all()[:100], "close_form": CloseIncidentForm()})
 
 
 @require_POST

@@ -39,6 +39,8 @@ def _audit_witness(tmp_path, monkeypatch):
     """Each test's portal audit log gets its own witness file (a test database is rolled back;
     a witness shared across tests would remember entries the database no longer has)."""
     monkeypatch.setenv("TODA_AUDIT_WITNESS", str(tmp_path / "audit-head.log"))
+    # ... and its own subject store (the secrets behind the log's commitments)
+    monkeypatch.setenv("TODA_AUDIT_SUBJECTS", str(tmp_path / "audit-subjects.sqlite"))
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from portal import audit
 from portal.models import AuditEntry
 from tests.portal_city import B9
 from tests.portal_fixtures import city, login, published_home, users  # noqa: F401
@@ -62,7 +63,7 @@ def test_karte_shows_the_school_against_the_city_and_its_past(login):
         png = c.get(url)
         assert png.status_code == 200 and png.content[:8] == PNG and len(png.content) > 10_000
     e = AuditEntry.objects.filter(action="view_karte").last()
-    assert (e.school_code, e.outcome, e.pupil_ids, e.detail) == (B1, "ok", "", "学校カルテ 2024")
+    assert (e.school_code, e.outcome, e.subjects, e.detail) == (B1, "ok", "", "学校カルテ 2024")
 
 
 def test_no_verdict_where_the_interval_crosses_zero(login):
@@ -135,7 +136,7 @@ def test_screen_lists_pupils_to_assess_with_indicators_in_words(login):
     assert "本校の対象 44人" in text and "2人" in text
     assert "調整指数はひとり親" in text  # why each indicator matters
     e = AuditEntry.objects.filter(action="view_screen").last()
-    assert (e.school_code, e.pupil_ids, e.outcome) == (B1, "p1 p3", "ok")
+    assert (e.school_code, audit.pupils_of(e), e.outcome) == (B1, ["p1", "p3"], "ok")
     assert "2 listed of 44 screened" in e.detail and "with names" in e.detail
     assert f"/schools/{B1}/screen/" in c.get(f"/schools/{B1}/").content.decode()
 

@@ -8,6 +8,7 @@ from datetime import date, timedelta
 
 import pytest
 
+from portal import audit
 from portal.models import AuditEntry, SupportEntry
 from tests.portal_city import AS_OF, XSS_NAME
 from tests.portal_fixtures import city, login, published_home, users  # noqa: F401
@@ -31,7 +32,7 @@ def test_school_list_for_principal(login):
     assert "新たに赤（前回 ピンク）" in html  # alert
     assert "帯に入らない児童生徒：1人" in html
     e = AuditEntry.objects.filter(action="view_school").last()
-    assert e.school_code == B1 and e.pupil_ids.split() == ["p1", "p3"] and e.outcome == "ok"
+    assert e.school_code == B1 and audit.pupils_of(e) == ["p1", "p3"] and e.outcome == "ok"
 
 
 def test_known_cases_listed_apart_and_filter(login):
@@ -55,7 +56,7 @@ def test_pupil_page_timeline_and_unregistered_name(login):
     assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n" and len(png.content) > 5000
     html5 = c.get("/pupils/p5/").content.decode()
     assert "氏名未登録" in html5
-    assert AuditEntry.objects.filter(action="view_pupil", pupil_ids="p1").exists()
+    assert audit.about("p1").filter(action="view_pupil").exists()
 
 
 def test_board_sees_every_school_without_names(login):
@@ -147,7 +148,7 @@ def test_export_cp932_neutralised_purpose_required_and_audited(login):
     p4 = next(r for r in rows if r[-1] == "p4")
     assert p4[0] == "既知" and p4[4] == "氏名未登録"
     e = AuditEntry.objects.get(action="export")
-    assert e.purpose == "ケース会議の準備：11月の会議" and set(e.pupil_ids.split()) == {"p2", "p4"}
+    assert e.purpose == "ケース会議の準備：11月の会議" and set(audit.pupils_of(e)) == {"p2", "p4"}
 
 
 def test_no_snapshot_page(client, users, paths):

@@ -88,7 +88,7 @@ def test_every_schedule_and_sensor_is_on_from_the_start_in_tokyo_time(defs):
     repo = defs.get_repository_def()
     assert {s.name for s in repo.schedule_defs} == {
         "nightly_refresh", "morning_rescoring", "yearly_retrain", "monthly_drift_report", "source_ablation",
-        "weekly_support_effects"}
+        "weekly_support_effects", "monthly_retention"}
     for s in repo.schedule_defs:
         assert s.default_status == dg.DefaultScheduleStatus.RUNNING, s.name
         assert s.execution_timezone == "Asia/Tokyo", s.name
@@ -97,7 +97,8 @@ def test_every_schedule_and_sensor_is_on_from_the_start_in_tokyo_time(defs):
     crons = {s.name: s.cron_schedule for s in repo.schedule_defs}
     assert crons == {"nightly_refresh": "0 21 * * *", "morning_rescoring": "30 6 * * 1-5",
                      "yearly_retrain": "0 2 15 5 *", "monthly_drift_report": "0 6 1 * *",
-                     "source_ablation": "0 1 * * 6", "weekly_support_effects": "0 3 * * 0"}
+                     "source_ablation": "0 1 * * 6", "weekly_support_effects": "0 3 * * 0",
+                     "monthly_retention": "0 3 1 * *"}
 
 
 def test_every_job_is_a_tagged_writer_and_the_ablation_runs_on_its_own(defs):

@@ -408,6 +408,36 @@ def audit_verify(home) -> None:
         sys.exit(1)
 
 
+@audit.command("who")
+@home_option
+@click.option("--pupil-id", default=None, help="The pupil's 仮名ID (pseudonym).")
+@click.option("--student-number", default=None, help="The pupil's 学籍番号 (pseudonymised here with the key).")
+def audit_who(home, pupil_id, student_number) -> None:
+    """Who looked at one pupil: the audit entries naming them (none once the pupil is erased).
+    The question is itself audited."""
+    import getpass
+
+    if bool(pupil_id) == bool(student_number):
+        raise click.UsageError("give one of --pupil-id or --student-number")
+    paths = _paths(home)
+    _portal(home)
+    from portal.audit import about, record
+    from portal.commands import migrate
+
+    migrate()
+    if student_number:
+        from toda_platform.pseudonym import load_key, pseudonymise
+
+        pupil_id = pseudonymise(load_key(paths.pseudonym_key_file), student_number)
+    entries = list(about(pupil_id))
+    for e in entries:
+        click.echo(f"#{e.seq} {e.at:%Y-%m-%d %H:%M} {e.username} {e.role or '-'} {e.action} "
+                   f"{e.school_code or '-'} {e.outcome}")
+    click.echo(f"{len(entries)} entries name this pupil")
+    record("audit_search", username=f"cli:{getpass.getuser()}", pupil_ids=[pupil_id],
+           detail=f"toda audit who: {len(entries)} entries")
+
+
 @main.group(invoke_without_command=True)
 @home_option
 @click.pass_context
@@ -528,14 +558,6 @@ def register(home, out) -> None:
         click.echo(f"wrote {p}")
 
 
-def _today(today) -> dt.date:
-    if today is not None:
-        return today.date()
-    from zoneinfo import ZoneInfo
-
-    return dt.datetime.now(ZoneInfo("Asia/Tokyo")).date()
-
-
 @main.command()
 @home_option
 @click.option("--dry-run", is_flag=True, help="Only say what would go.")
@@ -543,27 +565,17 @@ def _today(today) -> dt.date:
               help="The date retention counts back from (default: today, Asia/Tokyo).")
 def retention(home, dry_run, today) -> None:
     """Drop rows and archived files older than each source's retention period (catalogue)."""
-    from toda_platform.definitions import build_definitions
     from toda_platform.governance import retention as R
-    from toda_platform.warehouse import connect
 
     paths = _paths(home)
-    if not paths.warehouse.exists():
-        raise click.ClickException(f"no warehouse at {paths.warehouse}")
-    derived = R.table_sources(build_definitions(paths).assets)
-    con = connect(paths.warehouse, log=click.echo)
     try:
-        plan = R.plan(con, paths, _today(today), derived)
-        if not dry_run:
-            R.apply(con, paths, plan)
-    finally:
-        con.close()
+        plan = R.run(paths, today.date() if today else None, dry_run=dry_run, log=click.echo)
+    except FileNotFoundError as e:
+        raise click.ClickException(str(e)) from e
     verb = "would go" if dry_run else "removed"
     for line in plan.lines():
         click.echo(f"{verb}: {line}")
-    click.echo(f"{plan.rows:,} rows and {sum(len(f.paths) for f in plan.files):,} files {verb} "
-               f"(retention counted back from {plan.today})"
-               + ("" if dry_run else "; recorded in governance.retention_log"))
+    click.echo(R.summary(plan, dry_run=dry_run))
 
 
 @main.command()
@@ -592,7 +604,8 @@ def erase(home, student_number, reason, yes) -> None:
     click.echo(f"erasure {report.erasure_id}: {report.rows_removed:,} rows in {len(report.rows)} tables, "
                f"{report.files_rewritten} department files rewritten, {report.snapshots_rewritten} serving "
                f"snapshots, {report.identity_rows} identity records, {report.portal_rows} portal entries, "
-               f"{len(report.scrubbed)} other files cleaned; recorded in governance.erasure_log")
+               f"{report.audit_subjects} audit subject secrets shredded, {len(report.scrubbed)} other files "
+               f"cleaned; recorded in governance.erasure_log")
 
 
 @main.group()
@@ -631,7 +644,9 @@ def keys() -> None:
 @keys.command("rotate")
 @home_option
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def keys_rotate(home, yes) -> None:
+@click.option("--accept-legacy-erasures", is_flag=True,
+              help="Rotate even though erasures from before number tokens would stop matching.")
+def keys_rotate(home, yes, accept_legacy_erasures) -> None:
     """Re-pseudonymise everything under a new key (warehouse, identity store, snapshots, files)
     and retire the old key."""
     from toda_platform.governance.erasure import compact
@@ -643,7 +658,7 @@ def keys_rotate(home, yes) -> None:
         click.confirm("Every pseudonym changes and the old key is deleted. Rotate?", abort=True)
     con = connect(paths.warehouse, log=click.echo)
     try:
-        report = rotate(con, paths)
+        report = rotate(con, paths, accept_legacy_erasures=accept_legacy_erasures)
     except KeyRotationError as e:
         raise click.ClickException(str(e)) from e
     finally:
@@ -651,8 +666,12 @@ def keys_rotate(home, yes) -> None:
     compact(paths.warehouse)  # old pseudonyms must not linger in free blocks
     click.echo(f"key {report.old_fingerprint} retired, now {report.new_fingerprint}: {report.pseudonyms:,} "
                f"pseudonyms, {sum(report.rows.values()):,} rows re-keyed, {report.files_rewritten} files, "
-               f"{report.snapshots_rewritten} snapshots, {report.identity_rows} identity records; "
-               f"recorded in governance.key_log")
+               f"{report.snapshots_rewritten} snapshots, {report.identity_rows} identity records, "
+               f"{report.audit_subjects} audit subjects re-pointed ({report.audit_shredded} shredded: no number "
+               f"left); recorded in governance.key_log")
+    if report.legacy_erasures:
+        click.echo(f"warning: {report.legacy_erasures} erasures from before number tokens no longer match "
+                   f"re-sent files (accepted)")
 
 
 def _console():

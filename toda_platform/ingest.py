@@ -2038,7 +2038,7 @@ def _ingest_file(con, spec: SourceSpec, paths: Paths, key: bytes, landed: Landed
             return stop("rejected", [error.to_dict()], error.message)
         from toda_platform.governance.erasure import keep_out
 
-        keep_out(con, spec, staged, paths)  # pupils erased on request never come back (toda erase)
+        keep_out(con, spec, staged, paths, key=key, data=landed.data)  # erased pupils never come back
 
     damage = _key_damage(con, spec, staged, landed.name, refs)
     if damage is not None:

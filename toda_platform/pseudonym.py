@@ -39,6 +39,15 @@ class WeakKeyError(MissingKeyError):
     pass
 
 
+class InterruptedRotationError(MissingKeyError):
+    pass
+
+
+def rotating_file(key_file: Path) -> Path:
+    """The next key while ``toda keys rotate`` runs; still there after a rotation was interrupted."""
+    return key_file.with_name(key_file.name + ".rotating")
+
+
 def normalise_number(number: str) -> str:
     return unicodedata.normalize("NFKC", number).strip()
 
@@ -48,7 +57,7 @@ def pseudonymise(key: bytes, number: str) -> str:
     return digest.hexdigest()[:PSEUDONYM_HEX_CHARS]
 
 
-def load_key(key_file: Path, *, create: bool = False) -> bytes:
+def load_key(key_file: Path, *, create: bool = False, allow_rotating: bool = False) -> bytes:
     """The pseudonym key from the environment, else from ``key_file``.
 
     With ``create`` a missing file is made with a fresh random key, readable by its owner only
@@ -58,6 +67,11 @@ def load_key(key_file: Path, *, create: bool = False) -> bytes:
     from_env = os.environ.get(KEY_ENV, "").strip()
     if from_env:
         return from_env.encode("utf-8")
+    if not allow_rotating and rotating_file(key_file).exists():
+        # half the stores under the old key, half under the new: nothing may run until it is done
+        raise InterruptedRotationError(
+            f"a key rotation was interrupted ({rotating_file(key_file)} is there): run `toda keys rotate` "
+            f"again to finish it")
     if key_file.exists():
         text = key_file.read_text(encoding="utf-8").strip()
         if not text:
@@ -75,10 +89,10 @@ def load_key(key_file: Path, *, create: bool = False) -> bytes:
     return key_file.read_text(encoding="utf-8").strip().encode("utf-8")
 
 
-def require_key(key_file: Path, *, demo: bool) -> bytes:
+def require_key(key_file: Path, *, demo: bool, allow_rotating: bool = False) -> bytes:
     """The key a run uses: outside demo mode it must exist and hold at least
     :data:`MIN_KEY_BYTES` bytes, or the platform refuses to start."""
-    key = load_key(key_file)
+    key = load_key(key_file, allow_rotating=allow_rotating)
     if not demo and len(key) < MIN_KEY_BYTES:
         raise WeakKeyError(
             f"the pseudonym key is {len(key)} bytes; outside demo mode it must be at least {MIN_KEY_BYTES} "

@@ -8,7 +8,10 @@ what the platform does (issue 14):
 * :mod:`.retention`  the retention period of each source applied to the warehouse and the files
                      (``toda retention``);
 * :mod:`.erasure`    one pupil erased everywhere under ``TODA_HOME`` and kept out of rebuilds
-                     (``toda erase``).
+                     (``toda erase``);
+* :mod:`.keys`       the pseudonym key rotated (``toda keys rotate``);
+* :mod:`.audit_subjects`  the erasable secrets behind the portal audit log's subject
+                     commitments (crypto-shredding on erasure, re-pointed on rotation).
 
 Only :mod:`.purposes` imports Dagster (lazily, for the asset graph it is given).
 """

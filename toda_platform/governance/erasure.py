@@ -17,22 +17,31 @@
    warehouse into a fresh file, so that deleted rows do not linger in free blocks.
 
 What is kept to prove it happened holds no identifying value: the erasure list
-(``$TODA_HOME/governance/erased.tokens``) and ``governance.erasure_log`` hold ``sha256(pseudonym)``
-(a token), never the pseudonym, number or name; the reason is stored as given and must not name
-the pupil (it is refused when it holds their number or name).
+(``$TODA_HOME/governance/erased.tokens``) and ``governance.erasure_log`` hold tokens, never the
+pseudonym, number or name; the reason is stored as given and must not name the pupil (it is
+refused when it holds their number or name). Each line of the list is one erased person:
+``sha256(pseudonym)``, ``n:HMAC-SHA256(erasure key, number)`` and ``k:`` the fingerprint of the
+pseudonym key the first was made with. The number token survives a key rotation (the pseudonym
+changes, the number does not); it is keyed by its own secret (``$TODA_HOME/secrets/erasure.key``,
+0600, never rotated) so the list cannot be checked against guessed numbers without it. A line without ``n:`` was written before 2026-11-30: it stops matching
+after a rotation, so ``toda keys rotate`` refuses while one is left (see keys.py).
 
 Ingestion calls :func:`keep_out` on every file it reads, and :func:`sweep` after a file had such
 rows: a department re-sending an old export (with the pupil in it) does not bring them back —
 into the warehouse, the identity store or the archive — even into a warehouse rebuilt from
-nothing.
+nothing, and even under a new key (the file's numbers are checked against the ``n:`` tokens; a
+hit adds the pupil's token under the current key).
 
-Not touched: the portal's audit log keeps the pseudonym in the entries that recorded who looked
-at the pupil — it is hash-chained evidence of access, and rewriting it would break the chain.
+The portal's audit log is not rewritten (it is hash-chained evidence of who looked at the pupil):
+its entries name pupils by commitments whose secrets are in the audit subject store, and the
+pupil's secret is deleted there (crypto-shredding, audit_subjects.py) — the entries stay and
+verify, but can no longer be tied to the pupil.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 import sqlite3
@@ -46,13 +55,17 @@ from typing import Callable, Iterable
 import duckdb
 
 from toda_platform.catalogue import CATALOGUE, SourceSpec
-from toda_platform.governance.csvfiles import Rewritten, decode, identifies, without
+from toda_platform.governance import audit_subjects
+from toda_platform.governance.csvfiles import Rewritten, decode, identifier_values, identifies, without
 from toda_platform.governance.warehouse import base_tables_with, ensure_schema, has_table
 from toda_platform.identity import IdentityStore
 from toda_platform.pseudonym import normalise_number, pseudonymise
 from toda_platform.settings import Paths
 
-ERASED_FILE = "erased.tokens"  # under $TODA_HOME/governance: one token per line
+ERASED_FILE = "erased.tokens"  # under $TODA_HOME/governance: one erased person per line
+ERASURE_KEY_FILE = "erasure.key"  # under $TODA_HOME/secrets: keys the n: tokens; never rotated
+NUMBER_TOKEN = "n:"
+KEY_TAG = "k:"  # the fingerprint of the pseudonym key a line's sha256(pseudonym) was made with
 LOG_DDL = """CREATE TABLE IF NOT EXISTS governance.erasure_log (
     erasure_id VARCHAR NOT NULL, erased_at TIMESTAMP NOT NULL, token VARCHAR NOT NULL,
     reason VARCHAR NOT NULL, rows_removed BIGINT NOT NULL, tables JSON, files_rewritten INTEGER,
@@ -83,6 +96,7 @@ class ErasureReport:
     snapshots_rewritten: int = 0
     identity_rows: int = 0
     portal_rows: int = 0
+    audit_subjects: int = 0  # secrets shredded in the audit subject store
     scrubbed: list[str] = field(default_factory=list)
 
     @property
@@ -248,7 +262,8 @@ def erase(con: duckdb.DuckDBPyConnection, paths: Paths, key: bytes, number: str,
             raise ErasureError("the reason must not name the pupil (it is kept in the log)")
 
     # 0. the erasure list first: from now on no ingestion lets them in
-    add_tokens(paths, [report.token, *(token(r) for r in residents)])
+    ekey = erasure_key(paths, create=True)
+    add_erased(paths, [(report.token, number_token(ekey, number)), *((token(r), None) for r in residents)], key)
 
     # 1. files, rewritten to new archive names before the transaction (removed again on failure)
     # the registry first: its rows of the pupil give their raw 宛名番号, which the welfare files key on
@@ -257,6 +272,9 @@ def erase(con: duckdb.DuckDBPyConnection, paths: Paths, key: bytes, number: str,
     for f in rewrites:
         needles |= f.rewritten.needles
         hints |= {normalise_number(n) for n in f.rewritten.needles}
+    # the registry's 宛名番号 of the pupil: their resident tokens, now with the number's
+    add_erased(paths, [(token(pseudonymise(key, n)), number_token(ekey, n)) for n in sorted(hints)
+                       if pseudonymise(key, n) in residents], key)
     rewrites += find_rewrites(paths, key, targets.__contains__, [k for k in CATALOGUE if k != "pupil_registry"],
                               hints)
     for f in rewrites:
@@ -283,6 +301,7 @@ def erase(con: duckdb.DuckDBPyConnection, paths: Paths, key: bytes, number: str,
     report.portal_rows = portal_support(paths, f"DELETE FROM {PORTAL_SUPPORT} WHERE pupil_id = ?",
                                         [[t] for t in targets])
     report.snapshots_rewritten = _rewrite_snapshots(paths, targets)
+    report.audit_subjects = audit_subjects.shred(targets, audit_subjects.store_path(paths))
 
     # 5. any other text file under the home
     report.scrubbed = [str(p.relative_to(paths.home)) for p in scrub_files(paths, needles)]
@@ -350,18 +369,28 @@ def _vacuum_sqlite(path: Path) -> None:
 PORTAL_SUPPORT = "portal_supportentry"  # the portal's support entries (portal/models.py SupportEntry)
 
 
+def portal_db(paths: Paths) -> sqlite3.Connection | None:
+    """A connection to the portal's database when it holds its support entries, else None."""
+    db = paths.home / "portal" / "portal.sqlite3"
+    if not db.exists():
+        return None
+    con = sqlite3.connect(db, timeout=30)
+    if not con.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
+                       [PORTAL_SUPPORT]).fetchone()[0]:
+        con.close()
+        return None
+    return con
+
+
 def portal_support(paths: Paths, statement: str = "", rows: Iterable[list] = ()) -> list[str] | int:
     """The portal's support entries (its audit log is left whole: see the module doc). Without a
     statement: the pseudonyms they hold; with one: run it over ``rows`` in one transaction and
     return the rows changed."""
-    db = paths.home / "portal" / "portal.sqlite3"
-    if not db.exists():
+    con = portal_db(paths)
+    if con is None:
         return [] if not statement else 0
-    con = sqlite3.connect(db, timeout=30)
+    db = paths.home / "portal" / "portal.sqlite3"
     try:
-        if not con.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
-                           [PORTAL_SUPPORT]).fetchone()[0]:
-            return [] if not statement else 0
         if not statement:
             return [r[0] for r in con.execute(f"SELECT DISTINCT pupil_id FROM {PORTAL_SUPPORT}")]
         with con:
@@ -536,30 +565,125 @@ def erased_file(paths: Paths) -> Path:
     return paths.home / "governance" / ERASED_FILE
 
 
-def erased_tokens(paths: Paths) -> set[str]:
+def _lines(paths: Paths) -> list[list[str]]:
     f = erased_file(paths)
-    return set(f.read_text(encoding="ascii").split()) if f.exists() else set()
+    return [ln.split() for ln in f.read_text(encoding="ascii").splitlines() if ln.strip()] if f.exists() else []
 
 
-def add_tokens(paths: Paths, tokens: list[str]) -> None:
+def _is_token(word: str) -> bool:
+    return not word.startswith((NUMBER_TOKEN, KEY_TAG))
+
+
+def erased_tokens(paths: Paths) -> set[str]:
+    """The pseudonym tokens (``sha256(pseudonym)``) of the erasure list."""
+    return {t for words in _lines(paths) for t in words if _is_token(t)}
+
+
+def erased_number_tokens(paths: Paths, key: bytes | None = None) -> set[str]:
+    """The number tokens (``n:…``) of the erasure list: they outlive a key rotation. With ``key``:
+    only those with no pseudonym token under that key yet (``k:`` names the key a line's
+    pseudonym token was made with) — the ones ingestion must look for by number."""
+    lines = _lines(paths)
+    found = {t for words in lines for t in words if t.startswith(NUMBER_TOKEN)}
+    if key is None:
+        return found
+    tag = _key_tag(key)
+    return found - {t for words in lines if tag in words for t in words}
+
+
+def legacy_tokens(paths: Paths) -> set[str]:
+    """Pseudonym tokens with no number token on any line: erasures recorded before 2026-11-30,
+    which a key rotation would stop matching."""
+    lines = _lines(paths)
+    covered = {t for words in lines if any(w.startswith(NUMBER_TOKEN) for w in words) for t in words}
+    return {t for words in lines for t in words if _is_token(t) and t not in covered}
+
+
+def _key_tag(key: bytes) -> str:
+    from toda_platform.governance.keys import fingerprint
+
+    return KEY_TAG + fingerprint(key)
+
+
+def erasure_key(paths: Paths, *, create: bool = False) -> bytes | None:
+    """The secret keying the number tokens (created by the first erasure, mode 0600). Not the
+    pseudonym key, and not rotated with it: the tokens it keyed must keep matching."""
+    f = paths.secrets / ERASURE_KEY_FILE
+    if f.exists():
+        return f.read_text(encoding="ascii").strip().encode("ascii")
+    if not create:
+        return None
+    import secrets
+
+    f.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return erasure_key(paths)
+    with os.fdopen(fd, "w", encoding="ascii") as out:
+        out.write(secrets.token_hex(32) + "\n")
+        out.flush()
+        os.fsync(out.fileno())
+    return erasure_key(paths)
+
+
+def number_token(ekey: bytes, number: str) -> str:
+    return NUMBER_TOKEN + hmac.new(ekey, normalise_number(number).encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def add_erased(paths: Paths, entries: list[tuple[str, str | None]], key: bytes | None = None) -> None:
+    """Append (pseudonym token, number token or None) lines not already on the list; ``key``: the
+    pseudonym key the tokens were made with (named by its fingerprint on lines with a number)."""
     f = erased_file(paths)
     f.parent.mkdir(parents=True, exist_ok=True)
-    new = [t for t in tokens if t not in erased_tokens(paths)]
+    lines = _lines(paths)
+    have = {tuple(words) for words in lines}
+    tokens = {t for words in lines for t in words if _is_token(t)}
+    tag = _key_tag(key) if key is not None else None
+    new = list(dict.fromkeys(tuple(w for w in (*e, tag if e[1] else None) if w) for e in entries))
+    new = [e for e in new if e not in have and not (len(e) == 1 and e[0] in tokens)]
     if new:
         with f.open("a", encoding="ascii") as out:
-            out.write("".join(f"{t}\n" for t in new))
+            out.write("".join(" ".join(e) + "\n" for e in new))
             out.flush()
             os.fsync(out.fileno())
 
 
-def keep_out(con: duckdb.DuckDBPyConnection, spec: SourceSpec, staged, paths: Paths) -> int:
+def _by_number(paths: Paths, spec: SourceSpec, data: bytes, key: bytes, numbers: set[str]) -> dict[str, str]:
+    """pseudonym token (under ``key``) → number token, for the file's numbers on the list."""
+    ekey = erasure_key(paths)
+    if ekey is None:
+        return {}
+    out = {}
+    for n in identifier_values(spec, data):
+        nt = number_token(ekey, n)
+        if nt in numbers:
+            out[token(pseudonymise(key, n))] = nt
+    return out
+
+
+def keep_out(con: duckdb.DuckDBPyConnection, spec: SourceSpec, staged, paths: Paths, *,
+             key: bytes | None = None, data: bytes | None = None) -> int:
     """Called by ingestion on each file read into ``_typed``: the rows (and registry names) of
     erased pupils are dropped before the file is checked and applied, so a department re-sending
     an export with them in it neither brings them back nor has its file refused for a pupil the
-    registry no longer knows. Returns the rows dropped (counted as ``erased`` in the manifest)."""
+    registry no longer knows. Returns the rows dropped (counted as ``erased`` in the manifest).
+
+    With the file's ``data`` and the ``key`` it was read with, its numbers are also checked against
+    the number tokens: a pupil erased under an earlier key is recognised, and their token under
+    the current key is added to the list (so :func:`sweep` and later files see it too)."""
     tokens = erased_tokens(paths)
     cols = [c.staged_name for c in spec.staged_columns if c.staged_name in ID_COLUMNS]
-    if not tokens or not cols:
+    if not cols:
+        return 0
+    # numbers erased under an earlier key only (none until a rotation): the file is read for them
+    numbers = erased_number_tokens(paths, key) if key is not None and data is not None else set()
+    if numbers:
+        found = _by_number(paths, spec, data, key, numbers)
+        if found:
+            add_erased(paths, list(found.items()), key)
+            tokens |= set(found)
+    if not tokens:
         return 0
     where = " OR ".join(f"sha256({c}) IN (SELECT unnest(?))" for c in cols)
     n = con.execute(f"DELETE FROM _typed WHERE {where}", [sorted(tokens)] * len(cols)).fetchall()[0][0]

@@ -12,9 +12,21 @@ store and the portal's support entries in one SQLite transaction each; each serv
 copied re-keyed to a new file that ``current`` follows; last, the new key replaces the old in the
 key file, and the old key is retired (deleted: only its fingerprint stays in the log).
 
-Not re-keyed: the portal's audit log (hash-chained evidence of who saw what, under the pseudonyms
-of the day: rewriting it would break the chain) and the erasure list (tokens of old pseudonyms of
-pupils whose data is gone, so there is nothing to re-key them from; the files are already clean).
+These are several stores, not one transaction: before the first of them changes, the new key is
+written to ``pseudonym.key.rotating``. While that file is there nothing runs (the key cannot be
+loaded), and ``toda keys rotate`` run again finishes the rotation with that key — a pseudonym
+already re-keyed maps to itself.
+
+The portal's audit log is not rewritten (hash-chained evidence of who saw what): its entries name
+pupils by commitments whose secrets the audit subject store indexes by pseudonym, and that index
+is re-pointed at the new pseudonyms (audit_subjects.rekey) — "who looked at pupil X" still answers
+under the new pseudonym. A pseudonym held there with no number to re-key from is shredded.
+
+The erasure list needs no re-keying: each erased person's line carries a number token
+(HMAC under the erasure key, which is not rotated), and ingestion recognises the numbers of a
+re-sent old export by it. Erasures recorded before number tokens existed (2026-11-30) hold only
+``sha256(pseudonym)``, which stops matching under the new key: rotation refuses while any is
+left, unless told to accept it (``--accept-legacy-erasures``).
 """
 
 from __future__ import annotations
@@ -30,11 +42,13 @@ from datetime import datetime, timezone
 import duckdb
 
 from toda_platform.governance.csvfiles import identifier_values, identifies, with_pseudonyms_replaced
+from toda_platform.governance import audit_subjects
 from toda_platform.governance.erasure import (PORTAL_SUPPORT, FileRewrite, _id_filter, apply_rewrites,
-                                              ensure_tables, portal_support, register_map, replace_snapshot)
+                                              ensure_tables, legacy_tokens, portal_support, register_map,
+                                              replace_snapshot)
 from toda_platform.governance.warehouse import base_tables_with
 from toda_platform.identity import IdentityStore
-from toda_platform.pseudonym import KEY_ENV, MIN_KEY_BYTES, pseudonymise, require_key
+from toda_platform.pseudonym import KEY_ENV, MIN_KEY_BYTES, pseudonymise, require_key, rotating_file
 from toda_platform.settings import Paths
 
 KEY_LOG_DDL = """CREATE TABLE IF NOT EXISTS governance.key_log (
@@ -62,6 +76,9 @@ class RotationReport:
     snapshots_rewritten: int = 0
     identity_rows: int = 0
     portal_rows: int = 0
+    audit_subjects: int = 0  # audit subject secrets re-pointed at their new pseudonym
+    audit_shredded: int = 0  # ... and those with no number to re-key from, shredded
+    legacy_erasures: int = 0  # erasure tokens that no longer match after this rotation
 
 
 def _department_files(paths: Paths):
@@ -106,17 +123,35 @@ def _snapshots(paths: Paths) -> list:
     return sorted(paths.serving.glob("snapshot_*.duckdb")) if paths.serving.is_dir() else []
 
 
-def rotate(con: duckdb.DuckDBPyConnection, paths: Paths, *, new_key: bytes | None = None) -> RotationReport:
+def rotate(con: duckdb.DuckDBPyConnection, paths: Paths, *, new_key: bytes | None = None,
+           accept_legacy_erasures: bool = False) -> RotationReport:
     if os.environ.get(KEY_ENV, "").strip():
         raise KeyRotationError(f"the key comes from {KEY_ENV}: rotation writes the new key to "
                                f"{paths.pseudonym_key_file}; unset {KEY_ENV} (or rotate where it is set)")
-    old = require_key(paths.pseudonym_key_file, demo=paths.demo)
-    new = new_key or secrets.token_hex(32).encode()
+    old = require_key(paths.pseudonym_key_file, demo=paths.demo, allow_rotating=True)
+    pending = rotating_file(paths.pseudonym_key_file)
+    resuming = pending.exists()  # an interrupted rotation: finish it with the key it had drawn
+    if resuming:
+        new = pending.read_text(encoding="utf-8").strip().encode("utf-8")
+        if new == old:  # it stopped after the new key was in place
+            pending.unlink()
+            return RotationReport(fingerprint(old), fingerprint(new))
+    else:
+        new = new_key or secrets.token_hex(32).encode()
     if len(new) < MIN_KEY_BYTES or new == old:
         raise KeyRotationError(f"the new key must differ from the old and hold at least {MIN_KEY_BYTES} bytes")
     report = RotationReport(fingerprint(old), fingerprint(new))
+    report.legacy_erasures = len(legacy_tokens(paths))
+    if report.legacy_erasures and not accept_legacy_erasures and not resuming:
+        raise KeyRotationError(
+            f"nothing changed: {report.legacy_erasures} erased pupils or residents are on the erasure list by "
+            f"their pseudonym only (erasures before 2026-11-30); under a new key a re-sent old export would "
+            f"bring them back. Run `toda erase --student-number N --reason ...` again for each erased pupil "
+            f"(it adds the number's token; their data is already gone), or pass --accept-legacy-erasures")
     mapping = key_map(paths, old, new)
     report.pseudonyms = len(mapping)
+    if resuming:  # some stores were re-keyed already: their new pseudonyms map to themselves
+        mapping |= {v: v for v in list(mapping.values())}
 
     # refuse before anything changes if a pseudonym could not be re-keyed
     register_map(con, mapping)
@@ -136,6 +171,10 @@ def rotate(con: duckdb.DuckDBPyConnection, paths: Paths, *, new_key: bytes | Non
     if missing:
         raise KeyRotationError("nothing changed: these pseudonyms have no pupil number in the kept department "
                                "files to re-key from: " + ", ".join(f"{k} ({v})" for k, v in missing.items()))
+
+    # from here on stores change: the new key is kept first, so an interruption can be finished
+    if not resuming:
+        _write_key(pending, new)
 
     # files whose 仮名ID column holds pseudonyms (the portal's support records)
     rewrites: dict[tuple[str, str], FileRewrite] = {}
@@ -166,12 +205,14 @@ def rotate(con: duckdb.DuckDBPyConnection, paths: Paths, *, new_key: bytes | Non
     report.portal_rows = portal_support(paths, f"UPDATE {PORTAL_SUPPORT} SET pupil_id = ? WHERE pupil_id = ?",
                                         [[new, old] for old, new in mapping.items()])
     report.snapshots_rewritten = _rekey_snapshots(paths, mapping)
+    report.audit_subjects, report.audit_shredded = audit_subjects.rekey(mapping, audit_subjects.store_path(paths))
     con.execute("INSERT INTO governance.key_log VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [now, report.old_fingerprint, report.new_fingerprint, report.pseudonyms,
                  sum(report.rows.values()), report.files_rewritten, report.snapshots_rewritten,
                  report.identity_rows])
     con.execute("CHECKPOINT")
-    _replace_key(paths, new)
+    _write_key(paths.pseudonym_key_file, new)  # the new key takes the old one's place: the old is gone
+    pending.unlink()
     return report
 
 
@@ -210,9 +251,8 @@ def _rekey_snapshots(paths: Paths, mapping: dict[str, str]) -> int:
     return done
 
 
-def _replace_key(paths: Paths, new: bytes) -> None:
-    """The new key takes the old one's place (0600); the old key is gone."""
-    target = paths.pseudonym_key_file
+def _write_key(target, new: bytes) -> None:
+    """``new`` written to ``target`` (mode 0600) in one step, replacing what was there."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".key-")
     with os.fdopen(fd, "w", encoding="utf-8") as f:

@@ -10,7 +10,8 @@ source's cut-off; its copies in ``landing/`` and ``quarantine/`` go with it, and
 rows are marked ``expired`` (so a replay from the archive never looks for it).
 
 Everything that went is written to ``governance.retention_log`` (counts, tables, file hashes:
-never a value of a row). ``plan`` is the dry run: it changes nothing.
+never a value of a row). ``plan`` is the dry run: it changes nothing. :func:`run` is what
+``toda retention`` and the monthly Dagster job (assets/schedules.py) both do.
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ class RetentionPlan:
     files: list[FileCut]
     identity_years: list[int] = field(default_factory=list)  # school years whose names go
     identity_rows: int = 0
+    portal_cutoff: date | None = None  # the portal's case-meeting entries decided before it go
+    portal_rows: int = 0
 
     @property
     def rows(self) -> int:
@@ -77,6 +80,8 @@ class RetentionPlan:
         if self.identity_rows:
             out.append(f"identity store: {self.identity_rows:,} records of school years "
                        f"{', '.join(map(str, self.identity_years))}")
+        if self.portal_rows:
+            out.append(f"portal case-meeting entries: {self.portal_rows:,} decided before {self.portal_cutoff}")
         out += [f"{kind} {p}" for f in self.files for kind, p in f.paths]
         return out
 
@@ -114,7 +119,25 @@ def plan(con: duckdb.DuckDBPyConnection, paths: Paths, today: date,
         files = _expired_files(con, paths, today)
     plan_ = RetentionPlan(today, tables, files)
     _identity_plan(con, paths, plan_)
+    _portal_plan(paths, plan_)
     return plan_
+
+
+PORTAL_SOURCE = "support_records"  # what the portal's case-meeting entries are sent as
+
+
+def _portal_plan(paths: Paths, plan_: RetentionPlan) -> None:
+    """The portal's own copy of the case-meeting decisions (its SupportEntry table) is kept no
+    longer than the staged support records (``known_date`` = the decision's date)."""
+    from toda_platform.governance.erasure import PORTAL_SUPPORT, portal_db
+
+    plan_.portal_cutoff = cutoff(CATALOGUE[PORTAL_SOURCE], plan_.today)
+    db = portal_db(paths)
+    if db is None:
+        return
+    with closing(db):
+        plan_.portal_rows = db.execute(f"SELECT count(*) FROM {PORTAL_SUPPORT} WHERE decided_on < ?",
+                                       [plan_.portal_cutoff.isoformat()]).fetchone()[0]
 
 
 def _identity_plan(con, paths: Paths, plan_: RetentionPlan) -> None:
@@ -203,11 +226,19 @@ def apply(con: duckdb.DuckDBPyConnection, paths: Paths, plan_: RetentionPlan) ->
             con.execute("INSERT INTO governance.retention_log VALUES (?, ?, 'identity', ?, 'pupil_registry', NULL, ?)",
                         [run_at, plan_.today, "identity store, school years "
                          + ", ".join(map(str, plan_.identity_years)), plan_.identity_rows])
+        if plan_.portal_rows:
+            con.execute("INSERT INTO governance.retention_log VALUES (?, ?, 'portal', 'portal case-meeting entries', "
+                        "?, ?, ?)", [run_at, plan_.today, PORTAL_SOURCE, plan_.portal_cutoff, plan_.portal_rows])
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")
         raise
     _apply_identity(paths, plan_)
+    if plan_.portal_rows:
+        from toda_platform.governance.erasure import PORTAL_SUPPORT, portal_support
+
+        plan_.portal_rows = portal_support(paths, f"DELETE FROM {PORTAL_SUPPORT} WHERE decided_on < ?",
+                                           [[plan_.portal_cutoff.isoformat()]])
     for f in plan_.files:
         for _kind, p in f.paths:
             p.unlink(missing_ok=True)
@@ -232,3 +263,39 @@ def table_sources(assets: Iterable) -> dict[str, list[str]]:
     return out
 
 
+
+
+def today_in_tokyo() -> date:
+    from zoneinfo import ZoneInfo
+
+    return datetime.now(ZoneInfo("Asia/Tokyo")).date()
+
+
+def run(paths: Paths, today: date | None = None, *, dry_run: bool = False,
+        derived: Mapping[str, Iterable[str]] | None = None, log=None) -> RetentionPlan:
+    """Plan (and unless ``dry_run`` apply) retention on the home's warehouse. ``derived``
+    defaults to the lineage of the platform's own asset definitions."""
+    from toda_platform.warehouse import connect
+
+    if not paths.warehouse.exists():
+        raise FileNotFoundError(f"no warehouse at {paths.warehouse}")
+    if derived is None:
+        from toda_platform.definitions import build_definitions
+
+        derived = table_sources(build_definitions(paths).assets)
+    con = connect(paths.warehouse, log=log)
+    try:
+        plan_ = plan(con, paths, today or today_in_tokyo(), derived)
+        if not dry_run:
+            apply(con, paths, plan_)
+    finally:
+        con.close()
+    return plan_
+
+
+def summary(plan_: RetentionPlan, *, dry_run: bool = False) -> str:
+    verb = "would go" if dry_run else "removed"
+    portal = f", {plan_.portal_rows:,} portal case-meeting entries" if plan_.portal_rows else ""
+    return (f"{plan_.rows:,} rows and {sum(len(f.paths) for f in plan_.files):,} files{portal} {verb} "
+            f"(retention counted back from {plan_.today})"
+            + ("" if dry_run else "; recorded in governance.retention_log"))
