@@ -14,24 +14,34 @@ from __future__ import annotations
 import dagster as dg
 
 from ml.tracking import EXPERIMENT, REGISTERED_MODEL, Tracker, tracking_uri
+from resources.toda import CityScoped
 from toda_platform.settings import Paths
 
 
-class MlflowTracking(dg.ConfigurableResource):
-    """Where runs and the registered model ``futoukou_risk`` live."""
+class MlflowTracking(CityScoped):
+    """Where runs and the registered model ``futoukou_risk`` live: the store of the home (or,
+    in a deployment, of the run's city: each city its own store and experiments)."""
 
-    tracking_uri: str
-    artifact_location: str
+    tracking_uri: str = ""
+    artifact_location: str = ""
     experiment: str = EXPERIMENT
     model_name: str = REGISTERED_MODEL
 
-    def tracker(self) -> Tracker:
-        return Tracker(self.tracking_uri, self.artifact_location, self.experiment, self.model_name)
+    def store(self) -> tuple[str, str]:
+        """(tracking URI, artifact location) of this run's city."""
+        if not self.deployment:
+            return self.tracking_uri, self.artifact_location
+        paths = self.paths
+        return tracking_uri(paths.mlflow_db), paths.mlflow_artifacts.as_uri()
+
+    def tracker(self, experiment: str | None = None) -> Tracker:
+        return Tracker(*self.store(), experiment or self.experiment, self.model_name)
 
     def ui_command(self) -> str:
         import os
 
-        return f".venv/bin/toda mlflow --home {os.environ.get('TODA_HOME', '.toda')}"
+        home = self.paths.home if self.deployment else os.environ.get('TODA_HOME', '.toda')
+        return f".venv/bin/toda mlflow --home {home}"
 
 
 def mlflow_resource(paths: Paths) -> MlflowTracking:
