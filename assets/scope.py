@@ -9,6 +9,7 @@ prefixed (``warabi__nightly_refresh``), and every run it starts tagged ``toda/ci
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import dagster as dg
@@ -45,6 +46,10 @@ class Scope:
 
 
 SINGLE = Scope()
+
+# Dagster rebuilds checks whose keys were replaced through a constructor whose execution_type
+# parameter it labels beta (1.13): said once here, not at every load of a deployment
+warnings.filterwarnings("ignore", message=".*execution_type.*", category=dg.BetaWarning)
 
 
 def prefix_assets(assets: list, city: str) -> list:

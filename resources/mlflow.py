@@ -37,6 +37,31 @@ class MlflowTracking(CityScoped):
     def tracker(self, experiment: str | None = None) -> Tracker:
         return Tracker(*self.store(), experiment or self.experiment, self.model_name)
 
+    def champion(self):
+        """(version, booster, metadata) of this city's champion; in a deployment, a city without
+        one (too young for its own model) borrows another city's (``toda_platform.shared_models``:
+        version ``<city>:v<n>``, ``metadata["borrowed_from"]``). None when there is neither."""
+        from ml.tracking import CHAMPION
+
+        own = self.tracker().load_alias(CHAMPION)
+        if own is not None or not self.deployment:
+            return own
+        from toda_platform.deployment import Deployment
+        from toda_platform.shared_models import borrow
+
+        return borrow(Deployment.from_env(self.deployment).shared_models, self._city)
+
+    def share_champion(self) -> str | None:
+        """In a deployment, export this city's own champion to the shared registry (a no-op
+        when it is there already, or outside a deployment)."""
+        if not self.deployment:
+            return None
+        from toda_platform.deployment import Deployment
+        from toda_platform.shared_models import export_champion
+
+        shared = Deployment.from_env(self.deployment).shared_models
+        return export_champion(self.tracker(), shared / self._city, self._city)
+
     def ui_command(self) -> str:
         import os
 
