@@ -115,3 +115,45 @@ def test_no_shown_figure_reveals_a_cell_of_one_to_nine_pupils(schools_spec):
             assert total[cell] == 0 or total[cell] >= MIN_CELL
             hidden = total[cell] - shown.sum()
             assert hidden == 0 or hidden >= MIN_CELL
+
+
+def _pupils(n: int, futoukou: int) -> list[dict]:
+    case = {"absent_other": 35, "absent_sick": 0, "survey": "futoukou", "qu": "satisfied", "level": 5,
+            "prev_level": 4, "mood": 2}
+    fine = {**case, "absent_other": 0, "survey": None}
+    return [case] * futoukou + [fine] * (n - futoukou)
+
+
+def test_the_prefecture_tables_from_two_cities_warehouses(tmp_path):
+    """Two cities' warehouses (staging as the platform writes it), opened read-only: the school
+    rows each city shows, its totals and the prefecture's, written as CSV."""
+    from tests.test_school_aggregates import build_city
+    from ml.aggregates import build_school_aggregates
+    from toda_platform.deployment import Deployment
+    from toda_platform.prefecture import build_prefecture
+
+    d = Deployment.from_env(tmp_path / "deployment")
+    specs = {"toda": [_pupils(30, 12), _pupils(20, 3), _pupils(15, 0)],  # 15 in all: 3 must stay hidden
+             "warabi": [_pupils(25, 10), _pupils(25, 11), _pupils(12, 0)]}
+    for city, schools in specs.items():
+        home = d.add_city(city)
+        con, _ = build_city(schools, [12, 12, 12])
+        build_school_aggregates(con)
+        con.execute(f"ATTACH '{home.warehouse}' AS w")
+        con.execute("COPY FROM DATABASE memory TO w")
+        con.close()
+    tables = build_prefecture(d)
+    cities = tables["cities"].set_index("city")
+    assert cities.loc["toda", "futoukou_count"] == 15 and cities.loc["warabi", "futoukou_count"] == 21
+    assert cities.loc["toda", "enrolment"] == 65
+    schools = tables["schools"]
+    toda = schools[schools.city == "toda"].set_index("school_code").futoukou_count
+    # the 3 is hidden in the city, and the 12 with it (15 - 12 - 0 would give it back)
+    assert toda.isna().sum() == 2 and (toda.dropna() == 0).all()
+    warabi = schools[schools.city == "warabi"].set_index("school_code").futoukou_count
+    assert sorted(warabi.dropna()) == [0, 10, 11]
+    [pref] = tables["prefecture"].to_dict("records")
+    assert (pref["futoukou_count"], pref["enrolment"], pref["n_cities"]) == (36, 127, 2)
+    written = pd.read_csv(d.prefecture / "cities.csv", encoding="utf-8-sig")
+    assert list(written.columns[:2]) == ["city", "school_year"] and len(written) == 2
+    assert "pupil_id" not in " ".join(pd.read_csv(d.prefecture / "schools.csv").columns)
