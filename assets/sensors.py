@@ -9,7 +9,7 @@ from assets.scope import SINGLE, Scope
 from assets.sources import staging_key
 from resources.toda import TodaHome
 from toda_platform import alerts, landing_watch
-from toda_platform.deployment import run_city
+from toda_platform.deployment import DeploymentError, run_city
 from toda_platform.warehouse import WarehouseLocked, connect
 
 SENSOR_LOCK_WAIT = 20.0  # seconds a tick waits for a run's warehouse lock before trying next tick
@@ -104,7 +104,13 @@ def failure_alert(context: dg.RunFailureSensorContext) -> alerts.Alert:
 def run_failure_alerts(context: dg.RunFailureSensorContext, toda: TodaHome):
     alert = failure_alert(context)
     run = context.dagster_run
-    # in a deployment, the alert goes to the failed run's city (its ops.sqlite3, its portal)
-    paths = toda.paths_of(run_city(run.tags, run.asset_selection or ()) if toda.deployment else None)
+    if toda.deployment:  # the alert goes to the failed run's city (its ops.sqlite3, its portal)
+        try:
+            paths = toda.paths_of(run_city(run.tags, run.asset_selection or ()))
+        except DeploymentError as e:
+            context.log.error(f"run {run.run_id} ({run.job_name}) failed and belongs to no one city: {e}")
+            return
+    else:
+        paths = toda.paths
     if alerts.record(paths, alert):
         context.log.info(f"alert recorded for run {alert.run_id} ({alert.job_name})")

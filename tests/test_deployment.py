@@ -251,3 +251,23 @@ def test_the_cli_adds_and_lists_cities(tmp_path):
     assert bad.exit_code != 0 and "not a city name" in bad.output
     listed = runner.invoke(main, ["deployment", "list", "--deployment", str(root)])
     assert listed.output.split("\t")[0] == "warabi" and "no warehouse yet" in listed.output
+
+
+def test_a_failed_run_is_alerted_in_its_own_city(deployment):
+    from assets.sensors import run_failure_alerts
+    from resources.toda import TodaHome
+    from tests.test_alerts import broken
+    from toda_platform import alerts
+
+    instance = dg.DagsterInstance.ephemeral()
+    job = dg.define_asset_job("warabi__nightly_refresh_job", selection=[broken], tags={CITY_TAG: "warabi"})
+    result = dg.Definitions(assets=[broken], jobs=[job]).resolve_job_def(job.name).execute_in_process(
+        instance=instance, raise_on_error=False)
+    assert not result.success
+    ctx = dg.build_run_status_sensor_context(
+        sensor_name="run_failure_alerts", dagster_instance=instance, dagster_run=result.dagster_run,
+        dagster_event=result.get_run_failure_event(), resources={"toda": TodaHome(deployment=str(deployment.root))})
+    run_failure_alerts(ctx)
+    [alert] = alerts.listed(deployment.paths("warabi"))
+    assert alert["job_name"] == "warabi__nightly_refresh_job"
+    assert alerts.listed(deployment.paths("toda")) == []

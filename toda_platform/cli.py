@@ -265,11 +265,16 @@ def instance(home, fail_orphaned_runs) -> None:
 @home_option
 @click.option("--port", default=3000, show_default=True)
 def ui(home, port) -> None:
-    """Start the Dagster UI on this TODA_HOME (runs, assets, checks, sensors)."""
-    from toda_platform.definitions import prepare_dagster_home
+    """Start the Dagster UI on this TODA_HOME (runs, assets, checks, sensors), or on every city
+    of $TODA_DEPLOYMENT."""
+    from toda_platform.definitions import prepare_dagster_home, prepare_deployment_home
+    from toda_platform.deployment import Deployment
 
-    paths = _paths(home)
-    prepare_dagster_home(paths)
+    deployment = Deployment.from_env()
+    if deployment:
+        prepare_deployment_home(deployment)
+    else:
+        prepare_dagster_home(_paths(home))
     workspace = Path(__file__).resolve().parent.parent / "workspace.yaml"
     dagster = Path(sys.executable).parent / "dagster"  # the one installed beside this Python
     os.execv(dagster, [str(dagster), "dev", "-w", str(workspace), "-p", str(port)])
