@@ -82,17 +82,28 @@ class Deployment:
 
     def add_city(self, name: str, city_file: str | os.PathLike | None = None) -> Paths:
         """Make ``cities/<name>/`` with its city file: a copy of ``city_file`` when given, else
-        a minimal one naming the city (the city file's own fields are its concern)."""
+        the packaged file of that name (``toda_platform/cities/<name>.toml``), else the packaged
+        Toda file under this city's name (its exports described as Toda's: edit it)."""
         if not NAME.match(name):
             raise DeploymentError(f"not a city name: {name!r} (must match {NAME.pattern})")
         home = self.cities_dir / name
         home.mkdir(parents=True, exist_ok=True)
         target = home / CITY_FILE
         if not target.exists():
-            text = Path(city_file).read_text(encoding="utf-8") if city_file else \
-                f'schema_version = 1\n[city]\nname = "{name}"\n'
-            target.write_text(text, encoding="utf-8")
+            target.write_text(city_file_text(name, city_file), encoding="utf-8")
         return Paths(home)
+
+
+def city_file_text(name: str, city_file: str | os.PathLike | None = None) -> str:
+    if city_file:
+        return Path(city_file).read_text(encoding="utf-8")
+    packaged = Path(__file__).resolve().parent / "cities"
+    own, toda = packaged / f"{name}.toml", packaged / "toda.toml"
+    if own.is_file():
+        return own.read_text(encoding="utf-8")
+    if toda.is_file():  # the first `name = ...` is the [city] table's
+        return re.sub(r'(?m)^name\s*=\s*"[^"]*"', f'name = "{name}"', toda.read_text(encoding="utf-8"), count=1)
+    return f'schema_version = 1\n[city]\nname = "{name}"\n'  # before the packaged city files
 
 
 def run_city(tags: dict, asset_keys=()) -> str:
