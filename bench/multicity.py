@@ -13,7 +13,8 @@ files twice, each time in a fresh copy:
 
 Prints the wall time of each city's refresh in both modes, the totals and their ratio, each
 refresh's peak resident memory (its own process, from ``wait4``) and the machine's peak memory
-in use above the idle level while the mode ran (sampled from /proc/meminfo every 0.2 s).
+in use above its level at the start of the mode (sampled from /proc/meminfo every 0.2 s — it
+counts every other program's memory too: meaningful on a quiet machine only).
 Generation is not timed. Run it on a quiet machine: CPU and memory are shared by everything.
 """
 
@@ -117,10 +118,14 @@ def run_mode(mode: str, deployment: Path, cities: list[str], logs: Path) -> dict
             for city in cities:
                 proc, started = start_refresh(deployment, city, logs / f"{mode}-{city}.log")
                 results[city] = wait(proc, started)
-        else:
+        else:  # each child waited for in its own thread: its own end time, whichever ends first
             running = [(city, *start_refresh(deployment, city, logs / f"{mode}-{city}.log")) for city in cities]
-            for city, proc, started in running:
-                results[city] = wait(proc, started)
+            threads = [threading.Thread(target=lambda c=c, p=p, t=t: results.__setitem__(c, wait(p, t)))
+                       for c, p, t in running]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
     return {"cities": results, "total_seconds": round(time.perf_counter() - began, 1),
             "machine_peak_above_idle_mb": round(memory.above_idle_mb)}
 
