@@ -219,8 +219,9 @@ def futoukou_risk(context: dg.AssetExecutionContext, config: TrainingConfig,
     features, frame = _labelled_frame(warehouse)
     shortfall = E.history_shortfall(E.completed_years(frame))
     if shortfall:
-        return _not_done(context, warehouse, "futoukou_risk",
-                         f"not trained: {shortfall}; no risk list until then")
+        until = ("the risk list uses another city's shared champion until then" if mlflow.deployment
+                 else "no risk list until then")
+        return _not_done(context, warehouse, "futoukou_risk", f"not trained: {shortfall}; {until}")
     key = _input_key(frame, features, config)
     tracker = mlflow.tracker()
     registered = tracker.version_by_alias(CHAMPION) or tracker.version_by_alias(CHALLENGER)
