@@ -178,6 +178,13 @@ def _calendar(con) -> list:
         "SELECT DISTINCT date FROM staging.attendance_daily ORDER BY date").fetchall()]
 
 
+def _share(context, mlflow: MlflowTracking) -> None:
+    """In a deployment, the champion goes to the shared registry for cities too young for one."""
+    version = mlflow.share_champion()
+    if version:
+        context.log.info(f"champion v{version} shared with the deployment's young cities")
+
+
 _md = md_table  # tables in metadata: rounded numbers, dates as dates, shown whole
 
 
@@ -211,8 +218,9 @@ def futoukou_risk(context: dg.AssetExecutionContext, config: TrainingConfig,
     features, frame = _labelled_frame(warehouse)
     shortfall = E.history_shortfall(E.completed_years(frame))
     if shortfall:
-        return _not_done(context, warehouse, "futoukou_risk",
-                         f"not trained: {shortfall}; no risk list until then")
+        until = ("the risk list uses another city's shared champion until then" if mlflow.deployment
+                 else "no risk list until then")
+        return _not_done(context, warehouse, "futoukou_risk", f"not trained: {shortfall}; {until}")
     key = _input_key(frame, features, config)
     tracker = mlflow.tracker()
     registered = tracker.version_by_alias(CHAMPION) or tracker.version_by_alias(CHALLENGER)
@@ -221,6 +229,7 @@ def futoukou_risk(context: dg.AssetExecutionContext, config: TrainingConfig,
         calendar = _calendar(con)
     if since is not None:
         context.log.info(f"inputs unchanged since {since}: no retraining")
+        _share(context, mlflow)
         return _unchanged_result("futoukou_risk", since, key)
     context.log.info(f"{len(frame)} labelled cohort rows, {len(features)} features")
     summary = train_and_register(
@@ -236,6 +245,7 @@ def futoukou_risk(context: dg.AssetExecutionContext, config: TrainingConfig,
             _write(con, "models.band_thresholds", summary.bands)
         _remember(con, "futoukou_risk", key, f"version {summary.version}")
     _record_status(warehouse, "futoukou_risk", None)
+    _share(context, mlflow)
     d = summary.decision
     return dg.MaterializeResult(metadata={
         "headline": _md(headline[headline.subset == "all"].drop(columns="subset")),
@@ -394,11 +404,10 @@ def risk_scores(context: dg.AssetExecutionContext, warehouse: DuckDBResource,
     from ml.dataset import load_frame
     from ml.pipeline import score_cohort
     from ml.scoring import RISK_SCORES_DDL
-    from ml.tracking import CHAMPION
     from quality import drift
 
     tracker = mlflow.tracker()
-    loaded = tracker.load_alias(CHAMPION)
+    loaded = mlflow.champion()
     if loaded is None:
         return _not_done(context, warehouse, "risk_scores",
                          "no risk list published: no version of futoukou_risk is champion "
@@ -420,7 +429,8 @@ def risk_scores(context: dg.AssetExecutionContext, warehouse: DuckDBResource,
         raise dg.Failure("marts.pupil_features has no 'latest' as-of date to score")
     if refusal:
         raise dg.Failure(f"risk list of {pd.Timestamp(latest).date()} not published: {refusal}")
-    scores = score_cohort(frame, booster, meta, model_name=tracker.model_name, version=version,
+    model_name = meta.get("model_name", tracker.model_name)
+    scores = score_cohort(frame, booster, meta, model_name=model_name, version=version,
                           scored_at=pd.Timestamp.now(tz="Asia/Tokyo").tz_localize(None))
     with warehouse.get_connection() as con:
         _replace_as_of(con, "outputs.risk_scores", RISK_SCORES_DDL, scores, latest)
@@ -430,10 +440,16 @@ def risk_scores(context: dg.AssetExecutionContext, warehouse: DuckDBResource,
     return dg.MaterializeResult(metadata={
         "dagster/row_count": len(scores),
         "as_of_date": date_text(latest),
-        "model_version": f"{tracker.model_name} v{version} (champion)",
+        "model_version": _champion_text(model_name, version, meta),
         "bands": md_table(band_summary(scores, meta.get("band_thresholds", {}))),
         "preview": md_table(preview),
     })
+
+
+def _champion_text(model_name: str, version: str, meta: dict) -> str:
+    lender = meta.get("borrowed_from")
+    return f"{model_name} {version} (borrowed: the champion of {lender})" if lender else \
+        f"{model_name} v{version} (champion)"
 
 
 def _year_without_attendance(con, latest) -> str | None:
@@ -545,11 +561,10 @@ def known_cases(warehouse: DuckDBResource) -> dg.MaterializeResult:
 def feature_drift(context: dg.AssetExecutionContext, config: DriftConfig, toda: TodaHome,
                   warehouse: DuckDBResource, mlflow: MlflowTracking) -> dg.MaterializeResult:
     from ml.dataset import load_frame
-    from ml.tracking import CHAMPION
     from quality import drift
 
     tracker = mlflow.tracker()
-    loaded = tracker.load_alias(CHAMPION)
+    loaded = mlflow.champion()  # a young city of a deployment: the champion it borrows
     with warehouse.get_connection() as con:
         drift.ensure_tables(con)
         latest = con.execute("SELECT max(as_of_date) FROM marts.labels WHERE as_of_kind = 'latest'"
@@ -593,7 +608,7 @@ def feature_drift(context: dg.AssetExecutionContext, config: DriftConfig, toda: 
         "accepted_features": dg.MetadataValue.json(sorted(accepted & set(top))),
         "reference_date": date_text(ref_date),
         "as_of_date": date_text(latest),
-        "model_version": f"{tracker.model_name} v{version} (champion)",
+        "model_version": _champion_text(meta.get("model_name", tracker.model_name), version, meta),
         "report": dg.MetadataValue.path(str(result.report_path or "")),
         "features": _md(shown[["column", "weight", "method", "score", "threshold", "null_share_reference",
                                "null_share_current", "drifted", "reason"]]),

@@ -16,9 +16,12 @@ INCIDENTS_KEY = dg.AssetKey(["ops", "access_incidents"])
 
 def _portal_db(toda: TodaHome) -> bool:
     """Start Django on this home's portal database; False when the portal was never started."""
-    if not os.environ.get("TODA_PORTAL_DB_ENGINE") and not (toda.paths.home / "portal" / "portal.sqlite3").exists():
+    home = toda.paths.home
+    if not os.environ.get("TODA_PORTAL_DB_ENGINE") and not (home / "portal" / "portal.sqlite3").exists():
         return False
-    os.environ.setdefault("TODA_HOME", toda.home)
+    if toda.deployment:  # a run of one city of the deployment: that city's portal
+        os.environ["TODA_HOME"] = str(home)
+    os.environ.setdefault("TODA_HOME", str(home))
     from portal.commands import setup
 
     setup()

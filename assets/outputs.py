@@ -111,7 +111,6 @@ def support_effects(context: dg.AssetExecutionContext, config: SupportEffectsCon
                     warehouse: DuckDBResource, mlflow: MlflowTracking,
                     toda: TodaHome) -> dg.MaterializeResult:
     from ml import support_effects as S
-    from ml.tracking import Tracker
 
     with warehouse.get_connection() as con:
         screen = _screen_at(con, ("month_start", "latest"))
@@ -121,7 +120,7 @@ def support_effects(context: dg.AssetExecutionContext, config: SupportEffectsCon
     table = S.estimate_all(frame, n_boot=config.n_boot, seed=config.seed)
     table["estimated_at"] = pd.Timestamp.now(tz="Asia/Tokyo").tz_localize(None)
     chart = S.effects_chart(table, toda.paths.reports / "support")
-    tracker = Tracker(mlflow.tracking_uri, mlflow.artifact_location, SUPPORT_EXPERIMENT, mlflow.model_name)
+    tracker = mlflow.tracker(SUPPORT_EXPERIMENT)
     with tracker.run("support_effects", tags={"kind": "support_effects", "design": S.DESIGN}):
         tracker.log_params({"window_school_days": S.WINDOW, "pre_window_school_days": S.PRE_WINDOW,
                             "n_boot": config.n_boot, "seed": config.seed, "design": S.DESIGN,

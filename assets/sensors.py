@@ -6,17 +6,19 @@ import time
 
 import dagster as dg
 
+from assets.scope import SINGLE, Scope
 from assets.sources import staging_key
 from resources.toda import TodaHome
 from toda_platform import alerts, landing_watch
-from toda_platform.warehouse import WRITER_TAGS, WarehouseLocked, connect
+from toda_platform.deployment import CITY_TAG, DeploymentError, run_city
+from toda_platform.warehouse import WarehouseLocked, connect
 
 SENSOR_LOCK_WAIT = 20.0  # seconds a tick waits for a run's warehouse lock before trying next tick
 
 
-def _manifest(toda: TodaHome):
+def _manifest(paths):
     """What the manifest has seen, read-only; {} before the first run made the warehouse."""
-    path = toda.paths.warehouse
+    path = paths.warehouse
     if not path.exists():
         return {}
     con = connect(path, read_only=True, wait=SENSOR_LOCK_WAIT)
@@ -26,35 +28,54 @@ def _manifest(toda: TodaHome):
         con.close()
 
 
-@dg.sensor(
-    name="landing_zone_sensor",
-    minimum_interval_seconds=60,
-    target=dg.AssetSelection.groups("sources"),
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Stages, in one run, every source whose landing folder holds a settled file the "
-                "file manifest has not seen (so its first tick after `toda demo` starts nothing). "
-                "In that run the school master and the registry go first: the other sources are "
-                "checked against them.",
-)
-def landing_zone_sensor(context: dg.SensorEvaluationContext, toda: TodaHome):
-    cursor = json.loads(context.cursor) if context.cursor else {}
-    try:
-        tick = landing_watch.evaluate(toda.paths, cursor, lambda: _manifest(toda),
-                                      running=lambda: _landing_runs(context.instance))
-    except WarehouseLocked:
-        return dg.SkipReason("the warehouse is busy with a run: looking again at the next tick")
-    context.update_cursor(json.dumps(tick.cursor, sort_keys=True))
-    if not tick.to_stage:
-        return dg.SkipReason("no file in the landing zone that the manifest has not seen")
-    if tick.retried:
-        context.log.warning(f"asked again for {', '.join(tick.retried)}: the run asked for before ended "
-                            f"without staging its files")
-    # one run: Dagster orders the staging assets by their deps (reference sources first); a
-    # retry gets a run key of its own (the same key would be deduplicated away)
-    key = ",".join(f"{k}:{tick.cursor[k]}" for k in tick.to_stage)
-    retry = f":retry@{int(time.time())}" if tick.retried else ""
-    return dg.RunRequest(run_key=f"landing:{key}{retry}", asset_selection=[staging_key(k) for k in tick.to_stage],
-                         tags={**WRITER_TAGS, LANDING_TAG: ",".join(tick.to_stage)})
+def build_sensors(scope: Scope = SINGLE) -> list[dg.SensorDefinition]:
+    """The landing-zone sensor and the automation sensor of one city (run failures: one sensor
+    for the whole instance, below)."""
+
+    @dg.sensor(
+        name=scope.name("landing_zone_sensor"),
+        minimum_interval_seconds=60,
+        target=scope.groups("sources"),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Stages, in one run, every source whose landing folder holds a settled file the "
+                    "file manifest has not seen (so its first tick after `toda demo` starts nothing). "
+                    "In that run the school master and the registry go first: the other sources are "
+                    "checked against them.",
+    )
+    def landing_zone_sensor(context: dg.SensorEvaluationContext, toda: TodaHome):
+        paths = toda.paths_of(scope.city)
+        cursor = json.loads(context.cursor) if context.cursor else {}
+        try:
+            tick = landing_watch.evaluate(paths, cursor, lambda: _manifest(paths),
+                                          running=lambda: _landing_runs(context.instance, scope))
+        except WarehouseLocked:
+            return dg.SkipReason("the warehouse is busy with a run: looking again at the next tick")
+        context.update_cursor(json.dumps(tick.cursor, sort_keys=True))
+        if not tick.to_stage:
+            return dg.SkipReason("no file in the landing zone that the manifest has not seen")
+        if tick.retried:
+            context.log.warning(f"asked again for {', '.join(tick.retried)}: the run asked for before ended "
+                                f"without staging its files")
+        # one run: Dagster orders the staging assets by their deps (reference sources first); a
+        # retry gets a run key of its own (the same key would be deduplicated away)
+        key = ",".join(f"{k}:{tick.cursor[k]}" for k in tick.to_stage)
+        retry = f":retry@{int(time.time())}" if tick.retried else ""
+        return dg.RunRequest(run_key=f"landing:{key}{retry}",
+                             asset_selection=[scope.key(staging_key(k)) for k in tick.to_stage],
+                             tags={**scope.tags, LANDING_TAG: ",".join(tick.to_stage)})
+
+    # Dagster creates a stopped default sensor for automation conditions; this one is on from the
+    # start, so an asset declared eager (marts/school_aggregates) follows its sources by itself.
+    automation_sensor = dg.AutomationConditionSensorDefinition(
+        name=scope.name("automation_sensor"),
+        target=scope.everything,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=60,
+        run_tags=scope.tags,
+        description="Evaluates the assets' automation conditions (marts/school_aggregates: eager, "
+                    "once its sources' blocking checks passed) and starts the runs they request.",
+    )
+    return [landing_zone_sensor, automation_sensor]
 
 
 LANDING_TAG = "toda/landing_sources"
@@ -62,23 +83,14 @@ ACTIVE = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.Dagste
           dg.DagsterRunStatus.STARTED]
 
 
-def _landing_runs(instance: dg.DagsterInstance) -> set[str]:
-    """The source keys of the landing runs still queued or running."""
-    runs = instance.get_runs(filters=dg.RunsFilter(statuses=ACTIVE))
+def _landing_runs(instance: dg.DagsterInstance, scope: Scope = SINGLE) -> set[str]:
+    """The source keys of this city's landing runs still queued or running."""
+    city = {CITY_TAG: scope.city} if scope.city else {}
+    runs = instance.get_runs(filters=dg.RunsFilter(statuses=ACTIVE, tags=city))
     return {k for r in runs for k in (r.tags.get(LANDING_TAG) or "").split(",") if k}
 
 
-# Dagster creates a stopped default sensor for automation conditions; this one is on from the
-# start, so an asset declared eager (marts/school_aggregates) follows its sources by itself.
-automation_sensor = dg.AutomationConditionSensorDefinition(
-    name="automation_sensor",
-    target=dg.AssetSelection.all(),
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=60,
-    run_tags=WRITER_TAGS,
-    description="Evaluates the assets' automation conditions (marts/school_aggregates: eager, "
-                "once its sources' blocking checks passed) and starts the runs they request.",
-)
+landing_zone_sensor, automation_sensor = build_sensors()
 
 
 def failure_alert(context: dg.RunFailureSensorContext) -> alerts.Alert:
@@ -110,5 +122,14 @@ def failure_alert(context: dg.RunFailureSensorContext) -> alerts.Alert:
 )
 def run_failure_alerts(context: dg.RunFailureSensorContext, toda: TodaHome):
     alert = failure_alert(context)
-    if alerts.record(toda.paths, alert):
+    run = context.dagster_run
+    if toda.deployment:  # the alert goes to the failed run's city (its ops.sqlite3, its portal)
+        try:
+            paths = toda.paths_of(run_city(run.tags, run.asset_selection or ()))
+        except DeploymentError as e:
+            context.log.error(f"run {run.run_id} ({run.job_name}) failed and belongs to no one city: {e}")
+            return
+    else:
+        paths = toda.paths
+    if alerts.record(paths, alert):
         context.log.info(f"alert recorded for run {alert.run_id} ({alert.job_name})")

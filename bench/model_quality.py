@@ -35,7 +35,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def evaluate(home: str | os.PathLike | None = None) -> dict:
+def published_list_vs_truth(paths) -> tuple[dict, "pd.DataFrame", int, bytes]:
+    """The newest published list (``outputs.risk_scores``) against the truth of its school year,
+    beside the rule baseline (the count of absences) and the oracle on the same pupils:
+    (figures, the year's truth with pupil pseudonyms, the year, the city's key)."""
     import duckdb
     import pandas as pd
 
@@ -43,9 +46,7 @@ def evaluate(home: str | os.PathLike | None = None) -> dict:
     from ml.dataset import load_frame
     from ml.models import RuleBaseline
     from toda_platform.pseudonym import load_key, pseudonymise
-    from toda_platform.settings import Paths
 
-    paths = Paths.from_env(home)
     con = duckdb.connect(str(paths.warehouse), read_only=True)
     try:
         latest = con.execute("SELECT max(as_of_date) FROM outputs.risk_scores").fetchone()[0]
@@ -82,6 +83,14 @@ def evaluate(home: str | os.PathLike | None = None) -> dict:
         result[f"champion_over_oracle_{m}"] = c / result["oracle"][m] if result["oracle"][m] else float("nan")
         result[f"champion_over_baseline_{m}"] = c / result["rule_baseline"][m] \
             if result["rule_baseline"][m] else float("nan")
+    return result, truth, year, key
+
+
+def evaluate(home: str | os.PathLike | None = None) -> dict:
+    from toda_platform.settings import Paths
+
+    paths = Paths.from_env(home)
+    result, truth, year, key = published_list_vs_truth(paths)
     result["by_as_of_date"] = _by_as_of_date(paths, truth[["pupil_id", "futoukou", "p_futoukou"]], year)
     result["headline_with_oracle"] = _headline_with_oracle(paths, key)
     out = paths.reports / "model_quality.json"

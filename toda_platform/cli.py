@@ -255,13 +255,20 @@ def _print_models(console, con) -> None:
                    "service runs this before it starts).")
 def instance(home, fail_orphaned_runs) -> None:
     """Write the Dagster instance's config ($TODA_HOME/dagster/dagster.yaml: the run queue lets
-    one warehouse writer go at a time); the services run this before they start."""
+    one warehouse writer go at a time; with TODA_DEPLOYMENT, $TODA_DEPLOYMENT/dagster/dagster.yaml:
+    one writer per city, many cities at once); the services run this before they start."""
     from toda_platform.definitions import fail_orphaned_runs as fail_orphans
-    from toda_platform.definitions import prepare_dagster_home
+    from toda_platform.definitions import prepare_dagster_home, prepare_deployment_home
+    from toda_platform.deployment import Deployment
 
-    paths = _paths(home)
-    prepare_dagster_home(paths)
-    click.echo(f"DAGSTER_HOME={paths.dagster_home}")
+    deployment = Deployment.from_env()
+    if deployment:
+        prepare_deployment_home(deployment)
+        click.echo(f"DAGSTER_HOME={deployment.dagster_home}")
+    else:
+        paths = _paths(home)
+        prepare_dagster_home(paths)
+        click.echo(f"DAGSTER_HOME={paths.dagster_home}")
     if fail_orphaned_runs:
         import dagster as dg
 
@@ -273,11 +280,16 @@ def instance(home, fail_orphaned_runs) -> None:
 @home_option
 @click.option("--port", default=3000, show_default=True)
 def ui(home, port) -> None:
-    """Start the Dagster UI on this TODA_HOME (runs, assets, checks, sensors)."""
-    from toda_platform.definitions import prepare_dagster_home
+    """Start the Dagster UI on this TODA_HOME (runs, assets, checks, sensors), or on every city
+    of $TODA_DEPLOYMENT."""
+    from toda_platform.definitions import prepare_dagster_home, prepare_deployment_home
+    from toda_platform.deployment import Deployment
 
-    paths = _paths(home)
-    prepare_dagster_home(paths)
+    deployment = Deployment.from_env()
+    if deployment:
+        prepare_deployment_home(deployment)
+    else:
+        prepare_dagster_home(_paths(home))
     workspace = Path(__file__).resolve().parent.parent / "workspace.yaml"
     dagster = Path(sys.executable).parent / "dagster"  # the one installed beside this Python
     os.execv(dagster, [str(dagster), "dev", "-w", str(workspace), "-p", str(port)])
@@ -687,3 +699,100 @@ def _console():
 
 if __name__ == "__main__":
     main()
+
+
+# ---------------------------------------------------------------------------------------------
+# Many cities, one deployment (issue 13): $TODA_DEPLOYMENT/cities/<name>/ is each city's home
+# ---------------------------------------------------------------------------------------------
+
+deployment_option = click.option("--deployment", "root", envvar="TODA_DEPLOYMENT", required=True,
+                                 help="The deployment root (default: $TODA_DEPLOYMENT).")
+
+
+def _deployment(root: str):
+    from toda_platform.deployment import DEPLOYMENT_ENV, Deployment
+
+    deployment = Deployment.from_env(root)
+    os.environ[DEPLOYMENT_ENV] = str(deployment.root)  # code locations started from here see it
+    return deployment
+
+
+@main.group()
+def deployment() -> None:
+    """Many cities in one deployment: one home per city, one Dagster code location for all."""
+
+
+@deployment.command("add-city")
+@deployment_option
+@click.argument("name")
+@click.option("--city-file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="The city's file to copy into its home as city.toml.")
+def deployment_add_city(root, name, city_file) -> None:
+    """Make the home of city NAME under the deployment (cities/NAME/city.toml)."""
+    from toda_platform.deployment import DeploymentError
+
+    try:
+        paths = _deployment(root).add_city(name, city_file)
+    except DeploymentError as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(f"city {name}: {paths.home} (generate or land its files there; TODA_HOME={paths.home} "
+               "for single-city commands)")
+
+
+@deployment.command("list")
+@deployment_option
+def deployment_list(root) -> None:
+    """The deployment's cities and whether each has a warehouse yet."""
+    d = _deployment(root)
+    for name in d.cities():
+        p = d.paths(name)
+        click.echo(f"{name}\t{p.home}\t{'warehouse' if p.warehouse.exists() else 'no warehouse yet'}")
+
+
+@deployment.command("instance")
+@deployment_option
+@click.option("--max-concurrent-runs", type=int, default=None,
+              help="Runs at once over all cities (default: $TODA_MAX_CONCURRENT_RUNS or one per city).")
+@click.option("--k8s-image", default=None,
+              help="Launch each run as a Kubernetes Job of this image (dagster-k8s's K8sRunLauncher).")
+def deployment_instance(root, max_concurrent_runs, k8s_image) -> None:
+    """Write the deployment's Dagster instance ($TODA_DEPLOYMENT/dagster/dagster.yaml)."""
+    from toda_platform.definitions import k8s_run_launcher, prepare_deployment_home
+
+    d = _deployment(root)
+    launcher = k8s_run_launcher(d, k8s_image) if k8s_image else None
+    prepare_deployment_home(d, max_concurrent_runs=max_concurrent_runs, run_launcher=launcher)
+    click.echo(f"DAGSTER_HOME={d.dagster_home}")
+
+
+@deployment.command("refresh")
+@deployment_option
+@click.argument("city")
+def deployment_refresh(root, city) -> None:
+    """Run CITY's nightly job now, in this process (another city may run beside it)."""
+    from toda_platform.definitions import refresh_city
+    from toda_platform.deployment import DeploymentError
+
+    d = _deployment(root)
+    try:
+        result = refresh_city(d, city)
+    except DeploymentError as e:
+        raise click.ClickException(str(e)) from e
+    _exit_if_failed(result)
+
+
+@deployment.command("prefecture")
+@deployment_option
+@click.option("--out", default=None, help="Folder to write to (default: $TODA_DEPLOYMENT/prefecture).")
+def deployment_prefecture(root, out) -> None:
+    """The prefecture's cross-city tables (school and city aggregates, small cells suppressed)."""
+    from toda_platform.prefecture import build_prefecture
+
+    d = _deployment(root)
+    try:
+        tables = build_prefecture(d, Path(out) if out else None)
+    except LookupError as e:
+        raise click.ClickException(str(e)) from e
+    target = Path(out) if out else d.prefecture
+    for name, frame in tables.items():
+        click.echo(f"wrote {target / (name + '.csv')} ({len(frame):,} rows)")
