@@ -64,14 +64,18 @@ def land_changed(home: Path, next_day: Path) -> list[str]:
 
 
 def step_seconds(result) -> dict[str, float]:
+    """Each step's seconds, from the run's event log (the events carry no time themselves)."""
     import dagster as dg
 
     start, out = {}, {}
-    for event in result.all_events:
+    for entry in dg.DagsterInstance.get().all_logs(result.run_id):
+        event = entry.dagster_event
+        if event is None:
+            continue
         if event.event_type == dg.DagsterEventType.STEP_START:
-            start[event.step_key] = event.timestamp
+            start[event.step_key] = entry.timestamp
         elif event.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
-            out[event.step_key] = event.timestamp - start.get(event.step_key, event.timestamp)
+            out[event.step_key] = entry.timestamp - start.get(event.step_key, entry.timestamp)
     return out
 
 
