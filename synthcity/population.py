@@ -53,7 +53,8 @@ class _Registry:
         rng = self.rng
         home = rng.choice(self.elementary, size=n, p=self.elem_weights)
         entry_year = year - grades + 1
-        start = np.array([np.datetime64(date(e - 7, 4, 2), "D") for e in entry_year])
+        # typed even when empty (a tiny city can have a year with nobody new in some grades)
+        start = np.array([np.datetime64(date(e - 7, 4, 2), "D") for e in entry_year], dtype="datetime64[D]")
         birth = start + rng.integers(0, 365, n).astype("timedelta64[D]")
         pids = np.arange(self.count, self.count + n)
         self.count += n

@@ -387,3 +387,12 @@ def test_aigrow_carries_no_signal_and_qu_does(city, truth):
     r_ag = np.corrcoef(ag_score, risk.reindex(ag_score.index))[0, 1]
     r_qu = np.corrcoef(qu_score, risk.reindex(qu_score.index))[0, 1]
     assert abs(r_ag) < 0.1 and r_qu > 0.15
+
+
+def test_a_city_of_one_school_each_is_generated(tmp_path):
+    """240 pupils in one elementary and one junior high school: some years bring nobody new to
+    some grades (an empty batch once crashed the birth dates: float + timedelta)."""
+    summary = generate_city(tmp_path / "tiny", CityConfig(pupils=240, elementary_schools=1, junior_high_schools=1,
+                                                          years=3), progress=False)
+    registry = sorted((tmp_path / "tiny" / "landing" / "pupil_registry").glob("*.csv"))
+    assert len(registry) == 3 and summary.expected_rows["pupil_registry"] > 200
