@@ -47,7 +47,7 @@ def build_sensors(scope: Scope = SINGLE) -> list[dg.SensorDefinition]:
         cursor = json.loads(context.cursor) if context.cursor else {}
         try:
             tick = landing_watch.evaluate(paths, cursor, lambda: _manifest(paths),
-                                          running=lambda: _landing_runs(context.instance, scope))
+                                          running=lambda: _landing_runs(context, scope))
         except WarehouseLocked:
             return dg.SkipReason("the warehouse is busy with a run: looking again at the next tick")
         context.update_cursor(json.dumps(tick.cursor, sort_keys=True))
@@ -83,10 +83,10 @@ ACTIVE = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.Dagste
           dg.DagsterRunStatus.STARTED]
 
 
-def _landing_runs(instance: dg.DagsterInstance, scope: Scope = SINGLE) -> set[str]:
+def _landing_runs(context: dg.SensorEvaluationContext, scope: Scope = SINGLE) -> set[str]:
     """The source keys of this city's landing runs still queued or running."""
     city = {CITY_TAG: scope.city} if scope.city else {}
-    runs = instance.get_runs(filters=dg.RunsFilter(statuses=ACTIVE, tags=city))
+    runs = context.instance.get_runs(filters=dg.RunsFilter(statuses=ACTIVE, tags=city))
     return {k for r in runs for k in (r.tags.get(LANDING_TAG) or "").split(",") if k}
 
 

@@ -394,7 +394,7 @@ def test_retention_runs_monthly_in_tokyo_and_its_job_drops_the_expired_rows(path
                                    resources={"toda": defs.resources["toda"]}) as ctx:
         tick = schedule.evaluate_tick(ctx)
     assert tick.run_requests == [] and "demo home" in tick.skip_message
-    assert schedules.retention_decision(defs.resources["toda"]) is not None
+    assert schedules.retention_decision(defs.resources["toda"].paths) is not None
 
 
 # ---------------------------------------------------------------------------------------------
