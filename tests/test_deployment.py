@@ -273,3 +273,22 @@ def test_a_failed_run_is_alerted_in_its_own_city(deployment):
     [alert] = alerts.listed(deployment.paths("warabi"))
     assert alert["job_name"] == "warabi__nightly_refresh_job"
     assert alerts.listed(deployment.paths("toda")) == []
+
+
+def test_refreshes_started_at_once_on_a_fresh_dagster_home_all_open_the_instance(tmp_path):
+    """`toda deployment refresh` of several cities at once, on a fresh deployment: without the lock
+    in `open_instance`, 2 of 4 processes failed creating the same SQLite storage (alembic)."""
+    import subprocess
+    import sys
+
+    home = tmp_path / "dagster"
+    home.mkdir()
+    code = ("from pathlib import Path; from toda_platform.definitions import open_instance; "
+            f"print('ok', open_instance(Path({str(home)!r})).get_runs_count())")
+    env = {**os.environ, "DAGSTER_HOME": str(home), "TODA_HOME": str(tmp_path / "home"), "TODA_DEMO": "1",
+           "TODA_PSEUDONYM_KEY": "k" * 40}
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, [err[-400:] for _, err in outs]
+    assert all(out.strip() == "ok 0" for out, _ in outs)

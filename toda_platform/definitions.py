@@ -196,24 +196,23 @@ def prepare_deployment_home(deployment: Deployment, **kwargs) -> None:
 CLI_PID_TAG = "toda/cli_pid"  # runs executed in a `toda` process (demo, refresh), not by the daemon
 
 
-def prepare_dagster_home(paths: Paths) -> None:
-    """A persistent Dagster instance under TODA_HOME, so the UI shows the demo's runs. The
-    config is (re)written unless someone replaced it with their own (no header line)."""
-    import os
+def open_instance(dagster_home: Path) -> dg.DagsterInstance:
+    """The Dagster instance of ``dagster_home`` (its config written, DAGSTER_HOME set). Opened under
+    a file lock: `toda` processes started at once on a fresh home (one refresh per city) would
+    otherwise race to create the same SQLite storage, and all but one fail ("Version table
+    'alembic_version' has more than one head present")."""
+    import fcntl
 
-    paths.dagster_home.mkdir(parents=True, exist_ok=True)
-    config = paths.dagster_home / "dagster.yaml"
-    # "# Written by `toda demo`" was the header of earlier versions: rewritten too
-    if not config.exists() or config.read_text(encoding="utf-8").startswith("# Written by `toda"):
-        config.write_text(DAGSTER_YAML, encoding="utf-8")
-    os.environ["DAGSTER_HOME"] = str(paths.dagster_home)
+    with open(dagster_home / ".instance.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return dg.DagsterInstance.get()
 
 
 def _instance(paths: Paths, instance: dg.DagsterInstance | None) -> dg.DagsterInstance:
     if instance is not None:
         return instance
     prepare_dagster_home(paths)
-    return dg.DagsterInstance.get()
+    return open_instance(paths.dagster_home)
 
 
 def cli_tags() -> dict[str, str]:
@@ -288,7 +287,7 @@ def refresh_city(deployment: Deployment, city: str, *,
     process: many cities at once, as the daemon launches them."""
     if instance is None:
         prepare_deployment_home(deployment)
-        instance = dg.DagsterInstance.get()
+        instance = open_instance(deployment.dagster_home)
     scope = Scope(city)
     deployment.paths(city)  # refuses a city that is not configured
     job = build_deployment_definitions(deployment).resolve_job_def(scope.name(schedules.nightly_job.name))
