@@ -7,19 +7,9 @@ from __future__ import annotations
 
 from datetime import date
 
-import duckdb
-import pytest
 
 from ml import asof, features, inputs, labels
-from tests import tiny_city
-
-
-@pytest.fixture
-def con():
-    c = duckdb.connect()
-    tiny_city.build(c)
-    yield c
-    c.close()
+from tests.test_features import fresh  # noqa: F401  (fixture: a tiny city of its own)
 
 
 def _dates(c):
@@ -46,68 +36,68 @@ def _same_as_from_scratch(c, dates) -> None:
     c.execute("DROP SCHEMA scratch CASCADE")
 
 
-def test_a_second_build_with_nothing_new_rebuilds_nothing(con):
-    dates = _dates(con)
-    first, _ = _build(con, dates)
+def test_a_second_build_with_nothing_new_rebuilds_nothing(fresh):
+    dates = _dates(fresh)
+    first, _ = _build(fresh, dates)
     assert len(first.as_of_dates) == len(dates) and first.unchanged == []
-    before = con.execute("SELECT * FROM marts.pupil_features ORDER BY ALL").fetchall()
-    again, counts = _build(con, dates)
+    before = fresh.execute("SELECT * FROM marts.pupil_features ORDER BY ALL").fetchall()
+    again, counts = _build(fresh, dates)
     assert again.as_of_dates == [] and again.unchanged == sorted(a.date.isoformat() for a in dates)
     assert all(c.get("unchanged") for c in counts.values())
-    assert con.execute("SELECT * FROM marts.pupil_features ORDER BY ALL").fetchall() == before
+    assert fresh.execute("SELECT * FROM marts.pupil_features ORDER BY ALL").fetchall() == before
 
 
-def test_a_new_school_day_rebuilds_only_the_dates_that_could_see_it(con):
-    dates = _dates(con)
-    _build(con, dates)
+def test_a_new_school_day_rebuilds_only_the_dates_that_could_see_it(fresh):
+    dates = _dates(fresh)
+    _build(fresh, dates)
     latest = max(a.date for a in dates)
     # a late row for the newest day (known that day: before only the latest as-of date)
-    day = con.execute("SELECT max(date) FROM staging.attendance_daily").fetchall()[0][0]
-    con.execute("INSERT INTO staging.attendance_daily BY NAME SELECT * REPLACE ('absent_other' AS status, "
+    day = fresh.execute("SELECT max(date) FROM staging.attendance_daily").fetchall()[0][0]
+    fresh.execute("INSERT INTO staging.attendance_daily BY NAME SELECT * REPLACE ('absent_other' AS status, "
                 "'late_pupil' AS pupil_id) FROM staging.attendance_daily WHERE date = ? LIMIT 1", [day])
-    report, counts = _build(con, dates)
+    report, counts = _build(fresh, dates)
     assert report.as_of_dates == [latest.isoformat()]
     year = asof.school_year_of(latest)
     # labels read the whole year's attendance (the 30th absence is future information)
     rebuilt = {d for d, c in counts.items() if not c.get("unchanged")}
     assert rebuilt == {a.date.isoformat() for a in dates if a.school_year == year}
-    _same_as_from_scratch(con, dates)
+    _same_as_from_scratch(fresh, dates)
 
 
-def test_a_late_correction_rebuilds_every_date_after_it(con):
-    dates = _dates(con)
-    _build(con, dates)
+def test_a_late_correction_rebuilds_every_date_after_it(fresh):
+    dates = _dates(fresh)
+    _build(fresh, dates)
     first = min(a.date for a in dates)
-    changed = con.execute("SELECT date, pupil_id FROM staging.attendance_daily WHERE date < ? AND status = 'present' "
+    changed = fresh.execute("SELECT date, pupil_id FROM staging.attendance_daily WHERE date < ? AND status = 'present' "
                           "ORDER BY date DESC, pupil_id LIMIT 1", [first]).fetchall()[0]
-    con.execute("UPDATE staging.attendance_daily SET status = 'absent_sick' WHERE date = ? AND pupil_id = ?",
+    fresh.execute("UPDATE staging.attendance_daily SET status = 'absent_sick' WHERE date = ? AND pupil_id = ?",
                 list(changed))
-    report, _ = _build(con, dates)
+    report, _ = _build(fresh, dates)
     assert report.as_of_dates == sorted(a.date.isoformat() for a in dates if a.date > changed[0])
     assert report.unchanged == sorted(a.date.isoformat() for a in dates if a.date <= changed[0])
-    _same_as_from_scratch(con, dates)
+    _same_as_from_scratch(fresh, dates)
 
 
-def test_rows_changed_in_place_or_new_code_change_every_fingerprint(con, monkeypatch):
-    dates = _dates(con)
-    feats, labs = inputs.features_fingerprints(con, dates), inputs.labels_fingerprints(con, dates)
+def test_rows_changed_in_place_or_new_code_change_every_fingerprint(fresh, monkeypatch):
+    dates = _dates(fresh)
+    feats, labs = inputs.features_fingerprints(fresh, dates), inputs.labels_fingerprints(fresh, dates)
     # a key rotation rewrites every pseudonym in place: same files, same counts, other rows
-    con.execute("UPDATE staging.attendance_daily SET pupil_id = pupil_id || 'x'")
-    rotated = inputs.features_fingerprints(con, dates)
+    fresh.execute("UPDATE staging.attendance_daily SET pupil_id = pupil_id || 'x'")
+    rotated = inputs.features_fingerprints(fresh, dates)
     assert all(rotated[d] != feats[d] for d in feats)
-    assert all(fp != labs[d] for d, fp in inputs.labels_fingerprints(con, dates).items())
+    assert all(fp != labs[d] for d, fp in inputs.labels_fingerprints(fresh, dates).items())
     monkeypatch.setattr(inputs, "code_fingerprint", lambda: "other code")
-    assert all(fp != rotated[d] for d, fp in inputs.features_fingerprints(con, dates).items())
+    assert all(fp != rotated[d] for d, fp in inputs.features_fingerprints(fresh, dates).items())
 
 
-def test_removed_dates_forget_their_inputs(con):
-    dates = _dates(con)
-    _build(con, dates)
+def test_removed_dates_forget_their_inputs(fresh):
+    dates = _dates(fresh)
+    _build(fresh, dates)
     gone = dates[0].date
-    features.build_features(con, dates[1:], stale=[gone], fingerprints=inputs.features_fingerprints(con, dates[1:]))
-    assert con.execute("SELECT count(*) FROM marts.as_of_inputs WHERE mart = 'marts.pupil_features' "
+    features.build_features(fresh, dates[1:], stale=[gone], fingerprints=inputs.features_fingerprints(fresh, dates[1:]))
+    assert fresh.execute("SELECT count(*) FROM marts.as_of_inputs WHERE mart = 'marts.pupil_features' "
                        "AND as_of_date = ?", [gone]).fetchall()[0][0] == 0
-    report, _ = _build(con, dates)
+    report, _ = _build(fresh, dates)
     assert report.as_of_dates == [gone.isoformat()]
 
 
