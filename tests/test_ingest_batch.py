@@ -14,7 +14,7 @@ import shutil
 import duckdb
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.test_bad_inputs import ATT, K, NURSE, city, db, land_real, modified  # noqa: F401  (fixtures)
@@ -30,8 +30,11 @@ MANIFEST_COLUMNS = ["file_name", "sha256", "outcome", "encoding", "period", "row
                     "drop_reasons", "unknown_headers", "message", "days", "key_shapes", "findings"]
 
 
+BATCH_BYTES = ingest_batch.BATCH_BYTES  # as configured: a hypothesis example must not inherit the last one's 1
+
+
 def _run(con, paths, key, source, *, batched: bool, monkeypatch):
-    monkeypatch.setattr(ingest_batch, "BATCH_BYTES", ingest_batch.BATCH_BYTES if batched else 1)
+    monkeypatch.setattr(ingest_batch, "BATCH_BYTES", BATCH_BYTES if batched else 1)
     return ingest_source(con, CATALOGUE[source], paths, key)
 
 
@@ -136,6 +139,7 @@ def test_a_file_past_its_export_date_is_judged_by_itself(city, paths, db, key, m
 
 
 @settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@example(broken=[], how="bad_date")
 @given(broken=st.lists(st.sampled_from(range(4)), min_size=0, max_size=2, unique=True),
        how=st.sampled_from(["unknown_school", "duplicate_row", "bad_date"]))
 def test_any_mix_of_good_and_bad_nurse_months_matches_one_at_a_time(city, paths, db, key, monkeypatch, tmp_path,
@@ -166,6 +170,9 @@ def test_any_mix_of_good_and_bad_nurse_months_matches_one_at_a_time(city, paths,
 
     batched, bstate, alone, astate = _batched_and_alone(city, paths, db, key, monkeypatch, case, NURSE, land)
     assert {f.file_name for f in batched.files if f.outcome == "rejected"} == {names[i] for i in broken}
+    assert {f.encoding for f in batched.files if f.outcome == "applied"} == {"cp932"}
+    if not broken:  # CP932 exports go through the batch too (read from a UTF-8 copy)
+        assert [v.file_name for v in batched.validations] == [f"{names[0]} … {names[-1]} (4 files)"]
     _assert_same(bstate, astate)
 
 

@@ -19,6 +19,7 @@ and values. A clean file costs the batch path; a bad one costs a few extra reads
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -60,6 +61,7 @@ class Staged:
 class _Candidate:
     landed: "I.Landed"
     archive_path: Path
+    read_path: Path  # the archive, or a UTF-8 copy of a CP932 export in the scratch folder
     encoding: str
     headers: list[str]
     delim: str
@@ -104,17 +106,23 @@ def stage(con: duckdb.DuckDBPyConnection, spec: SourceSpec, paths: Paths, key: b
     if not eligible(spec) or len(landed) < 2 or erased_tokens(paths):
         return
     groups: dict[tuple, list[_Candidate]] = {}
-    for item in landed:
-        found = _candidate(spec, paths, item)
-        if found is not None:
-            groups.setdefault((tuple(found.headers), found.delim), []).append(found)
-    for group in groups.values():
-        _narrowing(con, spec, paths, key, group, refs, into)
+    try:
+        for item in landed:
+            found = _candidate(spec, paths, item)
+            if found is not None:
+                groups.setdefault((tuple(found.headers), found.delim), []).append(found)
+        for group in groups.values():
+            _narrowing(con, spec, paths, key, group, refs, into)
+    finally:
+        for group in groups.values():
+            for c in group:
+                if c.read_path != c.archive_path:
+                    c.read_path.unlink(missing_ok=True)
 
 
 def _candidate(spec: SourceSpec, paths: Paths, landed: "I.Landed") -> _Candidate | None:
-    """A file fit for a batch: UTF-8, its headers known to the catalogue. Anything else (and
-    whatever the one-file path would reject before reading rows) takes that path."""
+    """A file fit for a batch: UTF-8 or CP932, its headers known to the catalogue. Anything else
+    (and whatever the one-file path would reject before reading rows) takes that path."""
     data = landed.data
     if not data.strip():
         return None
@@ -122,9 +130,17 @@ def _candidate(spec: SourceSpec, paths: Paths, landed: "I.Landed") -> _Candidate
         encoding = parsing.detect_encoding(data)
     except parsing.ParseError:
         return None
-    if encoding not in ("utf-8", "utf-8-sig") or I._cut_inside_character(data, encoding):
+    if encoding not in ("utf-8", "utf-8-sig", "cp932") or I._cut_inside_character(data, encoding):
         return None
-    first_line = (data[:65536].decode(encoding, errors="ignore").lstrip("\ufeff").splitlines() or [""])[0]
+    utf8 = encoding != "cp932"
+    try:
+        # DuckDB reads UTF-8 only: a CP932 export is decoded strictly (as the one-file path does)
+        # and read from a UTF-8 copy; line breaks stay where they were, so lines keep their numbers
+        text = None if utf8 else parsing.decode_bytes(data)[0]
+    except parsing.ParseError:
+        return None
+    head = data[:65536].decode(encoding, errors="ignore") if utf8 else text[:65536]
+    first_line = (head.lstrip("\ufeff").splitlines() or [""])[0]
     delim = I._delimiter(first_line)
     headers = I._first_record(first_line, delim)
     if not any(h.strip() for h in headers):
@@ -134,8 +150,17 @@ def _candidate(spec: SourceSpec, paths: Paths, landed: "I.Landed") -> _Candidate
     except I.IngestError:
         return None
     newline = b"\n" if b"\n" in data else b"\r"
-    return _Candidate(landed, I._archive(paths, spec, data, landed.sha), encoding, headers, delim, positions,
-                      unknown, data.rstrip(b"\r\n").count(newline) + 1)
+    archive = I._archive(paths, spec, data, landed.sha)
+    read_path = archive
+    if text is not None:
+        scratch = paths.home / "tmp"
+        scratch.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(suffix=".csv", dir=scratch)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        read_path = Path(name)
+    return _Candidate(landed, archive, read_path, encoding, headers, delim, positions, unknown,
+                      data.rstrip(b"\r\n").count(newline) + 1)
 
 
 def _narrowing(con, spec, paths, key, group: list[_Candidate], refs, into: Staged) -> None:
@@ -171,7 +196,7 @@ def _stage_group(con, spec: SourceSpec, key: bytes, group: list[_Candidate], ref
     reads = " UNION ALL ".join(f"""
         SELECT {', '.join(f'c{i}' for i in wanted)},
                CASE WHEN {blank} THEN 'blank_row' WHEN {total} THEN 'total_row' END AS _drop, {i}::USMALLINT AS _file
-        FROM read_csv({I._sql_str(str(c.archive_path))}, header = false, skip = 1, delim = {I._sql_str(delim)},
+        FROM read_csv({I._sql_str(str(c.read_path))}, header = false, skip = 1, delim = {I._sql_str(delim)},
                       quote = '"', escape = '"', auto_detect = false, strict_mode = true, null_padding = false,
                       all_varchar = true, columns = {{{all_cols}}})""" for i, c in enumerate(group))
     con.execute(f"CREATE OR REPLACE TEMP TABLE _raw AS {reads}")
