@@ -8,6 +8,7 @@ compares everything a person or a later asset can see.
 
 from __future__ import annotations
 
+import collections
 import json
 import shutil
 
@@ -225,3 +226,50 @@ def test_a_key_twice_within_a_file_is_found_and_only_then(rows):
         raised = True
         assert error.check == "unique_key"
     assert raised == twice
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["p1", "p2", "p3", None]), st.integers(1, 3), st.integers(0, 1),
+                          st.one_of(st.none(), st.integers(0, 3))), min_size=1, max_size=25))
+def test_the_latest_submission_wins_as_a_ranking_of_every_row_would_say(rows):
+    """Only keys submitted more than once are ranked: the rows kept and the counts dropped per
+    file are those of ranking every row (latest form timestamp, then the later line)."""
+    from datetime import date, datetime
+
+    spec = CATALOGUE["mood_checkin"]
+    con = duckdb.connect()
+    con.execute("CREATE TEMP TABLE _typed (pupil_id VARCHAR, checkin_date DATE, _file USMALLINT, _order TIMESTAMP, "
+                "_line INTEGER)")
+    con.executemany("INSERT INTO _typed VALUES (?, ?, ?, ?, ?)",
+                    [[p, date(2024, 5, d), f, None if o is None else datetime(2024, 5, d, 7, o), i + 2]
+                     for i, (p, d, f, o) in enumerate(rows)])
+    keys = ", ".join(f'"{k}"' for k in (*spec.key_columns, "_file"))
+    expected = con.execute(f"""SELECT _file, _line FROM _typed QUALIFY row_number() OVER (PARTITION BY {keys}
+                               ORDER BY _order DESC NULLS LAST, _line DESC) = 1 ORDER BY ALL""").fetchall()
+    dropped = I._latest_submission_wins(con, spec, within="_file")
+    assert con.execute("SELECT _file, _line FROM _typed ORDER BY ALL").fetchall() == expected
+    gone = collections.Counter(f for _, _, f, _ in rows)
+    gone.subtract(f for f, _ in expected)
+    assert dropped == {f: n for f, n in gone.items() if n}
+
+
+def test_a_form_timestamp_is_converted_by_its_date_part_as_parsing_reads_the_whole():
+    """Mood check-ins key their date map on the timestamp's date part (once per day, not per
+    second); every value reads as the whole value would, and what parsing rejects stays rejected."""
+    from toda_platform import parsing
+
+    values = ["2023/04/06 7:40:00", "2023-04-06T07:40:00.5", "2023/4/6", "2023/4/6 7:40", "令和5年4月6日 7:40:00",
+              "2023/04/06 7:40:00 ", "２０２３/04/06 7:40", "2023/04-06 7:40", "2023/02/30 8:00:00", " 2023/04/06 7:40"]
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (v VARCHAR)")
+    con.executemany("INSERT INTO t VALUES (?)", [[v] for v in values])
+    parts = dict(con.execute(f"SELECT v, {I._date_part('v')} FROM t").fetchall())
+    assert parts["2023/04/06 7:40:00"] == "2023/04/06" and parts["令和5年4月6日 7:40:00"] == "令和5年4月6日 7:40:00"
+
+    def read(v):
+        try:
+            return parsing.parse_date(v)
+        except parsing.ParseError:
+            return "rejected"
+
+    assert {v: read(parts[v]) for v in values} == {v: read(v) for v in values}
