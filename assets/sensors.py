@@ -109,7 +109,7 @@ def landing_successes(instance: dg.DagsterInstance, scope: Scope, since: float) 
         filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS], tags=city,
                               updated_after=dt.datetime.fromtimestamp(since, dt.timezone.utc)),
         limit=1000)
-    return [landing_rescore.LandingRun(r.dagster_run.run_id, r.end_time,
+    return [landing_rescore.LandingRun(r.dagster_run.run_id, r.create_timestamp.timestamp(), r.end_time,
                                        frozenset(k for k in r.dagster_run.tags[LANDING_TAG].split(",") if k))
             for r in records if r.end_time and r.dagster_run.tags.get(LANDING_TAG)]
 
@@ -134,10 +134,11 @@ def build_rescore_sensor(scope: Scope, job, list_key: dg.AssetKey, list_jobs: se
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="A new risk list soon after new files land, not at the next schedule: once the "
-                    "landing sensor's runs have staged a source the list reads and no landing run has "
-                    "ended for TODA_RESCORE_QUIET_SECONDS (default 180 s; at most 30 minutes after the "
-                    "first), starts the morning rescoring job (the latest as-of months, the drift gate, "
-                    "the list, the snapshot; no training). One run for a drop of many files.",
+                    "landing sensor's runs have staged a source the list reads, none is queued or "
+                    "running and no new file was noticed for TODA_RESCORE_QUIET_SECONDS (default "
+                    "180 s; at most 30 minutes after the first), starts the morning rescoring job (the "
+                    "latest as-of months, the drift gate, the list, the snapshot; no training). One run "
+                    "for a drop of many files.",
     )
     def rescore_after_landing(context: dg.SensorEvaluationContext):
         instance = context.instance

@@ -19,17 +19,20 @@ QUIET, LONGEST, TICK = 180.0, 1800.0, 30.0
 LIST = {"attendance_daily", "mood_checkin", "nurse_office_visits", "pupil_registry"}
 
 
-def run(i: int, ended: float, *sources: str) -> LandingRun:
-    return LandingRun(f"run{i}", ended, frozenset(sources or ("attendance_daily",)))
+def run(i: int, ended: float, *sources: str, took: float = 60.0) -> LandingRun:
+    return LandingRun(f"run{i}", ended - took, ended, frozenset(sources or ("attendance_daily",)))
 
 
-def simulate(ends: list[float], until: float, sources=("attendance_daily",)) -> list[float]:
-    """The sensor ticking every 30 s from 0 to ``until`` over landing runs ending at ``ends``
-    (each visible from its end on): when it asked for a rescoring."""
+def simulate(noticed: list[float], until: float, took: list[float] | None = None) -> list[float]:
+    """The sensor ticking every 30 s from 0 to ``until`` over landing runs asked for at
+    ``noticed`` and taking ``took`` seconds (a run is active until it ends, then visible): when
+    it asked for a rescoring."""
     cursor, asked, now = None, [], 0.0
-    landings = [run(i, e, *sources) for i, e in enumerate(ends)]
+    took = took or [60.0] * len(noticed)
+    landings = [run(i, n + t, took=t) for i, (n, t) in enumerate(zip(noticed, took))]
     while now <= until:
         d = decide([r for r in landings if r.ended_at <= now], cursor, now=now, relevant=LIST,
+                   landing_active=any(r.noticed_at <= now < r.ended_at for r in landings),
                    quiet=QUIET, longest_wait=LONGEST)
         if d.request:
             asked.append(now)
@@ -44,7 +47,7 @@ def test_nothing_new_asks_for_nothing():
 
 def test_a_settled_landing_asks_once_with_its_run_as_key():
     landings = [run(1, 100.0, "mood_checkin"), run(2, 150.0, "attendance_daily", "teacher_survey")]
-    d = decide(landings, None, now=150.0 + QUIET, relevant=LIST, quiet=QUIET)
+    d = decide(landings, None, now=150.0 - 60.0 + QUIET, relevant=LIST, quiet=QUIET)
     assert d.request and d.run_key == "rescore:run2" and d.cursor == 150.0
     assert d.sources == ("attendance_daily", "mood_checkin")  # teacher_survey: not read by the list
     again = decide(landings, d.cursor, now=1000.0, relevant=LIST, quiet=QUIET)
@@ -53,7 +56,7 @@ def test_a_settled_landing_asks_once_with_its_run_as_key():
 
 def test_it_waits_for_quiet_and_for_a_landing_run_still_going():
     landings = [run(1, 100.0)]
-    early = decide(landings, 0.0, now=100.0 + QUIET - 1, relevant=LIST, quiet=QUIET)
+    early = decide(landings, 0.0, now=100.0 - 60.0 + QUIET - 1, relevant=LIST, quiet=QUIET)
     assert not early.request and early.cursor == 0.0 and "settle" in early.reason
     busy = decide(landings, 0.0, now=100.0 + QUIET + 60, relevant=LIST, quiet=QUIET, landing_active=True)
     assert not busy.request and busy.cursor == 0.0 and "landing run is queued or running" in busy.reason
@@ -72,32 +75,36 @@ def test_a_list_built_since_or_a_rebuild_waiting_in_the_queue_covers_the_landing
 
 
 def test_six_files_over_ten_minutes_give_one_rescoring_soon_after_the_last():
-    # a file every two minutes, each staged by its own landing run ~75 s later
-    ends = [75.0 + 120.0 * k for k in range(6)]
-    asked = simulate(ends, until=3600.0)
+    # a file every two minutes, each noticed by the landing sensor a minute later and staged by
+    # its own run of 75 s
+    noticed = [60.0 + 120.0 * k for k in range(6)]
+    asked = simulate(noticed, until=3600.0, took=[75.0] * 6)
     assert len(asked) == 1
-    assert ends[-1] + QUIET <= asked[0] <= ends[-1] + QUIET + TICK
+    assert noticed[-1] + QUIET <= asked[0] <= noticed[-1] + QUIET + TICK
 
 
 def test_a_steady_trickle_gets_a_list_within_the_longest_wait():
-    ends = [60.0 * k for k in range(1, 90)]  # a landing run every minute for an hour and a half
-    asked = simulate(ends, until=7200.0)
-    assert asked and asked[0] <= ends[0] + LONGEST + TICK
+    noticed = [60.0 * k for k in range(1, 90)]  # a landing run every minute for an hour and a half
+    asked = simulate(noticed, until=7200.0, took=[30.0] * len(noticed))
+    assert asked and asked[0] <= noticed[0] + 30.0 + LONGEST + TICK
     assert all(b - a >= LONGEST - TICK for a, b in zip(asked, asked[1:]))
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.floats(min_value=0, max_value=3000, allow_nan=False), min_size=1, max_size=30))
-def test_every_landing_is_scored_once_and_bursts_are_not_split(ends):
-    ends = sorted(ends)
-    asked = simulate(ends, until=ends[-1] + LONGEST + QUIET + 2 * TICK)
-    # the last request comes after the last landing: nothing is left unscored
-    assert asked and asked[-1] >= ends[-1]
-    # never more requests than bursts (landings separated by a quiet gap), never two within a burst
-    bursts = 1 + sum(1 for a, b in zip(ends, ends[1:]) if b - a >= QUIET)
-    # (a burst longer than the longest wait gets one list per longest wait)
-    assert len(asked) <= bursts + 1 + int((ends[-1] - ends[0]) // LONGEST)
-    if ends[-1] - ends[0] < LONGEST - QUIET - TICK and bursts == 1:
+@given(st.lists(st.tuples(st.floats(min_value=0, max_value=3000, allow_nan=False),
+                          st.floats(min_value=5, max_value=300, allow_nan=False)), min_size=1, max_size=30))
+def test_every_landing_is_scored_and_bursts_are_not_split(runs):
+    runs = sorted(runs)
+    noticed, took = [n for n, _ in runs], [t for _, t in runs]
+    last_end = max(n + t for n, t in runs)
+    asked = simulate(noticed, until=last_end + LONGEST + QUIET + 2 * TICK, took=took)
+    # the last request comes after the last landing run ended: nothing is left unscored
+    assert asked and asked[-1] >= last_end
+    # never more requests than bursts (landings noticed a quiet gap apart) — a burst longer than
+    # the longest wait gets one list per longest wait — and one for a short burst
+    bursts = 1 + sum(1 for a, b in zip(noticed, noticed[1:]) if b - a >= QUIET)
+    assert len(asked) <= bursts + 1 + int((last_end - noticed[0]) // LONGEST)
+    if last_end - noticed[0] < LONGEST - QUIET - TICK and bursts == 1:
         assert len(asked) == 1
 
 
@@ -188,3 +195,29 @@ def test_a_queued_nightly_run_or_a_list_built_since_covers_the_landing(defs, mon
     instance.report_runless_asset_event(dg.AssetMaterialization(RISK_SCORES_KEY))  # e.g. the morning run
     built = _tick(defs, instance, covered.cursor)
     assert built.run_requests == [] and "no landing run" in built.skip_message
+
+
+def test_each_city_of_a_deployment_rescores_after_its_own_landings_only(tmp_path, monkeypatch):
+    from toda_platform.definitions import build_deployment_definitions
+    from toda_platform.deployment import CITY_TAG, Deployment
+
+    monkeypatch.setenv(QUIET_ENV, "0")
+    deployment = Deployment.from_env(tmp_path / "deployment")
+    for city in ("toda", "warabi"):
+        deployment.add_city(city)
+    monkeypatch.setenv("TODA_DEPLOYMENT", str(deployment.root))
+    defs = build_deployment_definitions(deployment)
+    repo = defs.get_repository_def()
+    instance = dg.DagsterInstance.ephemeral()
+    landed = _landing.execute_in_process(instance=instance, tags={LANDING_TAG: "attendance_daily",
+                                                                  CITY_TAG: "warabi"}).run_id
+
+    def tick(city):
+        with dg.build_sensor_context(instance=instance, repository_def=repo) as ctx:
+            return repo.get_sensor_def(f"{city}__rescore_after_landing").evaluate_tick(ctx)
+
+    assert tick("toda").run_requests == []
+    [request] = tick("warabi").run_requests
+    assert request.run_key == f"rescore:{landed}"
+    job = defs.resolve_job_def(repo.get_sensor_def("warabi__rescore_after_landing").job_name)
+    assert job.name == "warabi__morning_rescoring_job" and job.tags[CITY_TAG] == "warabi"

@@ -10,10 +10,12 @@ the risk list, the snapshot; no model is trained). This module decides, at each 
 * only those that ended after the list was last built — the end of the last landing run a
   rescoring was asked for (the sensor's cursor), or the latest materialisation of the list
   (a nightly or morning run since covered them);
-* debounced: it waits until no landing run is queued or running and none has ended for
-  ``quiet`` seconds, so a department that drops its files one after another over several
-  minutes gets one rescoring — but never longer than ``longest_wait`` after the first
-  unscored landing, so a steady trickle cannot hold the list back;
+* debounced: it waits until no landing run is queued or running and the landing sensor has
+  noticed no new file for ``quiet`` seconds (counted from when it asked for its last run, not
+  from that run's end: the staging time is not waited twice), so a department that drops its
+  files one after another over several minutes gets one rescoring — but never longer than
+  ``longest_wait`` after the first unscored landing, so a steady trickle cannot hold the list
+  back;
 * a rescoring (or nightly) run of the city still waiting in the queue reads them when it
   starts: nothing more is asked.
 
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 QUIET_ENV = "TODA_RESCORE_QUIET_SECONDS"
-QUIET_SECONDS = 180.0  # no landing run ended for this long: the department's drop is over
+QUIET_SECONDS = 180.0  # no new file noticed for this long: the department's drop is over
 LONGEST_WAIT_SECONDS = 1800.0  # a list at most this long after the first unscored landing
 
 
@@ -41,6 +43,7 @@ def quiet_seconds() -> float:
 @dataclass(frozen=True)
 class LandingRun:
     run_id: str
+    noticed_at: float  # epoch seconds: when the landing sensor asked for the run
     ended_at: float  # epoch seconds
     sources: frozenset[str]  # the source keys it staged (the landing tag)
 
@@ -81,10 +84,10 @@ def decide(landings: Iterable[LandingRun], cursor: float | None, *, now: float, 
     if waited < longest_wait:
         if landing_active:
             return Decision(False, since, "a landing run is queued or running: waiting for it", sources=sources)
-        calm = now - new[-1].ended_at
+        calm = now - max(r.noticed_at for r in new)
         if calm < quiet:
             return Decision(False, since, f"waiting for the landing to settle: {calm:.0f} s without a "
-                                          f"landing run of {quiet:.0f} s", sources=sources)
+                                          f"new file of {quiet:.0f} s", sources=sources)
     last = new[-1]
     return Decision(True, last.ended_at,
                     f"{len(scored)} landing run(s) staged {', '.join(sources)} since the list was built",
