@@ -4,7 +4,8 @@
 
 Copies the materialised city home ``S`` to ``H`` (``cp -a``; ``S`` is never written; an existing
 ``H`` is used as it is with ``--reuse``), starts ``dagster-daemon run`` on it (as the
-``toda-dagster-daemon`` service does: ``toda instance --fail-orphaned-runs`` first), waits until
+``toda-dagster-daemon`` service does: ``toda instance --fail-orphaned-runs`` first; the portal's
+database migrated as its service does), waits until
 the landing sensor has ticked and no run is queued or running, then lands one new school day's
 files (``bench/nightly.py``: every file of the city generated one day on, ``D``, whose bytes
 differ) and polls the instance until a rescoring run started by ``rescore_after_landing`` has
@@ -32,9 +33,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def tree_cpu(root: int, seen: dict) -> None:
+def tree_cpu(root: int, seen: dict, commands: dict | None = None) -> None:
     """Record the CPU seconds (user + system) of ``root`` and its descendants in ``seen``
-    (keyed by pid and start time, the last value read: a process that ended keeps its last)."""
+    (keyed by pid and start time, the last value read: a process that ended keeps its last),
+    and in ``commands`` each one's command line (a run's process names its run id)."""
     parents, stats = {}, {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -56,6 +58,11 @@ def tree_cpu(root: int, seen: dict) -> None:
     for pid in tree & stats.keys():
         start, cpu = stats[pid]
         seen[(pid, start)] = cpu
+        if commands is not None and (pid, start) not in commands:
+            try:
+                commands[(pid, start)] = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                commands[(pid, start)] = ""
 
 
 def stamp(t: float | None, t0: float) -> str:
@@ -89,6 +96,10 @@ def main() -> int:
     bin_dir = Path(sys.executable).parent
     subprocess.run([str(bin_dir / "toda"), "instance", "--home", str(home), "--fail-orphaned-runs"],
                    check=True, env=env, cwd=ROOT)
+    # the portal's service migrates its database when it starts (the ops asset reads its audit log):
+    # a home copied from before a migration would fail that asset's half-hourly run
+    subprocess.run([str(bin_dir / "toda"), "users", "list", "--home", str(home)], check=True, env=env,
+                   cwd=ROOT, stdout=subprocess.DEVNULL)
 
     import dagster as dg
 
@@ -102,6 +113,7 @@ def main() -> int:
     daemon = subprocess.Popen([str(bin_dir / "dagster-daemon"), "run", "-w", str(ROOT / "workspace.yaml")],
                               env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     cpu: dict = {}
+    commands: dict = {}
     active = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
               dg.DagsterRunStatus.STARTED]
 
@@ -134,7 +146,7 @@ def main() -> int:
               f"in {t_landed - t0:.2f} s at {dt.datetime.fromtimestamp(t0):%H:%M:%S}: {', '.join(landed)}")
         done_at = None
         while time.time() - t0 < args.timeout:
-            tree_cpu(daemon.pid, cpu)
+            tree_cpu(daemon.pid, cpu, commands)
             records = [r for r in instance.get_run_records() if r.dagster_run.run_id not in before]
             rescoring = [r for r in records if r.dagster_run.tags.get(AFTER_LANDING_TAG)]
             if rescoring and all(r.dagster_run.status in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE,
@@ -153,14 +165,23 @@ def main() -> int:
             os.killpg(daemon.pid, signal.SIGKILL)
         log.close()
 
-    print(f"\n{'run':<28} {'why':<34} {'status':<8} {'queued':>7} {'start':>7} {'end':>7}   (s after landing)")
+    from nightly import step_seconds
+
+    print(f"\n{'run':<28} {'why':<34} {'status':<8} {'queued':>7} {'start':>7} {'end':>7} {'CPU':>6}"
+          f"   (s after landing; CPU s of the run's process)")
     for r in sorted(records, key=lambda r: r.create_timestamp.timestamp()):
         run = r.dagster_run
         why = (f"landing: {run.tags[LANDING_TAG]}" if LANDING_TAG in run.tags else
                f"after landing: {run.tags[AFTER_LANDING_TAG]}" if AFTER_LANDING_TAG in run.tags else
                run.tags.get("dagster/sensor_name") or run.tags.get("dagster/schedule_name") or "")
+        pids = {e.dagster_event.pid for e in instance.all_logs(run.run_id) if e.dagster_event}
+        run_cpu = sum(c for (pid, start), c in cpu.items()
+                      if pid in pids or run.run_id in commands.get((pid, start), ""))
         print(f"{run.job_name[:28]:<28} {why[:34]:<34} {run.status.value[:8]:<8} "
-              f"{stamp(r.create_timestamp.timestamp(), t0)} {stamp(r.start_time, t0)} {stamp(r.end_time, t0)}")
+              f"{stamp(r.create_timestamp.timestamp(), t0)} {stamp(r.start_time, t0)} {stamp(r.end_time, t0)} "
+              f"{run_cpu:6.1f}")
+        steps = sorted(step_seconds(r.dagster_run).items(), key=lambda kv: -kv[1])[:5]
+        print("    " + ", ".join(f"{k} {v:.1f} s" for k, v in steps))
     ids = {r.dagster_run.run_id: r for r in records}
     print()
     for key in (RISK_SCORES_KEY, SNAPSHOT_KEY):

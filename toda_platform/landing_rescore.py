@@ -70,7 +70,7 @@ def decide(landings: Iterable[LandingRun], cursor: float | None, *, now: float, 
     since = max((t for t in (cursor, list_built_at) if t is not None), default=None)
     new = sorted((r for r in landings if since is None or r.ended_at > since), key=lambda r: r.ended_at)
     if not new:
-        return Decision(False, since, "no landing run succeeded since the list was last built")
+        return Decision(False, since, "no landing run succeeded since the list was last built or asked for")
     relevant = set(relevant)
     scored = [r for r in new if r.sources & relevant]
     if not scored:
