@@ -94,6 +94,9 @@ def _landing_runs(context: dg.SensorEvaluationContext, scope: Scope = SINGLE) ->
 landing_zone_sensor, automation_sensor = build_sensors()
 
 AFTER_LANDING_TAG = "toda/after_landing"  # on a rescoring run: the staged sources it follows
+# the run queue starts higher priorities first: the new list goes before runs the automation
+# sensor queued meanwhile (a snapshot of the previous list with the new timelines, the 学校カルテ)
+LIST_FIRST = {"dagster/priority": "1"}
 
 
 def list_sources(asset_graph, scope: Scope, list_key: dg.AssetKey) -> set[str]:
@@ -160,7 +163,7 @@ def build_rescore_sensor(scope: Scope, job, list_key: dg.AssetKey, list_jobs: se
             return dg.SkipReason(decision.reason)
         context.log.info(decision.reason)
         return dg.RunRequest(run_key=decision.run_key,
-                             tags={**request_tags(), AFTER_LANDING_TAG: ",".join(decision.sources)})
+                             tags={**request_tags(), **LIST_FIRST, AFTER_LANDING_TAG: ",".join(decision.sources)})
 
     return rescore_after_landing
 

@@ -177,6 +177,7 @@ def test_the_sensor_rescoring_after_a_landing(defs, monkeypatch):
     assert (request.tags[ASSET_PARTITION_RANGE_START_TAG], request.tags[ASSET_PARTITION_RANGE_END_TAG]) == \
         (keys[-2], keys[-1])
     assert request.tags[AFTER_LANDING_TAG] == "attendance_daily,school_master"
+    assert request.tags["dagster/priority"] == "1"  # before the automation sensor's queued runs
     assert defs.resolve_job_def(sensor.job_name).tags[WRITER_TAG] == "warehouse"
     after = _tick(defs, instance, tick.cursor)  # asked for: not again
     assert after.run_requests == []
