@@ -64,8 +64,8 @@ def decide(landings: Iterable[LandingRun], cursor: float | None, *, now: float, 
     """Whether to ask for a rescoring now, and the cursor to keep.
 
     ``landings``: this city's successful landing runs (any; those ended by ``cursor`` are
-    ignored; None: none was scored yet); ``list_built_at``: when the risk list was last materialised (None: never);
-    ``landing_active``: a landing run of the city is queued or running; ``rescoring_queued``: a
+    ignored; None: none was scored yet); ``list_built_at``: when the risk list was last
+    materialised (None: never); ``landing_active``: a landing run of the city is queued or running; ``rescoring_queued``: a
     run that rebuilds the list is queued and not yet started."""
     since = max((t for t in (cursor, list_built_at) if t is not None), default=None)
     new = sorted((r for r in landings if since is None or r.ended_at > since), key=lambda r: r.ended_at)
