@@ -7,8 +7,9 @@ nightly_refresh_job    every day 21:00             everything but the source abl
                                                    support effects (also what ``toda refresh``
                                                    runs); marts rebuild only the as-of dates
                                                    whose inputs changed (ml/inputs.py)
-morning_rescoring_job  school days 06:30           the latest as-of months of the marts, the
-                                                   drift gate, the risk list, the snapshot
+morning_rescoring_job  school days 06:30;         the latest as-of months of the marts, the
+                       after a landing (sensor     drift gate, the risk list, the snapshot
+                       rescore_after_landing)
 retrain_job            a new long-absence survey   the survey's downstream: labels, features,
                        (sensor); 15 May 02:00      the model (forced on 15 May), its audit and
                        (yearly fallback, forced)   the scores
@@ -43,6 +44,7 @@ from assets.marts import (ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_S
 from assets.models import ABLATION_KEY, DRIFT_KEY, KNOWN_CASES_KEY, MODEL_KEY, RISK_SCORES_KEY
 from assets.outputs import SUPPORT_KEY
 from assets.scope import SINGLE, Scope
+from assets.sensors import build_rescore_sensor
 from assets.serving import SNAPSHOT_KEY
 from assets.sources import staging_key
 from resources.toda import TodaHome
@@ -247,11 +249,15 @@ def build_automation(scope: Scope = SINGLE) -> Automation:
         day = context.scheduled_execution_time.astimezone(dt.timezone(dt.timedelta(hours=9))).date()
         return dg.RunRequest(run_config={"ops": {"apply_retention": {"config": {"today": day.isoformat()}}}})
 
+    rescore_after_landing = build_rescore_sensor(
+        scope, rescoring_job, RISK_SCORES_KEY, {nightly_job.name, rescoring_job.name, retrain_job.name},
+        latest_months_tags)
+
     return Automation(nightly_job, rescoring_job, retrain_job, drift_job, ablation_job, support_job,
                       retention_job, scope.everything - ablation,
                       schedules=[nightly_refresh, morning_rescoring, yearly_retrain, drift_report,
                                  source_ablation, weekly_support_effects, monthly_retention],
-                      sensors=[retrain_on_survey])
+                      sensors=[retrain_on_survey, rescore_after_landing])
 
 
 _single = build_automation()

@@ -1,6 +1,7 @@
 """React to new files in the landing zone, follow the automation conditions, record failed runs."""
 
 
+import datetime as dt
 import json
 import time
 
@@ -9,7 +10,7 @@ import dagster as dg
 from assets.scope import SINGLE, Scope
 from assets.sources import staging_key
 from resources.toda import TodaHome
-from toda_platform import alerts, landing_watch
+from toda_platform import alerts, landing_rescore, landing_watch
 from toda_platform.deployment import CITY_TAG, DeploymentError, run_city
 from toda_platform.warehouse import WarehouseLocked, connect
 
@@ -91,6 +92,80 @@ def _landing_runs(context: dg.SensorEvaluationContext, scope: Scope = SINGLE) ->
 
 
 landing_zone_sensor, automation_sensor = build_sensors()
+
+AFTER_LANDING_TAG = "toda/after_landing"  # on a rescoring run: the staged sources it follows
+# the run queue starts higher priorities first: the new list goes before runs the automation
+# sensor queued meanwhile (a snapshot of the previous list with the new timelines, the 学校カルテ)
+LIST_FIRST = {"dagster/priority": "1"}
+
+
+def list_sources(asset_graph, scope: Scope, list_key: dg.AssetKey) -> set[str]:
+    """The source keys whose staging tables the list (``list_key``) reads, directly or not."""
+    upstream = (scope.assets(list_key).upstream() & scope.groups("sources")).resolve(asset_graph)
+    return {k.path[-1] for k in upstream}
+
+
+def landing_successes(instance: dg.DagsterInstance, scope: Scope, since: float) -> list[landing_rescore.LandingRun]:
+    """This city's landing runs that succeeded after ``since`` (epoch seconds)."""
+    city = {CITY_TAG: scope.city} if scope.city else {}
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS], tags=city,
+                              updated_after=dt.datetime.fromtimestamp(since, dt.timezone.utc)),
+        limit=1000)
+    return [landing_rescore.LandingRun(r.dagster_run.run_id, r.create_timestamp.timestamp(), r.end_time,
+                                       frozenset(k for k in r.dagster_run.tags[LANDING_TAG].split(",") if k))
+            for r in records if r.end_time and r.dagster_run.tags.get(LANDING_TAG)]
+
+
+def list_built_at(instance: dg.DagsterInstance, key: dg.AssetKey) -> float | None:
+    """When ``key`` (the risk list) was last materialised (epoch seconds), None if never."""
+    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key), limit=1,
+                                              ascending=False).records
+    return records[0].timestamp if records else None
+
+
+def build_rescore_sensor(scope: Scope, job, list_key: dg.AssetKey, list_jobs: set[str],
+                         request_tags) -> dg.SensorDefinition:
+    """After the landing sensor's runs staged what the list reads: ``job`` (the rescoring), once the
+    landing has settled (toda_platform/landing_rescore.py decides). ``list_jobs``: the names of
+    the jobs that rebuild the list (one of them queued reads the new files anyway);
+    ``request_tags()``: the run's partition range, computed at the tick."""
+
+    @dg.sensor(
+        name=scope.name("rescore_after_landing"),
+        job=job,
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="A new risk list soon after new files land, not at the next schedule: once the "
+                    "landing sensor's runs have staged a source the list reads, none is queued or "
+                    "running and no new file was noticed for TODA_RESCORE_QUIET_SECONDS (default "
+                    "180 s; at most 30 minutes after the first), starts the morning rescoring job (the "
+                    "latest as-of months, the drift gate, the list, the snapshot; no training). One run "
+                    "for a drop of many files.",
+    )
+    def rescore_after_landing(context: dg.SensorEvaluationContext):
+        instance = context.instance
+        cursor = float(context.cursor) if context.cursor else None
+        built = list_built_at(instance, scope.key(list_key))
+        since = max((t for t in (cursor, built) if t is not None), default=0.0)
+        city = {CITY_TAG: scope.city} if scope.city else {}
+        queued = instance.get_runs(filters=dg.RunsFilter(
+            statuses=[dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED], tags=city))
+        decision = landing_rescore.decide(
+            landing_successes(instance, scope, since), cursor, now=time.time(),
+            relevant=list_sources(context.repository_def.asset_graph, scope, list_key),
+            list_built_at=built, landing_active=bool(_landing_runs(context, scope)),
+            rescoring_queued=any(r.job_name in list_jobs for r in queued),
+            quiet=landing_rescore.quiet_seconds())
+        if decision.cursor is not None and decision.cursor != cursor:
+            context.update_cursor(repr(decision.cursor))
+        if not decision.request:
+            return dg.SkipReason(decision.reason)
+        context.log.info(decision.reason)
+        return dg.RunRequest(run_key=decision.run_key,
+                             tags={**request_tags(), **LIST_FIRST, AFTER_LANDING_TAG: ",".join(decision.sources)})
+
+    return rescore_after_landing
 
 
 def failure_alert(context: dg.RunFailureSensorContext) -> alerts.Alert:
