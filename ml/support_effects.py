@@ -248,8 +248,8 @@ def _ratios(p: Prepared, counts: np.ndarray, by_pupil=None) -> np.ndarray:
         ok = left & has[:, parent]
         sup_ok = sup * ok[:, None, :]
         n_t = by_level(sup_ok[:, 0])
-        ratio = n_t / np.where(has, com_l[:, 0], 1.0)        # 0 where nothing is comparable
-        w_com += (com_l * ratio[:, None, :]).sum(-1)
+        reweight = n_t / np.where(has, com_l[:, 0], 1.0)     # 0 where nothing is comparable
+        w_com += (com_l * reweight[:, None, :]).sum(-1)
         w_sup += sup_ok.sum(-1)
         left &= ~ok
 
