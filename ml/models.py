@@ -11,7 +11,9 @@ All three share one interface: ``fit(train, valid)`` on model frames (:mod:`ml.d
   in. It learns nothing from the labels except its calibration.
 * **Logistic regression** (:class:`LogisticModel`): median imputation with a missing
   indicator for every column that had NULLs in training, standard scaling, L2-penalised
-  logistic regression with balanced class weights.
+  logistic regression with balanced class weights, fitted on every positive and a quarter of
+  the negatives weighted ×4 (:func:`negative_sample`: the same objective in expectation, a
+  quarter of the cost).
 * **LightGBM** (:class:`LightGBMModel`): gradient-boosted trees, positives up-weighted by
   ``negatives / positives`` (imbalance), early stopping on the held-out slice by average
   precision.
@@ -147,29 +149,72 @@ class RuleBaseline:
                 "score": "projected year absences; ties: absences so far"}
 
 
+def negative_sample(y: np.ndarray, share: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(rows kept, their weights): every positive and a random ``share`` of the negatives, with
+    the balanced class weights of all of ``y`` (n / (2 × rows of the class)) and each kept
+    negative standing for 1 / share of them — the weighted loss on the kept rows estimates the
+    balanced loss on all rows, at a fraction of the cost (positives are ~1.4 % of the rows)."""
+    y = np.asarray(y, dtype=float)
+    n, pos = len(y), float(y.sum())
+    weight = np.where(y == 1, n / (2 * max(pos, 1.0)), n / (2 * max(n - pos, 1.0)))
+    if share >= 1:
+        return np.arange(n), weight
+    keep = (y == 1) | (np.random.default_rng(seed).random(n) < share)
+    return np.flatnonzero(keep), np.where(y == 1, weight, weight / share)[keep]
+
+
+class MedianImputer:
+    """sklearn's ``SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)``
+    in numpy: each column's NaNs become its training median (0 for a column with no value), and a
+    missing indicator is appended for every column that had a NaN in training. The same numbers
+    (tests/test_ml_models.py holds them equal) without the masked arrays that made sklearn's
+    median take 9 s of the 41 s the regression's fit took on the default city."""
+
+    def fit(self, x: np.ndarray, y=None) -> "MedianImputer":
+        import warnings
+
+        x = np.asarray(x)
+        with warnings.catch_warnings():  # an all-NaN column: its median is NaN, then 0
+            warnings.simplefilter("ignore", RuntimeWarning)
+            median = np.nanmedian(x, axis=0)
+        self.statistics_ = np.where(np.isnan(median), 0.0, median).astype(x.dtype)
+        self.missing_ = np.flatnonzero(np.isnan(x).any(axis=0))
+        return self
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        nan = np.isnan(x)
+        return np.hstack([np.where(nan, self.statistics_, x), nan[:, self.missing_].astype(x.dtype)])
+
+    def fit_transform(self, x: np.ndarray, y=None) -> np.ndarray:
+        return self.fit(x).transform(x)
+
+
 @dataclass
 class LogisticModel:
     features: Sequence[str]
     C: float = 0.05
     max_iter: int = 300
+    negative_share: float = 0.25   # negatives the regression sees (see negative_sample)
+    seed: int = 0
     name: str = "logistic"
     pipeline: object = None
     calibrator: PlattCalibrator = field(default_factory=PlattCalibrator)
 
     def fit(self, train: pd.DataFrame, valid: pd.DataFrame) -> "LogisticModel":
-        from sklearn.impute import SimpleImputer
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
 
         self.features = list(self.features)
         y = _labels(train)
-        self.pipeline = make_pipeline(
-            SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
-            StandardScaler(),
-            LogisticRegression(C=self.C, class_weight="balanced", max_iter=self.max_iter),
-        )
-        self.pipeline.fit(feature_matrix(train, self.features), y)
+        x = feature_matrix(train, self.features)
+        # imputation and scaling learnt on every row; the regression on the sample
+        prepare = make_pipeline(MedianImputer(), StandardScaler()).fit(x)
+        keep, weight = negative_sample(y, self.negative_share, self.seed)
+        regression = LogisticRegression(C=self.C, max_iter=self.max_iter).fit(
+            prepare.transform(x[keep]), y[keep], sample_weight=weight)
+        self.pipeline = make_pipeline(*prepare, regression)
         self.calibrator = PlattCalibrator().fit(self.raw(valid), _labels(valid))
         return self
 
@@ -181,6 +226,7 @@ class LogisticModel:
 
     def params(self) -> dict:
         return {"C": self.C, "max_iter": self.max_iter, "class_weight": "balanced",
+                "negatives_kept": self.negative_share, "sample_seed": self.seed,
                 "imputation": "median + missing indicators", "scaling": "standard",
                 "features": len(self.features)}
 

@@ -188,36 +188,80 @@ def prepare(frame: pd.DataFrame, action: str) -> Prepared:
     pupils = pd.factorize(frame["pupil_id"])[0]
     return Prepared(
         treated=(rows["action"] == action).to_numpy(),
-        stratum=strata(rows) if len(rows) else np.zeros((3, 0), int), pupil=pupils[rows.index.map(frame.index.get_loc)],
+        stratum=strata(rows) if len(rows) else np.zeros((3, 0), int), pupil=pupils[frame.index.get_indexer(rows.index)],
         y=rows["post_nonill"].to_numpy(float), days=rows["post_days"].to_numpy(float),
         y_pre=rows["pre_nonill"].to_numpy(float), days_pre=rows["pre_days"].to_numpy(float),
         n_pupils=int(pupils.max() + 1) if len(pupils) else 0)
 
 
-def _ratios(p: Prepared, w: np.ndarray) -> tuple[float, float, float, float]:
-    """(naive, adjusted, adjusted on the pre-period, supported weight left unmatched) with row
-    multiplicities ``w`` (1 for the data, bootstrap counts for a resample)."""
-    t, c = p.treated, ~p.treated
-    wt, wc = np.zeros(len(w)), np.zeros(len(w))
-    left = t & (w > 0)
-    for s in p.stratum:  # finest level first; a supported row is matched once
-        k = int(s.max()) + 1 if len(s) else 0
-        n_c = np.bincount(s[c], weights=w[c], minlength=k)
-        ok = left & (n_c[s] > 0)
-        n_t = np.bincount(s[ok], weights=w[ok], minlength=k)
-        # ATT: comparable rows reweighted to the supported rows matched in their stratum
-        wc += np.where(c & (n_c[s] > 0), w * n_t[s] / np.where(n_c[s] > 0, n_c[s], 1.0), 0.0)
-        wt += np.where(ok, w, 0.0)
+QUANTITIES = 5   # per row: 1 (the weight itself), y, days, y_pre, days_pre
+CHUNK = 25       # resamples whose stratum sums are computed at once (bounds the memory)
+
+
+def _by_pupil(p: Prepared):
+    """The rows summed per pupil: a sparse pupils × (2 × 5 × strata) matrix of the sums of
+    (1, y, days, y_pre, days_pre) over each pupil's supported rows (first half) and comparable
+    rows (second half) in each finest stratum. A resample's stratum sums are then one product
+    with the pupils' multiplicities instead of a pass over every row (the multiplicities and the
+    outcomes are integers, so the sums are exact either way)."""
+    from scipy import sparse
+
+    k = int(p.stratum[0].max()) + 1 if p.stratum.shape[1] else 0
+    side = (~p.treated).astype(np.int64)
+    values = np.stack([np.ones(len(p.y)), p.y, p.days, p.y_pre, p.days_pre])
+    cols = (side * QUANTITIES + np.arange(QUANTITIES)[:, None]) * k + p.stratum[0]
+    pupils = np.broadcast_to(p.pupil, values.shape)
+    return sparse.csr_matrix((values.ravel(), (pupils.ravel(), cols.ravel())),
+                             shape=(p.n_pupils, 2 * QUANTITIES * k)).T.tocsr()
+
+
+def _ratios(p: Prepared, counts: np.ndarray, by_pupil=None) -> np.ndarray:
+    """(naive, adjusted, adjusted on the pre-period, supported weight left unmatched) per row of
+    pupil multiplicities ``counts`` (resamples × pupils; a row of ones for the data itself).
+
+    The strata weights, per resample: a supported row is matched in the finest level of its
+    strata that has comparable weight; the comparable rows of a stratum are reweighted by
+    (matched supported weight / comparable weight) in it. The coarser levels group the finest
+    strata, so everything follows from the finest strata's sums (:func:`_by_pupil`)."""
+    from scipy import sparse
+
+    by_pupil = _by_pupil(p) if by_pupil is None else by_pupil
+    sums = np.asarray(by_pupil @ counts.T).T.reshape(len(counts), 2, QUANTITIES, -1)
+    sup, com = sums[:, 0], sums[:, 1]                        # (resamples, 5, strata)
+    n = len(counts)
+    w_sup, w_com = np.zeros((n, QUANTITIES)), np.zeros((n, QUANTITIES))
+    left = np.ones((n, sup.shape[-1]), bool)                 # supported strata not yet matched
+    for level in p.stratum:                                  # finest first
+        parent = np.zeros(sup.shape[-1], np.int64)
+        parent[p.stratum[0]] = level                         # finest stratum -> this level's
+        k = int(parent.max()) + 1 if len(parent) else 0
+        # summing the finest strata into this level's: a sparse product (a dense one-hot
+        # matrix goes through BLAS threads, slow on a busy machine)
+        group = sparse.csr_matrix((np.ones(len(parent)), (parent, np.arange(len(parent)))),
+                                  shape=(k, len(parent)))
+
+        def by_level(x):
+            return np.asarray(group @ x.reshape(-1, x.shape[-1]).T).T.reshape(*x.shape[:-1], k)
+
+        com_l = by_level(com)                                # (resamples, 5, strata of the level)
+        has = com_l[:, 0] > 0
+        ok = left & has[:, parent]
+        sup_ok = sup * ok[:, None, :]
+        n_t = by_level(sup_ok[:, 0])
+        reweight = n_t / np.where(has, com_l[:, 0], 1.0)     # 0 where nothing is comparable
+        w_com += (com_l * reweight[:, None, :]).sum(-1)
+        w_sup += sup_ok.sum(-1)
         left &= ~ok
 
-    def ratio(y, days, a, b):
-        rt = (a * y).sum() / max((a * days).sum(), 1e-12)
-        rc = (b * y).sum() / max((b * days).sum(), 1e-12)
-        return rt / rc if rc > 0 else np.nan
+    def ratio(a, b, y, days):
+        with np.errstate(all="ignore"):
+            rt = a[:, y] / np.maximum(a[:, days], 1e-12)
+            rc = b[:, y] / np.maximum(b[:, days], 1e-12)
+            return np.where(rc > 0, rt / rc, np.nan)
 
-    naive = ratio(p.y, p.days, np.where(t, w, 0.0), np.where(c, w, 0.0))
-    return (naive, ratio(p.y, p.days, wt, wc), ratio(p.y_pre, p.days_pre, wt, wc),
-            float(w[left].sum()))
+    all_sup, all_com = sup.sum(-1), com.sum(-1)
+    return np.column_stack([ratio(all_sup, all_com, 1, 2), ratio(w_sup, w_com, 1, 2),
+                            ratio(w_sup, w_com, 3, 4), (sup[:, 0] * left).sum(-1)])
 
 
 @dataclass
@@ -240,13 +284,15 @@ def estimate(frame: pd.DataFrame, action: str, *, n_boot: int = N_BOOT, seed: in
              level: float = 0.95) -> Effect:
     """Naive and adjusted effect of ``action`` with percentile bootstrap intervals over pupils."""
     p = prepare(frame, action)
-    naive, adjusted, pre, unmatched = _ratios(p, np.ones(len(p.y)))
+    by_pupil = _by_pupil(p)
+    naive, adjusted, pre, unmatched = _ratios(p, np.ones((1, p.n_pupils)), by_pupil)[0]
     n_t = int(p.treated.sum())
     rng = np.random.default_rng(seed)
     boots = np.full((n_boot, 2), np.nan)
-    for b in range(n_boot if n_t else 0):
-        counts = rng.multinomial(p.n_pupils, np.full(p.n_pupils, 1.0 / p.n_pupils))
-        boots[b] = _ratios(p, counts[p.pupil].astype(float))[:2]
+    for b in range(0, n_boot if n_t else 0, CHUNK):  # the draws of one resample after another
+        counts = rng.multinomial(p.n_pupils, np.full(p.n_pupils, 1.0 / p.n_pupils),
+                                 size=min(CHUNK, n_boot - b))
+        boots[b:b + len(counts)] = _ratios(p, counts.astype(float), by_pupil)[:, :2]
     a = (1 - level) / 2
     with np.errstate(all="ignore"):
         lo = np.nanquantile(boots, a, axis=0) if n_t else [np.nan, np.nan]

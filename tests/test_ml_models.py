@@ -5,10 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ml import evaluation as E
 from ml import metrics as M
-from ml.models import LightGBMModel, LogisticModel, PlattCalibrator, RuleBaseline, build_models
+from ml.models import (LightGBMModel, LogisticModel, PlattCalibrator, RuleBaseline, build_models,
+                       negative_sample)
 from tests.ml_frames import FEATURES, make_frame
 
 FAST_LGB = {"min_data_in_leaf": 20, "learning_rate": 0.2, "num_threads": 1}
@@ -153,6 +156,62 @@ def test_logistic_handles_columns_that_are_entirely_missing():
     train, valid, test = E.split(f, E.temporal_folds(E.completed_years(f), 1)[0])
     m = LogisticModel(FEATURES).fit(train, valid)
     assert np.isfinite(m.predict(test)).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 3000), rate=st.floats(0.0, 0.2), share=st.sampled_from([0.1, 0.25, 0.5, 1.0]),
+       seed=st.integers(0, 100))
+def test_the_negative_sample_keeps_every_positive_and_the_balanced_weights(n, rate, share, seed):
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < rate).astype(float)
+    keep, weight = negative_sample(y, share, seed)
+    pos = int(y.sum())
+    assert set(np.flatnonzero(y == 1)) <= set(keep) and len(keep) == len(weight)
+    kept_y = y[keep]
+    # positives carry n/2 in all; the kept negatives n/2 on average (exactly when all are kept)
+    assert weight[kept_y == 1].sum() == pytest.approx(n / 2 if pos else 0.0)
+    neg_total = weight[kept_y == 0].sum()
+    if share == 1 or n - pos == 0:
+        assert neg_total == pytest.approx(n / 2 if n - pos else 0.0)
+        assert len(keep) == n
+    else:
+        kept_neg = int((kept_y == 0).sum())
+        assert neg_total == pytest.approx(kept_neg / share * n / (2 * (n - pos)))
+        assert np.allclose(weight[kept_y == 0], n / (2 * (n - pos)) / share)
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=st.integers(1, 300), cols=st.integers(1, 8), missing=st.floats(0.0, 1.0),
+       seed=st.integers(0, 1000))
+def test_the_median_imputer_gives_sklearns_numbers(rows, cols, missing, seed):
+    from sklearn.impute import SimpleImputer
+
+    from ml.models import MedianImputer
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, cols)).astype(np.float32)
+    x[:, : cols // 2] = rng.integers(0, 4, (rows, cols // 2))  # ties, as counts have
+    x[rng.random(x.shape) < missing] = np.nan
+    other = rng.normal(size=(50, cols)).astype(np.float32)
+    other[rng.random(other.shape) < 0.5] = np.nan  # NaNs where training had none
+    ref = SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True).fit(x)
+    ours = MedianImputer().fit(x)
+    for frame in (x, other):
+        np.testing.assert_array_equal(ours.transform(frame), ref.transform(frame))
+
+
+def test_the_sampled_logistic_regression_ranks_like_the_full_one():
+    """The regression on a quarter of the negatives, weighted ×4, against all of them: the same
+    objective in expectation, so the same ranking up to noise."""
+    f = make_frame(pupils=600)
+    train, valid, test = E.split(f, E.temporal_folds(E.completed_years(f), 1)[0])
+    full = LogisticModel(FEATURES, negative_share=1.0).fit(train, valid)
+    sampled = LogisticModel(FEATURES).fit(train, valid)
+    assert sampled.params()["negatives_kept"] == 0.25
+    a, b = full.raw(test), sampled.raw(test)
+    assert np.corrcoef(a, b)[0, 1] > 0.97
+    y = test.label.to_numpy()
+    assert M.pr_auc(y, b) > M.pr_auc(y, a) - 0.05
 
 
 def test_models_refuse_unlabelled_training_rows():
