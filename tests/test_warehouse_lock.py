@@ -69,3 +69,34 @@ def test_memory_limit_and_threads_come_from_the_settings(tmp_path, monkeypatch):
     monkeypatch.setenv(warehouse.THREADS_ENV, "two")
     with pytest.raises(ValueError, match="TODA_DUCKDB_THREADS"):
         warehouse.connect(tmp_path / "w.duckdb")
+
+
+def test_beyond_the_memory_limit_duckdb_spills_beside_the_warehouse_not_into_the_working_folder(
+        tmp_path, monkeypatch):
+    """Opened as the assets open it (the Dagster resource), with the settings' limit and threads,
+    a temp table bigger than the limit is kept, spilled to ``<warehouse>.tmp/`` under the home —
+    not to ``.tmp`` in the folder the program was started from (the repository, for a developer)."""
+    from resources.toda import warehouse_resource
+    from toda_platform import warehouse
+    from toda_platform.settings import Paths
+
+    monkeypatch.setenv(warehouse.MEMORY_ENV, "64MB")
+    monkeypatch.setenv(warehouse.THREADS_ENV, "1")
+    cwd = tmp_path / "started_here"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    home = tmp_path / "home"
+    with warehouse_resource(Paths(home)).get_connection() as con:
+        limit, threads, temp_dir = con.execute(
+            "SELECT current_setting('memory_limit'), current_setting('threads'), "
+            "current_setting('temp_directory')").fetchall()[0]
+        con.execute("CREATE TEMP TABLE _big AS SELECT range AS i, repeat('x', 40) || range AS s "
+                    "FROM range(1500000)")
+        spilled = con.execute("SELECT path, size FROM duckdb_temporary_files()").fetchall()
+        n, top = con.execute("SELECT count(*), max(i) FROM _big").fetchall()[0]
+    assert (limit.replace(" ", ""), threads) in (("61.0MiB", 1), ("64.0MB", 1))
+    assert temp_dir == str(home / "warehouse.duckdb.tmp")
+    assert (n, top) == (1500000, 1499999)
+    assert spilled and sum(size for _, size in spilled) > 8 * 2**20
+    assert all(path.startswith(temp_dir + "/") for path, _ in spilled)
+    assert not (cwd / ".tmp").exists()

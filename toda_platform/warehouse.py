@@ -55,7 +55,13 @@ MEMORY_ENV, THREADS_ENV = "TODA_DUCKDB_MEMORY_LIMIT", "TODA_DUCKDB_THREADS"
 def engine_config() -> dict[str, str]:
     """DuckDB's memory limit (``TODA_DUCKDB_MEMORY_LIMIT``, e.g. ``4GB``: beyond it DuckDB spills
     to ``<warehouse>.tmp/``) and threads (``TODA_DUCKDB_THREADS``) from the settings; unset, DuckDB's
-    own defaults (80 % of RAM, one thread per core)."""
+    own defaults (80 % of RAM, one thread per core).
+
+    ``temp_directory`` is deliberately left to DuckDB: for a database file it is
+    ``<file>.tmp`` beside it (under ``$TODA_HOME``, never the folder a program starts in), and
+    setting it explicitly, even to that same value, makes a plain ``duckdb.connect`` of the file
+    in the same process fail with "different configuration" (tests/test_warehouse_lock.py checks
+    where spilled blocks go)."""
     out = {}
     memory = os.environ.get(MEMORY_ENV, "").strip()
     if memory:
