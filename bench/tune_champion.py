@@ -135,7 +135,7 @@ def run(home=None, trials: int = len(TRIALS), n_random: int = 0, seed: int = 0, 
         tracker.log_params({f"fold_{k}": v for k, v in fold.to_dict().items()}
                            | {"random_trials": n_random, "seed": seed, "max_rounds": rounds})
         for i, (origin, symbolic) in enumerate(plan):
-            if max_minutes is not None and time.perf_counter() - started > max_minutes * 60:
+            if results and max_minutes is not None and time.perf_counter() - started > max_minutes * 60:
                 log(f"time budget of {max_minutes} min spent: {i} of {len(plan)} trials run")
                 break
             override = resolve(symbolic, y_train)
