@@ -12,7 +12,9 @@ R-precision, recall in the top 1 % / 2 %, precision in the top 5 % and each scho
 ROC-AUC, each with the FLAML − champion difference and its 95 % bootstrap interval over pupils
 (``ml.ablation.bootstrap_table``). The search (FLAML's best configuration and its figures) is
 logged as a run of the MLflow experiment ``futoukou_risk_peers``; the result is written to
-``$TODA_HOME/reports/flaml_peer.json``.
+``$TODA_HOME/reports/flaml_peer.json`` and the peer's scores on the test list (pseudonymous pupil
+ids, in the list's row order) to ``flaml_peer_scores.parquet``, so that ``tune_champion.py`` can
+put a tuned champion beside the peer on the same pupils.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 METRICS = ("pr_auc", "r_precision", "recall_top1", "recall_top2", "precision_top",
            "precision_school", "roc_auc")
 EXPERIMENT = "futoukou_risk_peers"
+PEER_SCORES = "flaml_peer_scores.parquet"
 
 
 def champion_fold(meta: dict):
@@ -112,10 +115,25 @@ def run(home: str | os.PathLike | None = None, budget: float = 600, n_boot: int 
         log_comparison(tracker, table, "flaml")
     out = paths.reports / "flaml_peer.json"
     out.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"pupil_id": test.pupil_id.to_numpy(), "score": peer}).to_parquet(paths.reports / PEER_SCORES)
     out.write_text(json.dumps(result, indent=2, default=lambda o: o.item() if isinstance(o, np.generic) else str(o)),
                    encoding="utf-8")
     result["written_to"] = str(out)
     return result
+
+
+def load_peer_scores(paths, test):
+    """The FLAML peer's scores on ``test`` (the same list, row for row), or None if the peer
+    has not been run in this home or was run on another list."""
+    import pandas as pd
+
+    f = paths.reports / PEER_SCORES
+    if not f.exists():
+        return None
+    peer = pd.read_parquet(f)
+    if len(peer) != len(test) or (peer.pupil_id.to_numpy() != test.pupil_id.to_numpy()).any():
+        return None
+    return peer.score.to_numpy(dtype=float)
 
 
 def log_comparison(tracker, table, variant: str) -> None:
@@ -128,11 +146,11 @@ def log_comparison(tracker, table, variant: str) -> None:
     tracker.log_table(table, f"comparison/{variant}_vs_champion.csv")
 
 
-def print_comparison(r: dict, variant: str) -> None:
-    print(f"{'metric':18s}{'champion':>9s}{variant:>9s}{variant + ' − champion (95 % interval)':>36s}")
-    rows = {(x["variant"], x["metric"]): x for x in r["comparison"]}
+def print_comparison(r: dict, variant: str, reference: str = "champion", key: str = "comparison") -> None:
+    print(f"{'metric':18s}{reference:>9s}{variant:>9s}{f'{variant} − {reference} (95 % interval)':>36s}")
+    rows = {(x["variant"], x["metric"]): x for x in r[key]}
     for m in METRICS:
-        c, v = rows[("champion", m)], rows[(variant, m)]
+        c, v = rows[(reference, m)], rows[(variant, m)]
         print(f"{m:18s}{c['value']:9.3f}{v['value']:9.3f}"
               f"{v['delta']:+14.3f} ({v['delta_low']:+.3f} to {v['delta_high']:+.3f})")
     print(f"written to {r['written_to']}")

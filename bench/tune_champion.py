@@ -1,29 +1,39 @@
 """A logged tuning search for the champion's LightGBM, on the champion's own fold.
 
-    .venv/bin/python bench/tune_champion.py --home .toda --trials 8
+    .venv/bin/python bench/tune_champion.py --home .toda --random 16 --max-minutes 45
 
-Each trial is the platform's own :class:`ml.models.LightGBMModel` with some parameters changed
-(leaves, minimum leaf size, class weighting, learning rate, feature fraction), fitted on the
-champion's training rows and early-stopped and calibrated on its held-out slice. Trials are
-**chosen on the held-out slice** (average precision there), never on the test year; only the
-chosen one is then scored on the test year's headline list beside the champion, with bootstrap
-intervals for the difference. Every trial is a nested run of ``tune_champion_<year>`` in the
-MLflow experiment ``futoukou_risk_peers``. A winner ahead beyond noise on the test list is a
-candidate for ``TrainConfig.lgb_params`` (the promotion gate still decides).
+Each trial is the platform's own :class:`ml.models.LightGBMModel` with some parameters changed,
+fitted on the champion's training rows and early-stopped and calibrated on its held-out slice.
+The trials are the fixed list ``TRIALS`` (the champion's defaults first, then neighbours of what
+FLAML chose), FLAML's own best configuration translated into the platform's model when
+``bench/flaml_peer.py`` has been run in this home, then ``--random`` draws (fixed ``--seed``)
+from ``SPACE``: leaves, minimum leaf size, class weighting (balanced, square root, none),
+learning rate (with up to ``--rounds`` rounds and early stopping), feature and bagging
+fractions, L2 and minimum split gain. Trials are **chosen on the held-out slice** (average
+precision there), never on the test year; only the chosen one is then scored on the test year's
+headline list beside the champion (and beside the FLAML peer on the same pupils, when its
+scores are there), with bootstrap intervals for the differences. Every trial is a nested run of
+``tune_champion_<year>`` in the MLflow experiment ``futoukou_risk_peers``. A winner ahead
+beyond noise on the test list is a candidate for the LightGBM defaults (the promotion gate
+still decides).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import random
+import resource
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.flaml_peer import (EXPERIMENT, METRICS, load_champion_fold, log_comparison,  # noqa: E402
-                              print_comparison)
+from bench.flaml_peer import (EXPERIMENT, METRICS, load_champion_fold, load_peer_scores,  # noqa: E402
+                              log_comparison, print_comparison)
 
 # the champion's defaults first, then neighbours FLAML's search pointed at (larger leaves, no
 # class weighting), then a few others
@@ -38,8 +48,73 @@ TRIALS = [
     {"learning_rate": 0.02, "num_leaves": 31, "lambda_l2": 10.0},
 ]
 
+# the random search's space; for scale_pos_weight "balanced" is negatives / positives of the
+# training rows (the champion's weighting) and "sqrt" its square root
+SPACE = {
+    "num_leaves": [15, 31, 63, 127, 255],
+    "min_data_in_leaf": [20, 50, 100, 200, 400],
+    "scale_pos_weight": ["balanced", "sqrt", 1.0],
+    "learning_rate": [0.02, 0.03, 0.05, 0.1],
+    "feature_fraction": [0.3, 0.5, 0.7, 0.9],
+    "bagging_fraction": [0.7, 0.8, 1.0],
+    "lambda_l2": [0.0, 1.0, 10.0, 30.0],
+    "min_gain_to_split": [0.0, 0.1, 1.0],
+}
 
-def run(home=None, trials: int = len(TRIALS), n_boot: int = 500, seed: int = 0, log=print) -> dict:
+# FLAML's LGBMEstimator names → LightGBM's own
+FLAML_NAMES = {"num_leaves": "num_leaves", "min_child_samples": "min_data_in_leaf",
+               "learning_rate": "learning_rate", "colsample_bytree": "feature_fraction",
+               "subsample": "bagging_fraction", "reg_alpha": "lambda_l1", "reg_lambda": "lambda_l2"}
+
+
+def random_trials(n: int, seed: int = 0, space: dict = SPACE) -> list[dict]:
+    """``n`` distinct draws from ``space`` (one value per parameter), reproducible by ``seed``."""
+    rng = random.Random(seed)
+    out, seen = [], set()
+    size = math.prod(len(v) for v in space.values())
+    while len(out) < min(n, size):
+        draw = {k: rng.choice(v) for k, v in space.items()}
+        key = json.dumps(draw, sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            out.append(draw)
+    return out
+
+
+def from_flaml(config: dict) -> dict:
+    """FLAML's best LightGBM configuration as an override of the platform's model: the same
+    tree shape, rates and penalties, no bagging unless it chose some (LightGBM's scikit-learn
+    default), no class weighting (FLAML fitted none); its number of trees is left to early
+    stopping on the held-out slice."""
+    out = {FLAML_NAMES[k]: v for k, v in config.items() if k in FLAML_NAMES}
+    if "log_max_bin" in config:
+        out["max_bin"] = int(2 ** int(config["log_max_bin"]) - 1)
+    out.setdefault("bagging_fraction", 1.0)
+    if out["bagging_fraction"] >= 1.0:
+        out["bagging_freq"] = 0
+    out["scale_pos_weight"] = 1.0
+    return out
+
+
+def resolve(override: dict, y) -> dict:
+    """The override with the symbolic class weightings made numbers for these training labels:
+    "balanced" negatives / positives, "sqrt" its square root."""
+    out = dict(override)
+    w = out.get("scale_pos_weight")
+    if w in ("balanced", "sqrt"):
+        pos = max(float(y.sum()), 1.0)
+        ratio = (len(y) - pos) / pos
+        out["scale_pos_weight"] = round(ratio if w == "balanced" else math.sqrt(ratio), 3)
+    return out
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def run(home=None, trials: int = len(TRIALS), n_random: int = 0, seed: int = 0, rounds: int = 600,
+        max_minutes: float | None = None, n_boot: int = 500, log=print) -> dict:
     from ml import metrics as M
     from ml.ablation import bootstrap_table
     from ml.models import LightGBMModel
@@ -48,33 +123,63 @@ def run(home=None, trials: int = len(TRIALS), n_boot: int = 500, seed: int = 0, 
 
     paths, version, booster, meta, fold, feats, train, valid, test = load_champion_fold(home, log)
     tracker = Tracker(tracking_uri(paths.mlflow_db), paths.mlflow_artifacts.as_uri(), EXPERIMENT)
-    yv = valid.label.to_numpy(dtype=float)
-    results = []
+    y_train, yv = train.label.to_numpy(dtype=float), valid.label.to_numpy(dtype=float)
+    plan = [("fixed", o) for o in TRIALS[:trials]]
+    flaml_report = paths.reports / "flaml_peer.json"
+    if flaml_report.exists():
+        plan.append(("flaml", from_flaml(json.loads(flaml_report.read_text())["flaml_best_config"])))
+    plan += [("random", o) for o in random_trials(n_random, seed)]
+    started, results = time.perf_counter(), []
     with tracker.run(f"tune_champion_{fold.test_year}", tags={"kind": "tuning",
                                                               "champion_version": str(version)}):
-        tracker.log_params({f"fold_{k}": v for k, v in fold.to_dict().items()})
-        for i, override in enumerate(TRIALS[:trials]):
-            model = LightGBMModel(feats, params_override=override)
+        tracker.log_params({f"fold_{k}": v for k, v in fold.to_dict().items()}
+                           | {"random_trials": n_random, "seed": seed, "max_rounds": rounds})
+        for i, (origin, symbolic) in enumerate(plan):
+            if results and max_minutes is not None and time.perf_counter() - started > max_minutes * 60:
+                log(f"time budget of {max_minutes} min spent: {i} of {len(plan)} trials run")
+                break
+            override = resolve(symbolic, y_train)
+            t0, c0 = time.perf_counter(), _cpu()
+            model = LightGBMModel(feats, num_boost_round=rounds, params_override=override)
             model.fit(train, valid)
             held_ap = M.pr_auc(yv, model.raw(valid))
-            results.append((held_ap, i, override, model))
-            with tracker.run(f"trial_{i}", nested=True, tags={"kind": "tuning_trial"}):
+            wall, cpu = time.perf_counter() - t0, _cpu() - c0
+            best_it = model.train_params.get("best_iteration", 0)
+            results.append({"trial": i, "origin": origin, "override": override,
+                            "held_out_pr_auc": held_ap, "best_iteration": best_it,
+                            "wall_seconds": round(wall, 1), "cpu_seconds": round(cpu, 1), "model": model})
+            with tracker.run(f"trial_{i}", nested=True, tags={"kind": "tuning_trial", "origin": origin}):
                 tracker.log_params({"override": json.dumps(override) or "{}", **model.params()})
-                tracker.log_metrics({"held_out_pr_auc": held_ap,
-                                     "best_iteration": model.train_params.get("best_iteration", 0)})
-            log(f"trial {i} {override}: held-out PR-AUC {held_ap:.4f}")
-        held_ap, best_i, best, model = max(results, key=lambda r: r[0])
+                tracker.log_metrics({"held_out_pr_auc": held_ap, "best_iteration": best_it,
+                                     "fit_wall_seconds": wall, "fit_cpu_seconds": cpu})
+            log(f"trial {i} ({origin}) {override}: held-out PR-AUC {held_ap:.4f}, {best_it} rounds, "
+                f"{wall:.0f} s wall, {cpu:.0f} s CPU")
+        best = max(results, key=lambda r: r["held_out_pr_auc"])
         _, champion = score_with(booster, meta, test)
         y = test.label.to_numpy(dtype=float)
-        table = bootstrap_table(y, test.school_code.to_numpy(),
-                                {"champion": champion, "tuned": model.predict(test)}, "champion",
+        scores = {"champion": champion, "tuned": best["model"].predict(test)}
+        peer = load_peer_scores(paths, test)
+        if peer is not None:
+            scores["flaml"] = peer
+        table = bootstrap_table(y, test.school_code.to_numpy(), scores, "champion",
                                 n_boot=n_boot, seed=seed, metrics=METRICS)
-        tracker.log_params({"chosen_trial": best_i, "chosen_override": json.dumps(best) or "{}"})
+        tracker.log_params({"chosen_trial": best["trial"], "chosen_override": json.dumps(best["override"])})
         log_comparison(tracker, table, "tuned")
-    result = {"champion_version": version, "fold": fold.to_dict(),
-              "trials": [{"trial": i, "override": o, "held_out_pr_auc": a} for a, i, o, _ in results],
-              "chosen": {"trial": best_i, "override": best, "held_out_pr_auc": held_ap},
-              "comparison": table.to_dict("records")}
+        vs_peer = None
+        if peer is not None:
+            vs_peer = bootstrap_table(y, test.school_code.to_numpy(), {"flaml": peer, "tuned": scores["tuned"]},
+                                      "flaml", n_boot=n_boot, seed=seed, metrics=METRICS)
+            tracker.log_metrics({f"vs_flaml_{r.metric}{s}": getattr(r, c)
+                                 for r in vs_peer[vs_peer.variant == "tuned"].itertuples()
+                                 for s, c in (("", "delta"), ("_low", "delta_low"), ("_high", "delta_high"))})
+            tracker.log_table(vs_peer, "comparison/tuned_vs_flaml.csv")
+    result = {"champion_version": version, "fold": fold.to_dict(), "as_of_date": str(test.as_of_date.iloc[0].date()),
+              "pupils": int(len(test)), "cases": int(y.sum()),
+              "search_wall_seconds": round(time.perf_counter() - started, 1),
+              "trials": [{k: v for k, v in r.items() if k != "model"} for r in results],
+              "chosen": {k: v for k, v in best.items() if k != "model"},
+              "comparison": table.to_dict("records"),
+              "tuned_vs_flaml": None if vs_peer is None else vs_peer.to_dict("records")}
     out = paths.reports / "tune_champion.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=float), encoding="utf-8")
@@ -85,12 +190,20 @@ def run(home=None, trials: int = len(TRIALS), n_boot: int = 500, seed: int = 0, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--home", default=os.environ.get("TODA_HOME", ".toda"))
-    parser.add_argument("--trials", type=int, default=len(TRIALS))
+    parser.add_argument("--trials", type=int, default=len(TRIALS), help="how many of the fixed trials")
+    parser.add_argument("--random", type=int, default=0, help="random draws from SPACE after them")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rounds", type=int, default=600, help="most boosting rounds (early stopping)")
+    parser.add_argument("--max-minutes", type=float, default=None, help="stop starting trials after this")
     parser.add_argument("--n-boot", type=int, default=500)
     args = parser.parse_args()
-    r = run(args.home, args.trials, args.n_boot)
-    print(f"chosen on the held-out slice: trial {r['chosen']['trial']} {r['chosen']['override']}")
+    r = run(args.home, args.trials, args.random, args.seed, args.rounds, args.max_minutes, args.n_boot)
+    c = r["chosen"]
+    print(f"chosen on the held-out slice: trial {c['trial']} ({c['origin']}) {c['override']}, "
+          f"held-out PR-AUC {c['held_out_pr_auc']:.4f}, {c['best_iteration']} rounds")
     print_comparison(r, "tuned")
+    if r["tuned_vs_flaml"]:
+        print_comparison(r, "tuned", reference="flaml", key="tuned_vs_flaml")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,46 @@
+"""The champion's tuning search (bench/tune_champion.py): its draws, FLAML's configuration in the
+platform's terms, and the symbolic class weightings."""
+
+import json
+import math
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bench.tune_champion import SPACE, from_flaml, random_trials, resolve
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(0, 40), seed=st.integers(0, 10_000))
+def test_random_trials_are_distinct_reproducible_draws_from_the_space(n, seed):
+    draws = random_trials(n, seed)
+    assert len(draws) == n
+    assert len({json.dumps(d, sort_keys=True) for d in draws}) == n
+    for d in draws:
+        assert set(d) == set(SPACE)
+        assert all(d[k] in SPACE[k] for k in d)
+    assert random_trials(n, seed) == draws
+
+
+def test_random_trials_stop_at_the_size_of_a_small_space():
+    space = {"a": [1, 2], "b": ["x"]}
+    assert sorted(d["a"] for d in random_trials(10, 3, space)) == [1, 2]
+
+
+def test_flamls_configuration_in_the_platforms_terms():
+    cfg = {"n_estimators": 412, "num_leaves": 97, "min_child_samples": 18, "learning_rate": 0.031,
+           "log_max_bin": 8, "colsample_bytree": 0.55, "reg_alpha": 0.002, "reg_lambda": 3.5}
+    assert from_flaml(cfg) == {"num_leaves": 97, "min_data_in_leaf": 18, "learning_rate": 0.031,
+                               "max_bin": 255, "feature_fraction": 0.55, "lambda_l1": 0.002,
+                               "lambda_l2": 3.5, "bagging_fraction": 1.0, "bagging_freq": 0,
+                               "scale_pos_weight": 1.0}
+    assert "bagging_freq" not in from_flaml({"subsample": 0.8})
+
+
+def test_symbolic_class_weightings_resolve_on_the_training_labels():
+    y = np.array([1.0] * 10 + [0.0] * 990)
+    assert resolve({"scale_pos_weight": "balanced", "num_leaves": 63}, y) == {"scale_pos_weight": 99.0,
+                                                                              "num_leaves": 63}
+    assert resolve({"scale_pos_weight": "sqrt"}, y) == {"scale_pos_weight": round(math.sqrt(99), 3)}
+    assert resolve({"scale_pos_weight": 1.0}, y) == {"scale_pos_weight": 1.0}
