@@ -693,14 +693,7 @@ def read_file(
 
     csv_path, tmp = path, None
     if not utf8:
-        # DuckDB reads UTF-8 only (its other encodings need a downloaded extension): hand it a
-        # transcoded copy. Decoding is strict, so nothing is silently replaced.
-        scratch = scratch or Path(tempfile.gettempdir())
-        scratch.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(suffix=".csv", dir=scratch)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        csv_path = tmp = Path(tmp_name)
+        csv_path = tmp = utf8_copy(text, scratch or Path(tempfile.gettempdir()))
     # Lines in the file, trailing blank ones aside: when they outnumber the records (blank lines,
     # values spanning lines), line numbers are worked out from the text instead of the row number.
     newline = b"\n" if b"\n" in data else b"\r"
@@ -719,6 +712,17 @@ def read_file(
     if any(c.pii == "identity" for c in spec.columns):
         staged.identities = _identities(con, spec, reread(), delim, headers, identity_cols)
     return staged
+
+
+def utf8_copy(text: str, scratch: Path) -> Path:
+    """``text`` (strictly decoded, so nothing was silently replaced) written as a UTF-8 file in
+    ``scratch``, for DuckDB, which reads UTF-8 only (its other encodings need a downloaded
+    extension). The caller removes it."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(suffix=".csv", dir=scratch)
+    with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
+    return Path(name)
 
 
 def _header_positions(spec: SourceSpec, headers: list[str]) -> dict[str, int]:
@@ -922,19 +926,13 @@ def _latest_submission_wins(con, spec: SourceSpec, within: str | None = None) ->
                 f"GROUP BY 1 HAVING count(*) > 1")
     if not con.execute("SELECT count(*) FROM _resubmitted").fetchall()[0][0]:
         return {}
-    earlier = con.execute(f"""
-        SELECT {group}, _line FROM (
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _earlier AS SELECT {group} AS g, _line FROM (
             SELECT *, row_number() OVER (PARTITION BY {keys} ORDER BY _order DESC NULLS LAST, _line DESC) AS _rank
             FROM _typed WHERE hash({keys}) IN (SELECT h FROM _resubmitted))
-        WHERE _rank > 1""").fetchall()
-    dropped: dict[int, int] = {}
-    for g, _ in earlier:
-        dropped[g] = dropped.get(g, 0) + 1
-    con.register("_earlier_arrow", pa.table({"g": pa.array([g for g, _ in earlier], pa.int64()),
-                                             "line": pa.array([n for _, n in earlier], pa.int64())}))
-    con.execute(f"DELETE FROM _typed WHERE ({group}, _line) IN (SELECT (g, line) FROM _earlier_arrow)")
-    con.unregister("_earlier_arrow")
-    return dropped
+        WHERE _rank > 1""")
+    con.execute(f"DELETE FROM _typed WHERE ({group}, _line) IN (SELECT (g, _line) FROM _earlier)")
+    return dict(con.execute("SELECT g, count(*) FROM _earlier GROUP BY 1").fetchall())
 
 
 def _number_shapes(con, spec: SourceSpec, positions: dict[str, int], headers: list[str],

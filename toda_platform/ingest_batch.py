@@ -19,7 +19,6 @@ and values. A clean file costs the batch path; a bad one costs a few extra reads
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -151,14 +150,7 @@ def _candidate(spec: SourceSpec, paths: Paths, landed: "I.Landed") -> _Candidate
         return None
     newline = b"\n" if b"\n" in data else b"\r"
     archive = I._archive(paths, spec, data, landed.sha)
-    read_path = archive
-    if text is not None:
-        scratch = paths.home / "tmp"
-        scratch.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(suffix=".csv", dir=scratch)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        read_path = Path(name)
+    read_path = archive if text is None else I.utf8_copy(text, paths.home / "tmp")
     return _Candidate(landed, archive, read_path, encoding, headers, delim, positions, unknown,
                       data.rstrip(b"\r\n").count(newline) + 1)
 
