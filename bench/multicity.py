@@ -1,6 +1,7 @@
 """Three cities of one deployment refreshed side by side against one after another.
 
-    .venv/bin/python bench/multicity.py [--root DIR] [--scales 0.3,1,2] [--years 6] [--out FILE]
+    .venv/bin/python bench/multicity.py [--root DIR] [--scales 0.3,1,2] [--years 6]
+                                        [--memory-limit 4GB] [--out FILE]
 
 Generates one synthetic city per scale (pupils and schools × the scale of Toda's defaults:
 12,000 pupils, 12 + 6 schools) as the homes of a deployment (``cities/<name>/``), then refreshes
@@ -15,6 +16,9 @@ Prints the wall time of each city's refresh in both modes, the totals and their 
 refresh's peak resident memory (its own process, from ``wait4``) and the machine's peak memory
 in use above its level at the start of the mode (sampled from /proc/meminfo every 0.2 s — it
 counts every other program's memory too: meaningful on a quiet machine only).
+Each city's DuckDB gets ``--memory-limit`` (``TODA_DUCKDB_MEMORY_LIMIT``) in both modes, as a
+deployment would set it: DuckDB's default (80 % of the machine's memory, for each process) would let
+three cities side by side claim 2.4 times the machine.
 Generation is not timed. Run it on a quiet machine: CPU and memory are shared by everything.
 """
 
@@ -86,8 +90,9 @@ class MemorySampler:
         return self.peak - self.start
 
 
-def start_refresh(deployment: Path, city: str, log: Path) -> tuple[subprocess.Popen, float]:
-    env = {**os.environ, "TODA_DEPLOYMENT": str(deployment), "TODA_SETTLE_SECONDS": "0"}
+def start_refresh(deployment: Path, city: str, log: Path, memory_limit: str) -> tuple[subprocess.Popen, float]:
+    env = {**os.environ, "TODA_DEPLOYMENT": str(deployment), "TODA_SETTLE_SECONDS": "0",
+           "TODA_DUCKDB_MEMORY_LIMIT": memory_limit}
     env.pop("TODA_HOME", None)
     out = log.open("w", encoding="utf-8")
     return subprocess.Popen(toda("deployment", "refresh", "--deployment", str(deployment), city),
@@ -111,15 +116,15 @@ def fresh_copy(generated: Path, target: Path, cities: list[str]) -> Path:
     return target
 
 
-def run_mode(mode: str, deployment: Path, cities: list[str], logs: Path) -> dict:
+def run_mode(mode: str, deployment: Path, cities: list[str], logs: Path, memory_limit: str) -> dict:
     results, began = {}, time.perf_counter()
     with MemorySampler() as memory:
         if mode == "sequential":
             for city in cities:
-                proc, started = start_refresh(deployment, city, logs / f"{mode}-{city}.log")
+                proc, started = start_refresh(deployment, city, logs / f"{mode}-{city}.log", memory_limit)
                 results[city] = wait(proc, started)
         else:  # each child waited for in its own thread: its own end time, whichever ends first
-            running = [(city, *start_refresh(deployment, city, logs / f"{mode}-{city}.log")) for city in cities]
+            running = [(city, *start_refresh(deployment, city, logs / f"{mode}-{city}.log", memory_limit)) for city in cities]
             threads = [threading.Thread(target=lambda c=c, p=p, t=t: results.__setitem__(c, wait(p, t)))
                        for c, p, t in running]
             for t in threads:
@@ -135,6 +140,7 @@ def main() -> None:
     parser.add_argument("--root", default=None, help="work folder (default: a temporary one, removed after)")
     parser.add_argument("--scales", default="0.3,1,2", help="city sizes as multiples of Toda")
     parser.add_argument("--years", type=int, default=6, help="school years of history of each city")
+    parser.add_argument("--memory-limit", default="4GB", help="each city's DuckDB memory limit")
     parser.add_argument("--out", default=None, help="also write the figures to this JSON file")
     args = parser.parse_args()
     scales = [float(s) for s in args.scales.split(",")]
@@ -158,11 +164,12 @@ def main() -> None:
             load_key(paths.pseudonym_key_file, create=True)
         logs = work / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        figures = {"scales": dict(zip(cities, scales)), "cpus": os.cpu_count()}
+        figures = {"scales": dict(zip(cities, scales)), "cpus": os.cpu_count(),
+                   "duckdb_memory_limit": args.memory_limit}
         for mode in ("sequential", "parallel"):
             deployment = fresh_copy(generated.root, work / mode, cities)
             print(f"{mode}: refreshing {', '.join(cities)} …", flush=True)
-            figures[mode] = run_mode(mode, deployment, cities, logs)
+            figures[mode] = run_mode(mode, deployment, cities, logs, args.memory_limit)
         seq, par = figures["sequential"], figures["parallel"]
         figures["ratio_sequential_over_parallel"] = round(seq["total_seconds"] / par["total_seconds"], 2)
         print(f"\n{'city':8} {'scale':>5} {'seq s':>8} {'par s':>8} {'seq RSS MB':>11} {'par RSS MB':>11}")
