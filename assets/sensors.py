@@ -95,7 +95,7 @@ landing_zone_sensor, automation_sensor = build_sensors()
 
 AFTER_LANDING_TAG = "toda/after_landing"  # on a rescoring run: the staged sources it follows
 # the run queue starts higher priorities first: the new list goes before runs the automation
-# sensor queued meanwhile (a snapshot of the previous list with the new timelines, the 学校カルテ)
+# sensor queued meanwhile (the 学校カルテ; the snapshot itself waits for the list: assets/serving.py)
 LIST_FIRST = {"dagster/priority": "1"}
 
 

@@ -20,11 +20,20 @@ SNAPSHOT_KEY = dg.AssetKey(["serving", "snapshot"])
 # snapshot when one of them is rematerialised
 OUTPUT_KEYS = (KARTE_KEY, SUPPORT_KEY, HARDSHIP_KEY)
 # a new list is published as soon as it exists and its own gate passed. Not eager() as it stands:
-# eager waits until no dependency is missing, and an outputs table never materialised (a city
-# without support records yet) must not stop the risk list from reaching the schools; the
-# snapshot leaves out what is not there and the pages say so
-SNAPSHOT_AUTOMATION = (dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing())
-                       & dg.AutomationCondition.all_deps_blocking_checks_passed())
+# - eager waits until no dependency is missing, and an outputs table never materialised (a city
+#   without support records yet) must not stop the risk list from reaching the schools; the
+#   snapshot leaves out what is not there and the pages say so;
+# - a restaged source does not trigger it: every timeline source is one the list reads, so the
+#   landing is followed by a rescoring run (sensor rescore_after_landing) that ends with the
+#   snapshot. Triggered by the staging table itself, the automation sensor would publish the new
+#   timelines beside the previous day's list minutes before that run (the group, not the keys:
+#   a deployment puts each city's keys under its name, and the group names stay)
+STAGING_IGNORED = dg.AssetSelection.groups("sources")
+SNAPSHOT_AUTOMATION = (
+    dg.AutomationCondition.eager()
+    .without(~dg.AutomationCondition.any_deps_missing())
+    .replace("any_deps_updated", dg.AutomationCondition.any_deps_updated().ignore(STAGING_IGNORED))
+    & dg.AutomationCondition.all_deps_blocking_checks_passed())
 TIMELINE_SOURCES = ("pupil_registry", "school_master", "attendance_daily", "nurse_office_visits",
                     "mood_checkin", "qu_survey", "school_life_survey", "bullying_records",
                     "counseling_records", "support_records")
