@@ -251,7 +251,7 @@ def build_automation(scope: Scope = SINGLE) -> Automation:
 
     rescore_after_landing = build_rescore_sensor(
         scope, rescoring_job, RISK_SCORES_KEY, {nightly_job.name, rescoring_job.name, retrain_job.name},
-        latest_months_tags)
+        latest_months_tags, SNAPSHOT_KEY)
 
     return Automation(nightly_job, rescoring_job, retrain_job, drift_job, ablation_job, support_job,
                       retention_job, scope.everything - ablation,

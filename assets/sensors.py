@@ -124,12 +124,53 @@ def list_built_at(instance: dg.DagsterInstance, key: dg.AssetKey) -> float | Non
     return records[0].timestamp if records else None
 
 
+def failed_blocking_checks(instance: dg.DagsterInstance, run_id: str) -> list[tuple[str, str]]:
+    """(asset, check) of the ERROR-severity checks that failed in the run."""
+    failed = []
+    for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+        evaluation = record.dagster_event.event_specific_data
+        if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
+            failed.append((evaluation.asset_key.to_user_string(), evaluation.check_name))
+    return failed
+
+
+def last_list_run(instance: dg.DagsterInstance, scope: Scope, list_jobs: set[str]) -> landing_rescore.ListRun | None:
+    """The city's latest run of one of ``list_jobs``, with the blocking checks that stopped it."""
+    city = {CITY_TAG: scope.city} if scope.city else {}
+    records = [r for job in sorted(list_jobs)
+               for r in instance.get_run_records(filters=dg.RunsFilter(job_name=job, tags=city), limit=1)]
+    if not records:
+        return None
+    last = max(records, key=lambda r: r.create_timestamp)
+    run, failed = last.dagster_run, last.dagster_run.status == dg.DagsterRunStatus.FAILURE
+    checks = failed_blocking_checks(instance, run.run_id) if failed else []
+    return landing_rescore.ListRun(run.run_id, run.job_name, failed, last.create_timestamp.timestamp(),
+                                   last.end_time, int(run.tags.get(landing_rescore.RETRY_TAG, 0)),
+                                   tuple(sorted({f"{a}:{c}" for a, c in checks})))
+
+
+def checks_passed_since(instance: dg.DagsterInstance, checks: tuple[str, ...], run_id: str) -> set[str]:
+    """Those of ``checks`` ("asset:check"), which failed in run ``run_id``, whose latest
+    evaluation passed since (in another run: the latest is later than the failed one; event
+    order, not timestamps, which the storage keeps to the second)."""
+    passed = set()
+    for name in checks:
+        asset, check = name.rsplit(":", 1)
+        record = instance.get_latest_asset_check_evaluation_record(
+            dg.AssetCheckKey(dg.AssetKey.from_user_string(asset), check))
+        if record is not None and record.status.value == "SUCCEEDED" and record.run_id != run_id:
+            passed.add(name)
+    return passed
+
+
 def build_rescore_sensor(scope: Scope, job, list_key: dg.AssetKey, list_jobs: set[str],
-                         request_tags) -> dg.SensorDefinition:
+                         request_tags, published_key: dg.AssetKey) -> dg.SensorDefinition:
     """After the landing sensor's runs staged what the list reads: ``job`` (the rescoring), once the
     landing has settled (toda_platform/landing_rescore.py decides). ``list_jobs``: the names of
     the jobs that rebuild the list (one of them queued reads the new files anyway);
-    ``request_tags()``: the run's partition range, computed at the tick."""
+    ``request_tags()``: the run's partition range, computed at the tick. The same sensor asks
+    again for the list when the last of those runs failed (``published_key``: the portal's
+    snapshot, the list as published): retried after an error, or once the checks that stopped it pass."""
 
     @dg.sensor(
         name=scope.name("rescore_after_landing"),
@@ -141,7 +182,11 @@ def build_rescore_sensor(scope: Scope, job, list_key: dg.AssetKey, list_jobs: se
                     "running and no new file was noticed for TODA_RESCORE_QUIET_SECONDS (default "
                     "180 s; at most 30 minutes after the first), starts the morning rescoring job (the "
                     "latest as-of months, the drift gate, the list, the snapshot; no training). One run "
-                    "for a drop of many files.",
+                    "for a drop of many files. When the last run that rebuilds the list failed, asks "
+                    "again: after an error in 5, 10 and 20 minutes (TODA_LIST_RETRY_SECONDS; then the "
+                    "next schedule); after a "
+                    "failed blocking check (the drift gate) once that check has passed since (e.g. the "
+                    "features accepted in a run of the drift asset).",
     )
     def rescore_after_landing(context: dg.SensorEvaluationContext):
         instance = context.instance
@@ -159,11 +204,23 @@ def build_rescore_sensor(scope: Scope, job, list_key: dg.AssetKey, list_jobs: se
             quiet=landing_rescore.quiet_seconds())
         if decision.cursor is not None and decision.cursor != cursor:
             context.update_cursor(repr(decision.cursor))
-        if not decision.request:
-            return dg.SkipReason(decision.reason)
-        context.log.info(decision.reason)
-        return dg.RunRequest(run_key=decision.run_key,
-                             tags={**request_tags(), **LIST_FIRST, AFTER_LANDING_TAG: ",".join(decision.sources)})
+        if decision.request:
+            context.log.info(decision.reason)
+            return dg.RunRequest(run_key=decision.run_key, tags={
+                **request_tags(), **LIST_FIRST, AFTER_LANDING_TAG: ",".join(decision.sources)})
+        last = last_list_run(instance, scope, list_jobs)
+        active = instance.get_runs(filters=dg.RunsFilter(statuses=ACTIVE, tags=city), limit=50)
+        retry = landing_rescore.decide_retry(
+            last, now=time.time(), published_at=list_built_at(instance, scope.key(published_key)),
+            passed_since=checks_passed_since(instance, last.failed_checks, last.run_id)
+            if last and last.failed_checks else (),
+            list_active=any(r.job_name in list_jobs for r in active),
+            backoff=landing_rescore.retry_backoff_seconds())
+        if not retry.request:
+            return dg.SkipReason(f"{decision.reason}; {retry.reason}" if last and last.failed else decision.reason)
+        context.log.warning(retry.reason)
+        return dg.RunRequest(run_key=retry.run_key, tags={
+            **request_tags(), **LIST_FIRST, landing_rescore.RETRY_TAG: str(retry.attempt)})
 
     return rescore_after_landing
 
@@ -177,12 +234,8 @@ def failure_alert(context: dg.RunFailureSensorContext) -> alerts.Alert:
         while getattr(error, "cause", None) is not None:  # Dagster's wrapper -> the asset's own error
             error = error.cause
         steps.append((event.step_key or "", getattr(error, "cls_name", "") or "", getattr(error, "message", "") or ""))
-    checks = []
-    for record in context.instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
-        evaluation = record.dagster_event.event_specific_data
-        if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
-            checks.append((evaluation.asset_key.to_user_string(), evaluation.check_name))
-    return alerts.Alert.of_failure(run.run_id, run.job_name, steps, checks, context.failure_event.message or "")
+    return alerts.Alert.of_failure(run.run_id, run.job_name, steps, failed_blocking_checks(context.instance, run.run_id),
+                                   context.failure_event.message or "")
 
 
 @dg.run_failure_sensor(

@@ -12,7 +12,8 @@ from assets.marts import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_ST
 from assets.models import RISK_SCORES_KEY
 from assets.sensors import AFTER_LANDING_TAG, LANDING_TAG, list_sources
 from assets.scope import Scope
-from toda_platform.landing_rescore import QUIET_ENV, LandingRun, decide
+from toda_platform import landing_rescore
+from toda_platform.landing_rescore import MAX_RETRIES, QUIET_ENV, LandingRun, ListRun, decide, decide_retry
 from toda_platform.warehouse import WRITER_TAG
 
 QUIET, LONGEST, TICK = 180.0, 1800.0, 30.0
@@ -222,3 +223,116 @@ def test_each_city_of_a_deployment_rescores_after_its_own_landings_only(tmp_path
     assert request.run_key == f"rescore:{landed}"
     job = defs.resolve_job_def(repo.get_sensor_def("warabi__rescore_after_landing").job_name)
     assert job.name == "warabi__morning_rescoring_job" and job.tags[CITY_TAG] == "warabi"
+
+
+# --- a failed list run is retried -------------------------------------------------------------
+
+def failed(attempt=0, checks=(), started=1000.0, ended=1100.0, run_id="r1"):
+    return ListRun(run_id, "morning_rescoring_job", True, started, ended, attempt, tuple(checks))
+
+
+def test_an_error_is_retried_with_a_growing_wait_then_left_to_the_schedule():
+    assert not decide_retry(None, now=5000.0, published_at=None).request
+    ok = ListRun("r0", "nightly_refresh_job", False, 1000.0, 1100.0)
+    assert not decide_retry(ok, now=5000.0, published_at=None).request
+    early = decide_retry(failed(), now=1100.0 + 299, published_at=500.0)
+    assert not early.request and "retry 1 of 3 in 1 s" in early.reason
+    first = decide_retry(failed(), now=1100.0 + 300, published_at=500.0)
+    assert first.request and first.attempt == 1 and first.run_key == "retry:r1"
+    # the retry failed too: twice the wait before the second
+    assert not decide_retry(failed(1, run_id="r2"), now=1100.0 + 599, published_at=500.0).request
+    second = decide_retry(failed(1, run_id="r2"), now=1100.0 + 600, published_at=500.0)
+    assert second.request and second.attempt == 2 and second.run_key == "retry:r2"
+    third = decide_retry(failed(2, run_id="r3"), now=1100.0 + 1200, published_at=500.0)
+    assert third.request and third.attempt == 3
+    given_up = decide_retry(failed(3, run_id="r4"), now=1e9, published_at=500.0)
+    assert not given_up.request and "after 3 retries" in given_up.reason
+
+
+def test_no_retry_once_a_list_was_published_in_or_after_the_failed_run_or_one_is_coming():
+    assert not decide_retry(failed(), now=1e9, published_at=1050.0).request  # in the run, before a later step failed
+    assert decide_retry(failed(), now=1e9, published_at=999.0).request
+    busy = decide_retry(failed(), now=1e9, published_at=None, list_active=True)
+    assert not busy.request and "queued or running" in busy.reason
+
+
+def test_a_run_stopped_by_a_blocking_check_waits_until_that_check_passes():
+    gate = "scoring/feature_drift:drift_within_limit"
+    stopped = failed(checks=[gate])
+    held = decide_retry(stopped, now=1e9, published_at=None)
+    assert not held.request and gate in held.reason and "accept the drift" in held.reason
+    assert not decide_retry(stopped, now=1e9, published_at=None, passed_since={"other:check"}).request
+    again = decide_retry(stopped, now=1e9, published_at=None, passed_since={gate})
+    assert again.request and again.attempt == 1
+
+
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 5)), min_size=1, max_size=30),
+       st.floats(0, 1e6))
+def test_never_more_than_the_retries_allowed_after_one_error(outcomes, delay):
+    """However long each retry waits: at most MAX_RETRIES retries follow one failed run."""
+    last, asked = failed(), 0
+    now = last.ended_at
+    for _, extra in outcomes:
+        now += delay + extra
+        d = decide_retry(last, now=now, published_at=None)
+        if d.request:
+            asked += 1
+            last = failed(d.attempt, started=now, ended=now + 60, run_id=f"r{asked + 1}")
+            now += 60
+    assert asked <= MAX_RETRIES
+
+
+@dg.op
+def _crash():
+    raise RuntimeError("the warehouse process was killed")
+
+
+def _failed_list_run(instance, name: str, **tags) -> str:
+    job = dg.GraphDefinition(name=name, node_defs=[_crash]).to_job()
+    return job.execute_in_process(instance=instance, raise_on_error=False, tags=tags).run_id
+
+
+def test_the_sensor_retries_a_failed_rescoring_after_the_wait(defs, monkeypatch):
+    instance = dg.DagsterInstance.ephemeral()
+    first = _tick(defs, instance)
+    assert first.run_requests == []
+    failed_id = _failed_list_run(instance, "morning_rescoring_job")
+    waiting = _tick(defs, instance, first.cursor)
+    assert waiting.run_requests == [] and "retry 1 of 3 in" in waiting.skip_message
+    monkeypatch.setenv(landing_rescore.RETRY_ENV, "0")
+    [request] = _tick(defs, instance, waiting.cursor).run_requests
+    assert request.run_key == f"retry:{failed_id}" and request.tags[landing_rescore.RETRY_TAG] == "1"
+    assert request.tags["dagster/priority"] == "1"
+    # the retry failed as well, three times: then the schedule
+    for attempt in (1, 2, 3):
+        _failed_list_run(instance, "morning_rescoring_job", **{landing_rescore.RETRY_TAG: str(attempt)})
+    last = _tick(defs, instance, waiting.cursor)
+    assert last.run_requests == [] and "after 3 retries" in last.skip_message
+
+
+def test_the_sensor_retries_a_list_stopped_by_the_drift_gate_once_the_gate_passes(defs, monkeypatch):
+    from assets.models import DRIFT_KEY
+
+    monkeypatch.setenv(landing_rescore.RETRY_ENV, "0")
+    verdict = {"passed": False}
+
+    @dg.asset(key=DRIFT_KEY)
+    def drift():
+        return None
+
+    @dg.asset_check(asset=DRIFT_KEY, name="drift_within_limit", blocking=True)
+    def gate():
+        return dg.AssetCheckResult(passed=verdict["passed"])
+
+    jobs = dg.Definitions(assets=[drift], asset_checks=[gate], jobs=[
+        dg.define_asset_job(name, selection=[DRIFT_KEY]) for name in ("morning_rescoring_job", "drift_report_job")])
+    instance = dg.DagsterInstance.ephemeral()
+    stopped = jobs.resolve_job_def("morning_rescoring_job").execute_in_process(instance=instance, raise_on_error=False)
+    assert not stopped.success
+    held = _tick(defs, instance)
+    assert held.run_requests == [] and "drift_within_limit" in held.skip_message and "accept" in held.skip_message
+
+    verdict["passed"] = True  # a person accepted the drifted features in a run of the drift asset
+    assert jobs.resolve_job_def("drift_report_job").execute_in_process(instance=instance).success
+    [request] = _tick(defs, instance, held.cursor).run_requests
+    assert request.run_key == f"retry:{stopped.run_id}"

@@ -19,6 +19,9 @@ the risk list, the snapshot; no model is trained). This module decides, at each 
 * a rescoring (or nightly) run of the city still waiting in the queue reads them when it
   starts: nothing more is asked.
 
+When the last run that rebuilds the list failed, ``decide_retry`` says whether to ask again
+(after an error, with a growing wait; after a failed blocking check, once it passes).
+
 Two writers never run on one city at once: the requested run carries the writer (and city) tag
 and waits in the run queue. Plain functions, no Dagster: ``assets/sensors.py`` wires them.
 """
@@ -55,6 +58,7 @@ class Decision:
     reason: str
     run_key: str | None = None
     sources: tuple[str, ...] = ()  # the list-relevant sources the rescoring follows
+    attempt: int = 0  # a retry of a failed list run: which one
 
 
 def decide(landings: Iterable[LandingRun], cursor: float | None, *, now: float, relevant: Iterable[str],
@@ -92,3 +96,66 @@ def decide(landings: Iterable[LandingRun], cursor: float | None, *, now: float, 
     return Decision(True, last.ended_at,
                     f"{len(scored)} landing run(s) staged {', '.join(sources)} since the list was built",
                     run_key=f"rescore:{last.run_id}", sources=sources)
+
+
+# --- a failed list run is retried, not left until the next schedule ---------------------------
+
+RETRY_TAG = "toda/list_retry"  # on a retry: which attempt it is (1, 2, …)
+MAX_RETRIES = 3
+RETRY_BACKOFF_SECONDS = 300.0  # after the first failure; doubled after each failed retry
+RETRY_ENV = "TODA_LIST_RETRY_SECONDS"
+
+
+def retry_backoff_seconds() -> float:
+    """The wait before the first retry (``TODA_LIST_RETRY_SECONDS``, default 300 s)."""
+    value = os.environ.get(RETRY_ENV, "").strip()
+    return float(value) if value else RETRY_BACKOFF_SECONDS
+
+
+@dataclass(frozen=True)
+class ListRun:
+    """The latest run of the city that rebuilds the list (nightly, morning, retraining, a retry)."""
+    run_id: str
+    job: str
+    failed: bool  # finished and failed (a success, or a run still going, is never retried)
+    started_at: float  # epoch seconds
+    ended_at: float | None
+    attempt: int = 0  # 0: not itself a retry
+    failed_checks: tuple[str, ...] = ()  # the blocking checks that failed in it ("asset:check")
+
+
+def decide_retry(last: ListRun | None, *, now: float, published_at: float | None,
+                 passed_since: Iterable[str] = (), list_active: bool = False,
+                 max_retries: int = MAX_RETRIES, backoff: float = RETRY_BACKOFF_SECONDS) -> Decision:
+    """Whether to ask again for the list after ``last`` failed (``published_at``: when the
+    portal's snapshot was last written, None if never).
+
+    A run that failed on an error (a crash, a lock, the machine out of memory) is retried after
+    ``backoff`` seconds, doubled after each failed retry, at most ``max_retries`` times; then it
+    waits for the next schedule. A run stopped by a blocking check (the drift gate, a source's
+    check) is a question for a person: retrying changes nothing, so it is retried once every check
+    that stopped it has passed since (``passed_since``: e.g. the drifted features accepted in a
+    run of the drift asset). A new file is the landing path's business (``decide``)."""
+    if last is None or not last.failed or last.ended_at is None:
+        return Decision(False, None, "the last run that rebuilds the list did not fail")
+    if published_at is not None and published_at >= last.started_at:
+        return Decision(False, None, "a list was published in or since the last failed run")
+    if list_active:
+        return Decision(False, None, "a run that rebuilds the list is queued or running")
+    key = f"retry:{last.run_id}"
+    if last.failed_checks:
+        waiting = sorted(set(last.failed_checks) - set(passed_since))
+        if waiting:
+            return Decision(False, None, f"{last.job} ({last.run_id}) was stopped by {', '.join(waiting)}: "
+                                         f"retried once it passes (fix the source, or accept the drift)")
+        return Decision(True, None, f"{', '.join(sorted(last.failed_checks))} passed since {last.job} "
+                                    f"({last.run_id}) was stopped by it: the list again", run_key=key, attempt=1)
+    if last.attempt >= max_retries:
+        return Decision(False, None, f"{last.job} ({last.run_id}) failed after {last.attempt} retries: "
+                                     f"the next schedule builds the list (see the alert)")
+    wait = backoff * 2 ** last.attempt
+    if now - last.ended_at < wait:
+        return Decision(False, None, f"{last.job} ({last.run_id}) failed: retry {last.attempt + 1} of "
+                                     f"{max_retries} in {wait - (now - last.ended_at):.0f} s")
+    return Decision(True, None, f"{last.job} ({last.run_id}) failed: retry {last.attempt + 1} of {max_retries}",
+                    run_key=key, attempt=last.attempt + 1)
