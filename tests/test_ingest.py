@@ -226,3 +226,24 @@ def test_a_schema_change_in_the_catalogue_replays_the_archive(paths, con, key, m
     df = staged(con, "attendance_daily")
     assert len(df) == 4 and "period_no" in df.columns and df["period_no"].isna().all()
     assert list(manifest(con)["outcome"]) == ["applied"]
+
+
+def test_toda_files_lists_what_happened_to_each_file_under_the_warehouse_settings(paths, con, key, monkeypatch):
+    """`toda files` opens the warehouse as every reader does (warehouse.connect: the settings'
+    memory limit and threads), so a malformed setting is named, not ignored."""
+    from click.testing import CliRunner
+
+    from toda_platform.cli import main
+
+    attendance(paths, "出欠_2024-04.csv", APRIL)
+    ingest_source(con, ATT, paths, key)
+    attendance(paths, "出欠_2024-04 (2).csv", APRIL)  # the same bytes sent again
+    ingest_source(con, ATT, paths, key)
+    con.close()
+    monkeypatch.setenv("TODA_DUCKDB_THREADS", "1")
+    out = CliRunner().invoke(main, ["files", "attendance_daily", "--home", str(paths.home)], terminal_width=200)
+    assert out.exit_code == 0, out.output
+    assert "出欠_2024-04.csv" in out.output and "applied" in out.output and "duplicate" in out.output
+    monkeypatch.setenv("TODA_DUCKDB_MEMORY_LIMIT", "lots")
+    bad = CliRunner().invoke(main, ["files", "attendance_daily", "--home", str(paths.home)])
+    assert bad.exit_code != 0 and "TODA_DUCKDB_MEMORY_LIMIT" in str(bad.exception or bad.output)

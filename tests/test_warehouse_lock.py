@@ -69,6 +69,14 @@ def test_memory_limit_and_threads_come_from_the_settings(tmp_path, monkeypatch):
     monkeypatch.setenv(warehouse.THREADS_ENV, "two")
     with pytest.raises(ValueError, match="TODA_DUCKDB_THREADS"):
         warehouse.connect(tmp_path / "w.duckdb")
+    monkeypatch.setenv(warehouse.THREADS_ENV, "1")
+    for size in ("4GB", "512 MB", "8GiB", "1.5GB", "80%"):  # DuckDB takes each of these
+        monkeypatch.setenv(warehouse.MEMORY_ENV, size)
+        warehouse.connect(tmp_path / "w.duckdb").close()
+    for wrong in ("lots", "4", "GB", "4 GB please"):  # DuckDB's own error names no setting
+        monkeypatch.setenv(warehouse.MEMORY_ENV, wrong)
+        with pytest.raises(ValueError, match="TODA_DUCKDB_MEMORY_LIMIT"):
+            warehouse.connect(tmp_path / "w.duckdb")
 
 
 def test_beyond_the_memory_limit_duckdb_spills_beside_the_warehouse_not_into_the_working_folder(

@@ -163,13 +163,14 @@ def _exit_if_failed(result) -> None:
 
 
 def _print_summary(paths: Paths) -> None:
-    import duckdb
     from rich.table import Table
 
     from toda_platform.catalogue import CATALOGUE
+    from toda_platform.warehouse import connect
 
     console = _console()
-    con = duckdb.connect(str(paths.warehouse), read_only=True)
+    # the settings' memory limit and threads, and a wait (said on stderr) if a run holds the file
+    con = connect(paths.warehouse, read_only=True, log=lambda m: click.echo(m, err=True))
     try:
         table = Table(title="staging tables")
         for name in ("source", "rows", "files applied", "duplicates", "superseded", "quarantined", "held"):
@@ -487,11 +488,12 @@ def alerts_close(home, alert_id, note) -> None:
 @click.option("--all", "everything", is_flag=True, help="Every file, not only the 20 most recent.")
 def files(home, source, everything) -> None:
     """What happened to each file landed for SOURCE (from the manifest)."""
-    import duckdb
     from rich.table import Table
 
+    from toda_platform.warehouse import connect
+
     paths = _paths(home)
-    con = duckdb.connect(str(paths.warehouse), read_only=True)
+    con = connect(paths.warehouse, read_only=True, log=lambda m: click.echo(m, err=True))
     try:
         rows = con.execute(
             "SELECT file_name, outcome, period, rows_kept, coalesce(message, '') FROM staging.file_manifest "

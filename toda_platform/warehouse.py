@@ -65,6 +65,9 @@ def engine_config() -> dict[str, str]:
     out = {}
     memory = os.environ.get(MEMORY_ENV, "").strip()
     if memory:
+        # DuckDB's own message ("Memory must have a number") names neither the setting nor the value
+        if not re.fullmatch(r"\d+(\.\d+)?\s*([KMGT]i?B|[KMGT]|bytes?)|\d+(\.\d+)?\s*%", memory, re.IGNORECASE):
+            raise ValueError(f"{MEMORY_ENV}={memory!r}: a size such as 4GB, 512MB or 8GiB")
         out["memory_limit"] = memory
     threads = os.environ.get(THREADS_ENV, "").strip()
     if threads:
