@@ -22,9 +22,17 @@ def _portal_db(toda: TodaHome) -> bool:
     if toda.deployment:  # a run of one city of the deployment: that city's portal
         os.environ["TODA_HOME"] = str(home)
     os.environ.setdefault("TODA_HOME", str(home))
-    from portal.commands import setup
+    from portal.commands import pending_migrations, setup
 
     setup()
+    pending = pending_migrations()
+    if pending:  # the rules would fail on a missing table or column, naming neither the cause nor the fix
+        raise dg.Failure(
+            description=f"the portal database of {home} is behind this code: {len(pending)} migration(s) not "
+                        f"applied ({', '.join(pending[:5])}{', …' if len(pending) > 5 else ''}), e.g. a database "
+                        f"copied from an older installation. Restart the portal (`toda portal` migrates its "
+                        f"database at start); the misuse rules run again at the next half hour.",
+            allow_retries=False)
     return True
 
 

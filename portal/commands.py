@@ -55,6 +55,17 @@ def migrate(verbosity: int = 0) -> None:
             c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
+def pending_migrations() -> list[str]:
+    """The migrations this code has that the portal database has not applied ("app.name"): a
+    database copied from an older installation, or a portal not restarted since an upgrade."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection)
+    plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    return [f"{m.app_label}.{m.name}" for m, backwards in plan if not backwards]
+
+
 def add_user(username: str, role_key: str, password: str, *, school: str = "", agency: str = ""):
     """Create (or update the role and password of) a portal user; validated like the admin."""
     from django.contrib.auth import get_user_model

@@ -105,3 +105,29 @@ def test_misuse_rules_open_incidents_and_the_check_fails_until_closed(settings):
     opened = scan()
     assert len(opened) >= 4 and len(scan()) == 0  # one incident per rule, user and day
     assert len(open_incidents()) == len(opened)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_portal_database_behind_the_code_is_named_with_its_fix_not_a_missing_table(tmp_path):
+    """A portal database copied from an older installation: ops/access_incidents says which
+    migrations are missing and how to apply them, instead of failing inside the misuse rules."""
+    from django.core.management import call_command
+
+    from assets.ops import _portal_db
+    from portal.commands import pending_migrations
+    from resources.toda import TodaHome
+
+    assert pending_migrations() == []
+    (tmp_path / "portal").mkdir()
+    (tmp_path / "portal" / "portal.sqlite3").touch()
+    assert _portal_db(TodaHome(home=str(tmp_path)))
+    call_command("migrate", "portal", "0001", verbosity=0)  # the older installation's schema
+    try:
+        assert pending_migrations() == ["portal.0002_audit_subject_commitments"]
+        with pytest.raises(dg.Failure) as failure:
+            _portal_db(TodaHome(home=str(tmp_path)))
+        assert "portal.0002_audit_subject_commitments" in failure.value.description
+        assert "`toda portal` migrates" in failure.value.description
+    finally:
+        call_command("migrate", verbosity=0)
+    assert pending_migrations() == []
