@@ -12,7 +12,8 @@ files twice, each time in a fresh copy:
 * **sequential**: one city after another;
 * **parallel**: all cities at once (what the run queue allows: one writer per city).
 
-Prints the wall time of each city's refresh in both modes, the totals and their ratio, each
+Prints the wall time and CPU seconds of each city's refresh in both modes, the totals and their
+ratio, the machine's busy CPU seconds in each mode (so other programs' share shows), each
 refresh's peak resident memory (its own process, from ``wait4``) and the machine's peak memory
 in use above its level at the start of the mode (sampled from /proc/meminfo every 0.2 s — it
 counts every other program's memory too: meaningful on a quiet machine only).
@@ -64,8 +65,16 @@ def memory_in_use_mb() -> float:
     return (info["MemTotal"] - info["MemAvailable"]) / 1024
 
 
+def machine_cpu_seconds() -> float:
+    """CPU seconds the whole machine has spent busy since boot (every program: /proc/stat)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 class MemorySampler:
-    """The machine's peak memory in use while a block runs, above its level at the start."""
+    """The machine's peak memory in use while a block runs, above its level at the start; and
+    the machine's busy CPU seconds meanwhile (beside the refreshes' own: what else ran)."""
 
     def __init__(self, every: float = 0.2):
         self.every, self.peak, self._stop = every, 0.0, threading.Event()
@@ -73,6 +82,7 @@ class MemorySampler:
     def __enter__(self):
         self.start = memory_in_use_mb()
         self.peak = self.start
+        self.cpu_start = machine_cpu_seconds()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         return self
@@ -84,6 +94,7 @@ class MemorySampler:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
+        self.machine_cpu = machine_cpu_seconds() - self.cpu_start
 
     @property
     def above_idle_mb(self) -> float:
@@ -104,6 +115,7 @@ def wait(proc: subprocess.Popen, started: float) -> dict:
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     return {"seconds": round(time.perf_counter() - started, 1), "exit": proc.returncode,
+            "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
             "peak_rss_mb": round(usage.ru_maxrss / 1024)}  # kilobytes on Linux
 
 
@@ -132,6 +144,8 @@ def run_mode(mode: str, deployment: Path, cities: list[str], logs: Path, memory_
             for t in threads:
                 t.join()
     return {"cities": results, "total_seconds": round(time.perf_counter() - began, 1),
+            "cpu_seconds": round(sum(r["cpu_seconds"] for r in results.values()), 1),
+            "machine_cpu_seconds": round(memory.machine_cpu, 1),
             "machine_peak_above_idle_mb": round(memory.above_idle_mb)}
 
 
@@ -172,14 +186,19 @@ def main() -> None:
             figures[mode] = run_mode(mode, deployment, cities, logs, args.memory_limit)
         seq, par = figures["sequential"], figures["parallel"]
         figures["ratio_sequential_over_parallel"] = round(seq["total_seconds"] / par["total_seconds"], 2)
-        print(f"\n{'city':8} {'scale':>5} {'seq s':>8} {'par s':>8} {'seq RSS MB':>11} {'par RSS MB':>11}")
+        print(f"\n{'city':8} {'scale':>5} {'seq s':>8} {'par s':>8} {'seq CPU s':>10} {'par CPU s':>10} "
+              f"{'seq RSS MB':>11} {'par RSS MB':>11}")
         for city in cities:
             s, p = seq["cities"][city], par["cities"][city]
             print(f"{city:8} {figures['scales'][city]:>5} {s['seconds']:>8} {p['seconds']:>8} "
-                  f"{s['peak_rss_mb']:>11} {p['peak_rss_mb']:>11}"
+                  f"{s['cpu_seconds']:>10} {p['cpu_seconds']:>10} {s['peak_rss_mb']:>11} {p['peak_rss_mb']:>11}"
                   + ("" if s["exit"] == p["exit"] == 0 else f"  (exit {s['exit']}/{p['exit']}: see {logs})"))
         print(f"total: sequential {seq['total_seconds']} s, parallel {par['total_seconds']} s, "
               f"ratio {figures['ratio_sequential_over_parallel']} on {figures['cpus']} CPUs")
+        for mode in ("sequential", "parallel"):
+            m = figures[mode]
+            print(f"{mode}: the refreshes used {m['cpu_seconds']} CPU s of the machine's {m['machine_cpu_seconds']} "
+                  f"busy CPU s in {m['total_seconds']} s of wall (anything beyond theirs was other programs)")
         print(f"machine memory in use above idle, peak: sequential {seq['machine_peak_above_idle_mb']} MB, "
               f"parallel {par['machine_peak_above_idle_mb']} MB")
         if args.out:
