@@ -134,7 +134,7 @@ def test_home_city_file_then_env_then_toda(tmp_path, monkeypatch):
      "sources.rst.values.dependency", "it has no value map"),
     (lambda r: r["sources"]["rst"].update(file_name="RST.csv"),
      "sources.rst.file_name", "needs {period}"),
-    (lambda r: r["sources"].pop("rst"), "sources", "missing rst"),
+    (lambda r: r["sources"].pop("attendance_daily"), "sources", "missing attendance_daily: every city exports"),
     (lambda r: r["sources"].update(lunch_money=r["sources"]["rst"]), "sources.lunch_money", "unknown source"),
     (lambda r: r["publication"].update(pilot_schools=["B1234"]),
      "publication.pilot_schools.0", "not a 学校コード"),
@@ -183,3 +183,17 @@ def test_a_file_that_is_not_toml_names_the_file(tmp_path):
 def test_city_is_a_value_object_per_file_version(tmp_path):
     assert load_city("toda") is load_city("toda")
     assert isinstance(load_city(TODA_FILE), City)
+
+
+def test_a_city_that_does_not_export_a_source_leaves_its_section_out(tmp_path):
+    """Not every city runs RST or AIGROW: their sections are left out, their specs are marked not
+    exported (complete, so the empty staging tables and their features build as any other)."""
+    raw = toda_raw()
+    for key in ("rst", "aigrow"):
+        raw["sources"].pop(key)
+    city = parse_city(raw, tmp_path / "small.toml")
+    assert set(city.not_exported) == {"aigrow", "rst"}
+    assert list(city.specs) == list(catalogue.CATALOGUE)  # every source still has a spec, in the catalogue's order
+    assert not city.spec("rst").exported and city.spec("attendance_daily").exported
+    assert city.spec("rst").columns and city.spec("rst").export is not None
+    assert load_city("toda").not_exported == ()

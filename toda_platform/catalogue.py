@@ -261,6 +261,10 @@ class SourceSpec:
     # every header the city writes for any source (set by toda_platform.city): a file holding
     # none of them has most likely lost its header line
     city_headers: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
+    # False: the city's file has no section for this source (the city does not export it). Its
+    # staging table exists, empty, so everything downstream runs; a file landed for it is
+    # quarantined with a message saying so (toda_platform/city.py, ingest.read_file)
+    exported: bool = True
 
     def column(self, name: str) -> Column:
         for col in self.columns:

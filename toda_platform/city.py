@@ -35,6 +35,9 @@ from toda_platform.catalogue import CATALOGUE, Column, ExportStyle, MonthlyGrid,
 CITIES_DIR = Path(__file__).with_name("cities")
 CITY_ENV = "TODA_CITY"
 DEFAULT_CITY = "toda"
+# what every city exports: the schools, the pupils, attendance and the survey that labels the
+# model. Any other source may be left out of a city file (not exported by that city)
+CORE_SOURCES = ("school_master", "pupil_registry", "attendance_daily", "long_absence_survey")
 SCHEMA_VERSION = 1
 VALUED_KINDS = ("category", "multi", "bool")
 
@@ -142,6 +145,11 @@ class City:
         except KeyError:
             raise KeyError(f"unknown source {key!r}; {self.name} exports: {', '.join(self.specs)}") from None
 
+    @property
+    def not_exported(self) -> tuple[str, ...]:
+        """The sources this city's file has no section for (their staging tables stay empty)."""
+        return tuple(k for k, s in self.specs.items() if not s.exported)
+
     def published(self, school_code: str) -> bool:
         """Whether a school's list and portal page are published (a pilot school, or no pilot list)."""
         return not self.pilot_schools or school_code in self.pilot_schools
@@ -209,8 +217,12 @@ def parse_city(raw: dict, path: Path) -> City:
         if key not in CATALOGUE:
             problems.append((_path("sources", key), f"unknown source; the catalogue's: {', '.join(CATALOGUE)}"))
     missing = [k for k in CATALOGUE if k not in doc.sources]
-    if missing:
-        problems.append(("sources", f"missing {', '.join(missing)} (every catalogue source needs its export)"))
+    core = [k for k in CORE_SOURCES if k in missing]
+    if core:
+        problems.append(("sources", f"missing {', '.join(core)}: every city exports these ({', '.join(CORE_SOURCES)}: "
+                                    f"the schools, the pupils, their attendance and the long-absence survey "
+                                    f"that labels the model); a section may be left out for any other source "
+                                    f"the city does not export"))
     for name, mapping in doc.value_sets.items():
         if not mapping:
             problems.append((_path("value_sets", name), "empty"))
@@ -234,6 +246,13 @@ def parse_city(raw: dict, path: Path) -> City:
         raise CityFileError(path.name, list(dict.fromkeys(problems)))
     every = frozenset(h for s in specs.values() for c in s.columns for h in c.accepted_headers)
     specs = {k: replace(s, city_headers=every) for k, s in specs.items()}
+    if missing:
+        # Not exported by this city: a complete spec (the default city's) so that its staging
+        # table, checks and every feature built from it run on an empty table as on any other;
+        # the reader refuses any file landed for it before looking at the file (exported=False)
+        default = load_city(DEFAULT_CITY).specs
+        specs.update({k: replace(default[k], exported=False) for k in missing})
+    specs = {k: specs[k] for k in CATALOGUE}  # the catalogue's order, whatever the file's
     return City(name=doc.city.name, title_ja=doc.city.title_ja, board_ja=doc.city.board_ja, file=path,
                 specs=specs, pilot_schools=tuple(doc.publication.pilot_schools), office_ja=doc.city.office_ja,
                 breaks=tuple(breaks) if breaks else None, closed=frozenset(doc.calendar.closed),

@@ -179,9 +179,11 @@ def _print_summary(paths: Paths) -> None:
             (k, o): n for k, o, n in con.execute(
                 "SELECT source_key, outcome, count(*) FROM staging.file_manifest GROUP BY ALL").fetchall()
         }
+        not_exported = set(paths.city.not_exported)
         for key in CATALOGUE:
             rows, = con.execute(f"SELECT count(*) FROM staging.{key}").fetchone()
-            table.add_row(key, f"{rows:,}", *(str(counts.get((key, o), 0))
+            shown = f"{key} (not exported)" if key in not_exported else key
+            table.add_row(shown, f"{rows:,}", *(str(counts.get((key, o), 0))
                                               for o in ("applied", "duplicate", "superseded", "rejected", "held")))
         console.print(table)
         _print_models(console, con)

@@ -661,6 +661,11 @@ def read_file(
 
     ``data`` is the file's content when the caller has already read (and hashed) it."""
     name = display_name or path.name
+    if not spec.exported:
+        raise IngestError(name, f"the city file has no section [sources.{spec.key}]: this city does not export "
+                                f"{spec.title_ja} ({spec.key}), so its files are not read. If it now does, add the "
+                                f"section (`toda sources profile FILE --source {spec.key} --draft OUT` drafts it) and "
+                                f"land the file again", check="city_file")
     data = path.read_bytes() if data is None else data
     if not data.strip():
         raise IngestError(name, "the file is empty", check="not_empty")

@@ -123,7 +123,7 @@ def _candidate(spec: SourceSpec, paths: Paths, landed: "I.Landed") -> _Candidate
     """A file fit for a batch: UTF-8 or CP932, its headers known to the catalogue. Anything else
     (and whatever the one-file path would reject before reading rows) takes that path."""
     data = landed.data
-    if not data.strip():
+    if not data.strip() or not spec.exported:  # the one-file path says why
         return None
     try:
         encoding = parsing.detect_encoding(data)
