@@ -26,10 +26,25 @@ def _local(arg: str) -> str:
     return arg.replace(INSTALL_ROOT, str(ROOT)) if arg.startswith(INSTALL_ROOT) else arg
 
 
-def test_the_three_services_are_shipped():
-    assert {u.stem for u in UNITS} == {"toda-dagster-daemon", "toda-dagster-webserver", "toda-portal"}
+# a template unit's instance name (%i) and the variables its commands take from its environment files
+TEMPLATE_VALUES = {"%i": "toda", "${TODA_DEPLOYMENT}": "/srv/toda", "${TODA_PORTAL_PORT}": "8001"}
+
+
+def _environment_files(path: Path) -> list[str]:
+    """Every EnvironmentFile= line (a unit may have several; configparser keeps the last)."""
+    return [line.split("=", 1)[1].strip() for line in path.read_text(encoding="utf-8").splitlines()
+            if line.startswith("EnvironmentFile=")]
+
+
+def test_the_three_services_and_the_deployments_portal_template_are_shipped():
+    services = {u.stem for u in UNITS if not u.stem.endswith("@")}
+    assert services == {"toda-dagster-daemon", "toda-dagster-webserver", "toda-portal"}
     target = _unit(ROOT / "deploy" / "systemd" / "toda.target")
-    assert set(target["Unit"]["Wants"].split()) == {u.name for u in UNITS}
+    assert set(target["Unit"]["Wants"].split()) == {f"{s}.service" for s in services}
+    # many cities: one portal per city (toda-portal@<city>), its home under the deployment
+    template = ROOT / "deploy" / "systemd" / "toda-portal@.service"
+    assert _environment_files(template) == ["/etc/toda/toda.env", "/etc/toda/portal-%i.env"]
+    assert "--home ${TODA_DEPLOYMENT}/cities/%i" in _unit(template)["Service"]["ExecStart"]
 
 
 @pytest.mark.parametrize("unit", UNITS, ids=lambda p: p.stem)
@@ -37,7 +52,7 @@ def test_a_unit_restarts_starts_at_boot_and_reads_the_environment(unit):
     u = _unit(unit)
     assert u["Service"]["Restart"] == "always" and int(u["Service"]["RestartSec"]) > 0
     assert u["Install"]["WantedBy"] == "multi-user.target"
-    assert u["Service"]["EnvironmentFile"] == "/etc/toda/toda.env"
+    assert _environment_files(unit)[0] == "/etc/toda/toda.env"
     assert u["Service"]["User"] == "toda" and u["Service"]["WorkingDirectory"] == INSTALL_ROOT
     env = dict(line.split("=", 1) for line in (ROOT / "deploy" / "toda.env.example").read_text(encoding="utf-8").splitlines()
                if line and not line.startswith("#"))
@@ -50,6 +65,8 @@ def test_every_command_of_a_unit_exists_in_the_venv_and_accepts_its_options(unit
     u = _unit(unit)
     commands = [u["Service"][k] for k in ("ExecStartPre", "ExecStart") if k in u["Service"]]
     for command in commands:
+        for placeholder, value in TEMPLATE_VALUES.items():
+            command = command.replace(placeholder, value)
         argv = [_local(a) for a in shlex.split(command)]
         binary = Path(argv[0])
         assert binary.parent == ROOT / ".venv" / "bin" and binary.exists(), command
