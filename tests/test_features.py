@@ -295,6 +295,23 @@ def test_rebuilding_replaces_rows_and_keeps_one_latest(fresh):
     assert all(n == m for _, _, n, m in got)
 
 
+def test_a_build_raises_the_checkpoint_threshold_and_restores_it_even_after_a_failure(tmp_path):
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    setting = "SELECT current_setting('wal_autocheckpoint')"
+    con.execute("SET wal_autocheckpoint = '8MiB'")
+    before = con.execute(setting).fetchone()[0]
+    with pytest.raises(RuntimeError):
+        with features.wal_autocheckpoint(con, features.BUILD_WAL_AUTOCHECKPOINT):
+            assert con.execute(setting).fetchone()[0] not in (before, "16.0 MiB")
+            raise RuntimeError("a failed as-of date")
+    assert con.execute(setting).fetchone()[0] == before
+    tiny_city.build(con)
+    features.build_features(con, asof.as_of_dates(con)[-2:])
+    assert con.execute(setting).fetchone()[0] == before
+    assert con.execute("SELECT count(DISTINCT as_of_date) FROM marts.pupil_features").fetchone()[0] == 2
+    con.close()
+
+
 # ---------------------------------------------------------------------------------------------
 # Leakage: the property test
 # ---------------------------------------------------------------------------------------------
