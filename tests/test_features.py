@@ -247,6 +247,25 @@ def test_labels_exist_only_for_completed_years(fresh):
     assert (p4.date_30th_nonillness_absence == pd.Timestamp(2024, 5, 22)).all()
 
 
+def test_labels_from_the_absent_other_table_equal_those_from_the_known_views(fresh):
+    """build_labels reads the absent_other rows once (with the knowledge-date rule itself): the
+    same rows as the known attendance view and the staging table give, date by date."""
+    dates = asof.as_of_dates(fresh)
+    labels.build_labels(fresh, dates)
+    got = fresh.execute("SELECT * FROM marts.labels ORDER BY as_of_date, pupil_id").df()
+    staging = ("(SELECT pupil_id, date, known_date FROM staging.attendance_daily "
+               "WHERE status = 'absent_other')")
+    want = []
+    for a in dates:
+        asof.create_known_views(fresh, a.date)
+        labels.build_enrolled(fresh, a)  # nonillness from k_attendance_daily
+        available = [labels._survey_available(fresh, y) for y in (a.school_year, a.school_year - 1)]
+        want.append(fresh.execute(labels._label_sql(a, *available, staging)).df())
+    want = pd.concat(want).sort_values(["as_of_date", "pupil_id"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(got[want.columns], want, check_dtype=False)
+    assert got.known_case.any() and got.nonillness_absent_days.max() >= 30
+
+
 def test_feature_rows_are_the_labels_cohort_and_a_year_batch_equals_single_dates(fresh):
     """The feature builder counts the cohort's absences from its per-segment sums, the labels
     from the known views: both must agree, and a batch of a whole year must give the same rows as
