@@ -262,8 +262,11 @@ class LightGBMModel(_CalibratedRaw):
         self.features = list(self.features)
         y, yv = _labels(train), _labels(valid)
         pos = max(y.sum(), 1.0)
-        params = {**DEFAULT_LGB_PARAMS, "scale_pos_weight": float((len(y) - y.sum()) / pos),
-                  **self.params_override}
+        params = {**DEFAULT_LGB_PARAMS, **self.params_override}
+        # balanced: the positives' total weight equals the negatives' in every tree, whose rows
+        # hold a ``neg_bagging_fraction`` share of the negatives and every positive
+        params.setdefault("scale_pos_weight", float((len(y) - y.sum()) / pos)
+                          * float(params.get("neg_bagging_fraction", 1.0)))
         params["num_threads"] = min(int(params.get("num_threads", 2)), 2)
         dtrain = lgb.Dataset(feature_matrix(train, self.features), y, feature_name=self.features,
                              free_raw_data=True)
