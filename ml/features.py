@@ -881,9 +881,10 @@ def build_features(con: duckdb.DuckDBPyConnection, as_ofs: list[AsOf], *,
     ``fingerprints`` (``ml.inputs.features_fingerprints``): what each date's rows are built
     from; a date whose rows were built from the same is left as it is (``report.unchanged``).
 
-    Each as-of date is replaced in its own short transaction once its rows are computed (in temp
-    tables, outside any transaction: a transaction spanning a whole range would keep every
-    replaced temp table alive until it ends and grow without bound). A run that fails part-way
+    Each as-of date is replaced in its own short transaction once its feature blocks are
+    computed (in temp tables, outside any transaction: a transaction spanning a whole range would
+    keep every replaced temp table alive until it ends and grow without bound); the join of the
+    blocks is inserted in that transaction. A run that fails part-way
     leaves each as-of date either old or new, never mixed; Dagster marks the run failed and a
     re-run completes it.
 
