@@ -195,12 +195,14 @@ def fit_and_evaluate(model, train: pd.DataFrame, valid: pd.DataFrame, test: pd.D
                      fold: Fold, calendar=None, *, n_draws: int = 20) -> ModelResult:
     """Fit on ``train`` (early stopping and calibration on ``valid``), evaluate on ``test``."""
     model.fit(train, valid)
-    raw, prob = model.raw(test), model.predict(test)
+    # each slice scored once: ``probability`` maps raw scores (``predict`` would score again)
+    raw, valid_raw = model.raw(test), model.raw(valid)
+    prob = model.probability(raw)
     metrics = evaluate_scores(test, raw, prob)
     lead = {}
     if calendar is not None and len(calendar):
         lead = {s: lead_time(test, raw, calendar, n_draws=n_draws, subset=s) for s in ("all", "new")}
-    return ModelResult(model, fold, metrics, lead, raw, prob, model.raw(valid), model.predict(valid))
+    return ModelResult(model, fold, metrics, lead, raw, prob, valid_raw, model.probability(valid_raw))
 
 
 def evaluate_fold(frame: pd.DataFrame, fold: Fold, models: Sequence, calendar=None, *,

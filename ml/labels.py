@@ -76,8 +76,18 @@ LABEL_COLUMNS = {
 }
 
 
-def nonillness_sql(as_of: AsOf) -> str:
-    """Per pupil, absent_other days of the school year known before ``as_of`` (``k_*`` views)."""
+def nonillness_sql(as_of: AsOf, absent_other: str | None = None) -> str:
+    """Per pupil, absent_other days of the school year known before ``as_of`` (``k_*`` views).
+
+    ``absent_other``: a table of the staging attendance rows with that status (``pupil_id``,
+    ``date``, ``known_date``; see :func:`build_labels`), read with the knowledge-date rule
+    itself — the same count without a scan of the whole attendance table per as-of date."""
+    if absent_other:
+        return f"""
+        SELECT pupil_id, count(*)::INTEGER AS n
+        FROM {absent_other}
+        WHERE known_date < {sql_date(as_of.date)} AND date >= {sql_date(as_of.year_start)}
+        GROUP BY pupil_id"""
     return f"""
         SELECT pupil_id, count(*)::INTEGER AS n
         FROM k_attendance_daily
@@ -118,6 +128,13 @@ def build_enrolled(con: duckdb.DuckDBPyConnection, as_of: AsOf, nonillness: str 
     con.execute(f"CREATE OR REPLACE TEMP TABLE _enrolled AS {enrolled_sql(as_of, nonillness)}")
 
 
+# Every absent_other row of staging (with its knowledge date; the label's 30th absence ignores it):
+# read once per build instead of two scans of the attendance table per as-of date.
+ABSENT_OTHER = "_absent_other"
+ABSENT_OTHER_SQL = (f"CREATE OR REPLACE TEMP TABLE {ABSENT_OTHER} AS SELECT pupil_id, date, known_date "
+                    "FROM staging.attendance_daily WHERE status = 'absent_other'")
+
+
 def _survey_available(con: duckdb.DuckDBPyConnection, year: int) -> bool:
     """Whether the long-absence survey of ``year`` is in staging (ignoring knowledge dates)."""
     n = con.execute(
@@ -129,7 +146,8 @@ def _survey_available(con: duckdb.DuckDBPyConnection, year: int) -> bool:
         "AND outcome = 'applied' AND period = ?", [str(year)]).fetchall()[0][0])
 
 
-def _label_sql(as_of: AsOf, cur_available: bool, prev_available: bool) -> str:
+def _label_sql(as_of: AsOf, cur_available: bool, prev_available: bool,
+               absent_other: str = ABSENT_OTHER) -> str:
     y = as_of.school_year
     cur = "TRUE" if cur_available else "FALSE"
     prev = "TRUE" if prev_available else "FALSE"
@@ -146,9 +164,8 @@ def _label_sql(as_of: AsOf, cur_available: bool, prev_available: bool) -> str:
         SELECT pupil_id, date
         FROM (SELECT pupil_id, date,
                      row_number() OVER (PARTITION BY pupil_id ORDER BY date) AS rn
-              FROM staging.attendance_daily
-              WHERE status = 'absent_other'
-                AND date >= {sql_date(date(y, 4, 1))} AND date < {sql_date(date(y + 1, 4, 1))})
+              FROM {absent_other}
+              WHERE date >= {sql_date(date(y, 4, 1))} AND date < {sql_date(date(y + 1, 4, 1))})
         WHERE rn = {DEFINITION_DAYS}
     )
     SELECT e.pupil_id, e.as_of_date, e.as_of_kind, e.school_year, e.school_code, e.grade,
@@ -203,10 +220,12 @@ def build_labels(con: duckdb.DuckDBPyConnection, as_ofs: list[AsOf], *,
             con.execute("DELETE FROM marts.labels WHERE as_of_date = ?", [d])
         inputs.forget(con, "marts.labels", stale)
     same = inputs.unchanged(con, "marts.labels", fingerprints) if fingerprints else set()
+    if any(a.date not in same for a in as_ofs):
+        con.execute(ABSENT_OTHER_SQL)
     for a in as_ofs:
         if a.date not in same:
             create_known_views(con, a.date)
-            build_enrolled(con, a)
+            build_enrolled(con, a, nonillness_sql(a, ABSENT_OTHER))
             with maybe_transaction(con):
                 con.execute("DELETE FROM marts.labels WHERE as_of_date = ?", [a.date])
                 con.execute(f"INSERT INTO marts.labels BY NAME "
@@ -220,4 +239,5 @@ def build_labels(con: duckdb.DuckDBPyConnection, as_ofs: list[AsOf], *,
         counts[a.date.isoformat()] = {"cohort": n[0], "known_cases": n[1], "label_true": n[2],
                                       "labelled": n[3], **({"unchanged": True} if a.date in same else {})}
     con.execute("DROP TABLE IF EXISTS _enrolled")
+    con.execute(f"DROP TABLE IF EXISTS {ABSENT_OTHER}")
     return counts

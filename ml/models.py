@@ -1,7 +1,9 @@
 """The three models compared on one cohort: the city's rule, a logistic regression, LightGBM.
 
 All three share one interface: ``fit(train, valid)`` on model frames (:mod:`ml.dataset`),
-``raw(frame)`` — the ranking score — and ``predict(frame)`` — the calibrated probability.
+``raw(frame)`` — the ranking score — and ``predict(frame)`` — the calibrated probability, which
+is ``probability(raw(frame))`` (an evaluation that has the raw scores maps them, without scoring
+the rows twice).
 
 * **Rule baseline** (:class:`RuleBaseline`): the city's earlier logic — the pupil's absence days
   so far this year and a projection of the year's absence count. Score = projected absences for
@@ -107,6 +109,16 @@ class PlattCalibrator:
 # Models
 # ---------------------------------------------------------------------------------------------
 
+class _CalibratedRaw:
+    """``predict`` = the calibrator on the raw score (the regression and LightGBM)."""
+
+    def probability(self, raw: np.ndarray) -> np.ndarray:
+        return self.calibrator(raw)
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.probability(self.raw(frame))
+
+
 @dataclass
 class RuleBaseline:
     """The city's earlier logic; see the module docstring."""
@@ -141,8 +153,13 @@ class RuleBaseline:
     def _z(self, frame: pd.DataFrame) -> np.ndarray:
         return np.log1p(np.maximum(self.raw(frame), 0))
 
+    def probability(self, raw: np.ndarray) -> np.ndarray:
+        """The calibrated probability of scores from :meth:`raw` (``predict`` without
+        recomputing them)."""
+        return self.calibrator(np.log1p(np.maximum(raw, 0)))
+
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.calibrator(self._z(frame))
+        return self.probability(self.raw(frame))
 
     def params(self) -> dict:
         return {"school_days_per_year": SCHOOL_DAYS_PER_YEAR,
@@ -191,7 +208,7 @@ class MedianImputer:
 
 
 @dataclass
-class LogisticModel:
+class LogisticModel(_CalibratedRaw):
     features: Sequence[str]
     C: float = 0.05
     max_iter: int = 300
@@ -221,9 +238,6 @@ class LogisticModel:
     def raw(self, frame: pd.DataFrame) -> np.ndarray:
         return self.pipeline.decision_function(feature_matrix(frame, self.features))
 
-    def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.calibrator(self.raw(frame))
-
     def params(self) -> dict:
         return {"C": self.C, "max_iter": self.max_iter, "class_weight": "balanced",
                 "negatives_kept": self.negative_share, "sample_seed": self.seed,
@@ -232,7 +246,7 @@ class LogisticModel:
 
 
 @dataclass
-class LightGBMModel:
+class LightGBMModel(_CalibratedRaw):
     features: Sequence[str]
     num_boost_round: int = 600
     early_stopping_rounds: int = 50
@@ -248,30 +262,33 @@ class LightGBMModel:
         self.features = list(self.features)
         y, yv = _labels(train), _labels(valid)
         pos = max(y.sum(), 1.0)
-        params = {**DEFAULT_LGB_PARAMS, "scale_pos_weight": float((len(y) - y.sum()) / pos),
-                  **self.params_override}
+        params = {**DEFAULT_LGB_PARAMS, **self.params_override}
+        # balanced: the positives' total weight equals the negatives' in every tree, whose rows
+        # hold a ``neg_bagging_fraction`` share of the negatives and every positive
+        params.setdefault("scale_pos_weight", float((len(y) - y.sum()) / pos)
+                          * float(params.get("neg_bagging_fraction", 1.0)))
         params["num_threads"] = min(int(params.get("num_threads", 2)), 2)
         dtrain = lgb.Dataset(feature_matrix(train, self.features), y, feature_name=self.features,
                              free_raw_data=True)
-        dvalid = lgb.Dataset(feature_matrix(valid, self.features), yv, reference=dtrain)
+        xv = feature_matrix(valid, self.features)
+        dvalid = lgb.Dataset(xv, yv, reference=dtrain)
         callbacks = [lgb.early_stopping(self.early_stopping_rounds, verbose=False)] \
             if yv.min() != yv.max() else []
         self.booster = lgb.train(params, dtrain, num_boost_round=self.num_boost_round,
                                  valid_sets=[dvalid], valid_names=["held_out"], callbacks=callbacks)
         self.train_params = {**params, "best_iteration": int(self.booster.best_iteration or
                                                              self.booster.current_iteration())}
-        self.calibrator = PlattCalibrator().fit(self.raw(valid), yv)
+        self.calibrator = PlattCalibrator().fit(self._raw_matrix(xv), yv)
         return self
 
     def _iteration(self):
         return self.booster.best_iteration or None
 
     def raw(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.booster.predict(feature_matrix(frame, self.features), raw_score=True,
-                                    num_iteration=self._iteration())
+        return self._raw_matrix(feature_matrix(frame, self.features))
 
-    def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.calibrator(self.raw(frame))
+    def _raw_matrix(self, x: np.ndarray) -> np.ndarray:
+        return self.booster.predict(x, raw_score=True, num_iteration=self._iteration())
 
     def contributions(self, frame: pd.DataFrame) -> np.ndarray:
         """Per-row contributions to the raw log-odds (last column: the bias)."""

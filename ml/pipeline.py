@@ -70,8 +70,14 @@ def importance_table(model: LightGBMModel, rows: pd.DataFrame) -> pd.DataFrame:
     return imp.sort_values("gain", ascending=False).reset_index(drop=True)
 
 
-def _log_result(tracker: Tracker, r: E.ModelResult, frame: pd.DataFrame, train, valid, test,
-                features: Sequence[str]) -> pd.DataFrame | None:
+def fold_fingerprints(train, valid, test, features: Sequence[str]) -> dict:
+    """What a fold's models are trained, held out and tested on (one hash of each slice per
+    fold: every model of the fold logs the same)."""
+    return {"train": fingerprint(train, features), "held_out": fingerprint(valid, features),
+            "test": fingerprint(test, features)}
+
+
+def _log_result(tracker: Tracker, r: E.ModelResult, test, prints: dict) -> pd.DataFrame | None:
     """Parameters, metrics and artifacts of one model and fold, in the active run."""
     fold = r.fold
     tracker.log_params({"model": r.model.name, **{f"fold_{k}": v for k, v in fold.to_dict().items()},
@@ -84,8 +90,7 @@ def _log_result(tracker: Tracker, r: E.ModelResult, frame: pd.DataFrame, train, 
             tracker.log_metrics({f"year_{subset}_{metric}": r.year_mean(metric, subset)})
     tracker.log_per_date(r.metrics)
     tracker.log_table(r.metrics, "metrics/per_as_of_date.csv")
-    tracker.log_json({"train": fingerprint(train, features), "held_out": fingerprint(valid, features),
-                      "test": fingerprint(test, features)}, "data/fingerprint.json")
+    tracker.log_json(prints, "data/fingerprint.json")
     d = E.headline_date(test.as_of_date)
     sel = (test.as_of_date == d).to_numpy()
     if sel.any():
@@ -140,6 +145,7 @@ def train_and_register(frame: pd.DataFrame, features: Sequence[str], tracker: Tr
         train, valid, test = E.split(labelled, fold)
         log(f"fold {fold.name}: train {fold.train_years} ({len(train)} rows), held out "
             f"{fold.valid_years} ({len(valid)}), test {len(test)} rows [{fold.strategy}]")
+        prints = fold_fingerprints(train, valid, test, features)
         models = [m for m in build_models(features, lgb_rounds=cfg.lgb_rounds,
                                           early_stopping=cfg.early_stopping, lgb_params=cfg.lgb_params)
                   if m.name in cfg.models]
@@ -149,7 +155,7 @@ def train_and_register(frame: pd.DataFrame, features: Sequence[str], tracker: Tr
                                    "kind": "temporal_evaluation"}) as run:
                 r = E.fit_and_evaluate(model, train, valid, test, fold, calendar,
                                        n_draws=cfg.lead_draws)
-                imp = _log_result(tracker, r, labelled, train, valid, test, features)
+                imp = _log_result(tracker, r, test, prints)
                 summary.results.append(r)
                 summary.run_ids[(model.name, fold.test_year)] = run.info.run_id
                 per_date.append(r.metrics.assign(model=model.name, test_year=fold.test_year))
@@ -159,14 +165,14 @@ def train_and_register(frame: pd.DataFrame, features: Sequence[str], tracker: Tr
                     f"AUC {h.get('roc_auc', float('nan')):.3f}, PR-AUC {h.get('pr_auc', float('nan')):.3f}")
                 if fold == production and isinstance(model, LightGBMModel) and cfg.register:
                     summary.importance = imp
-                    _register(tracker, summary, r, train, valid, test, features, run.info.run_id,
+                    _register(tracker, summary, r, prints, valid, test, features, run.info.run_id,
                               log, cfg.ece_tolerance)
     summary.per_date = pd.concat(per_date, ignore_index=True)
     summary.headline = E.headline_table(summary.results)
     return summary
 
 
-def _register(tracker, summary, r: E.ModelResult, train, valid, test, features, run_id, log,
+def _register(tracker, summary, r: E.ModelResult, prints: dict, valid, test, features, run_id, log,
               ece_tolerance: float = ECE_TOLERANCE):
     year = r.fold.test_year
     yv = valid.label.to_numpy()
@@ -179,7 +185,7 @@ def _register(tracker, summary, r: E.ModelResult, train, valid, test, features, 
     champ_version, champ = champion_figures(tracker, test, year)
     baseline = next(x for x in summary.results
                     if x.fold == r.fold and x.model.name == "rule_baseline")
-    train_sha = fingerprint(train, features)["sha256"]
+    train_sha = prints["train"]["sha256"]
     meta = {
         "model": "lightgbm", "features": list(features), "calibration": r.model.calibrator.to_dict(),
         "band_thresholds": thresholds, "band_targets": dict(BANDS), "fold": r.fold.to_dict(),
@@ -189,7 +195,7 @@ def _register(tracker, summary, r: E.ModelResult, train, valid, test, features, 
     # the same training (data, held-out slice, features, parameters) gives the same model: a
     # nightly rerun with no new labels registers nothing new
     key = hashlib.sha256(json.dumps(
-        [train_sha, fingerprint(valid, features)["sha256"], list(features),
+        [train_sha, prints["held_out"]["sha256"], list(features),
          {k: v for k, v in r.model.train_params.items() if k != "best_iteration"}],
         sort_keys=True, default=str).encode()).hexdigest()
     same = tracker.version_with_tag("training_key", key)

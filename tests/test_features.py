@@ -247,6 +247,25 @@ def test_labels_exist_only_for_completed_years(fresh):
     assert (p4.date_30th_nonillness_absence == pd.Timestamp(2024, 5, 22)).all()
 
 
+def test_labels_from_the_absent_other_table_equal_those_from_the_known_views(fresh):
+    """build_labels reads the absent_other rows once (with the knowledge-date rule itself): the
+    same rows as the known attendance view and the staging table give, date by date."""
+    dates = asof.as_of_dates(fresh)
+    labels.build_labels(fresh, dates)
+    got = fresh.execute("SELECT * FROM marts.labels ORDER BY as_of_date, pupil_id").df()
+    staging = ("(SELECT pupil_id, date, known_date FROM staging.attendance_daily "
+               "WHERE status = 'absent_other')")
+    want = []
+    for a in dates:
+        asof.create_known_views(fresh, a.date)
+        labels.build_enrolled(fresh, a)  # nonillness from k_attendance_daily
+        available = [labels._survey_available(fresh, y) for y in (a.school_year, a.school_year - 1)]
+        want.append(fresh.execute(labels._label_sql(a, *available, staging)).df())
+    want = pd.concat(want).sort_values(["as_of_date", "pupil_id"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(got[want.columns], want, check_dtype=False)
+    assert got.known_case.any() and got.nonillness_absent_days.max() >= 30
+
+
 def test_feature_rows_are_the_labels_cohort_and_a_year_batch_equals_single_dates(fresh):
     """The feature builder counts the cohort's absences from its per-segment sums, the labels
     from the known views: both must agree, and a batch of a whole year must give the same rows as
@@ -293,6 +312,23 @@ def test_rebuilding_replaces_rows_and_keeps_one_latest(fresh):
                                               (date(2024, 12, 2), "month_start"),
                                               (date(2024, 12, 21), "latest")]
     assert all(n == m for _, _, n, m in got)
+
+
+def test_a_build_raises_the_checkpoint_threshold_and_restores_it_even_after_a_failure(tmp_path):
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    setting = "SELECT current_setting('wal_autocheckpoint')"
+    con.execute("SET wal_autocheckpoint = '8MiB'")
+    before = con.execute(setting).fetchone()[0]
+    with pytest.raises(RuntimeError):
+        with features.wal_autocheckpoint(con, features.BUILD_WAL_AUTOCHECKPOINT):
+            assert con.execute(setting).fetchone()[0] not in (before, "16.0 MiB")
+            raise RuntimeError("a failed as-of date")
+    assert con.execute(setting).fetchone()[0] == before
+    tiny_city.build(con)
+    features.build_features(con, asof.as_of_dates(con)[-2:])
+    assert con.execute(setting).fetchone()[0] == before
+    assert con.execute("SELECT count(DISTINCT as_of_date) FROM marts.pupil_features").fetchone()[0] == 2
+    con.close()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -219,3 +219,35 @@ def test_models_refuse_unlabelled_training_rows():
     f.loc[f.index[:3], "label"] = np.nan
     with pytest.raises(ValueError, match="label"):
         RuleBaseline().fit(None, f)
+
+
+def test_probability_of_the_raw_scores_is_what_predict_gives_and_one_fit_evaluates_like_before():
+    """An evaluation scores each slice once and maps the raw scores with ``probability``: the
+    same numbers as ``predict`` (which scores the rows again), for each of the three models."""
+    f = make_frame(pupils=200)
+    fold = E.temporal_folds(E.completed_years(f), 1)[0]
+    train, valid, test = E.split(f, fold)
+    for model in fast_models():
+        r = E.fit_and_evaluate(model, train, valid, test, fold)
+        for frame, raw, prob in ((test, r.test_raw, r.test_prob), (valid, r.valid_raw, r.valid_prob)):
+            np.testing.assert_array_equal(raw, model.raw(frame))
+            np.testing.assert_array_equal(prob, model.predict(frame))
+            np.testing.assert_array_equal(model.probability(raw), model.predict(frame))
+        assert 0 <= r.test_prob.min() <= r.test_prob.max() <= 1
+        pd.testing.assert_frame_equal(r.metrics, E.evaluate_scores(test, model.raw(test),
+                                                                   model.predict(test)))
+
+
+def test_lightgbm_class_weight_follows_the_share_of_negatives_each_tree_sees():
+    """Balanced bagging (every positive, a share of the negatives per tree): the positives'
+    weight is scaled by that share, so both classes weigh the same in every tree; an explicit
+    scale_pos_weight is kept."""
+    f = make_frame(pupils=200)
+    train, valid, _ = E.split(f, E.temporal_folds(E.completed_years(f), 1)[0])
+    y = train.label.to_numpy()
+    ratio = (len(y) - y.sum()) / y.sum()
+    bagged = {**FAST_LGB, "bagging_freq": 1, "pos_bagging_fraction": 1.0, "neg_bagging_fraction": 0.25}
+    for override, want in (({**FAST_LGB, "neg_bagging_fraction": 1.0}, ratio), (bagged, ratio * 0.25),
+                           ({**bagged, "scale_pos_weight": 3.0}, 3.0)):
+        m = LightGBMModel(FEATURES, 20, 5, override).fit(train, valid)
+        assert m.train_params["scale_pos_weight"] == pytest.approx(want)
