@@ -266,8 +266,8 @@ def test_any_mix_of_attendance_deliveries_in_one_batch_matches_one_at_a_time(cit
     assert sorted(bstate[2]["quarantine"]) == sorted(
         [f"{names[i]}{x}" for i in broken for x in ("", ".reasons.json")]
         + ([f"{names[0]}{x}" for x in ("", ".reasons.json")] if stale and 0 not in broken else []))
-    if len(names) - len(broken) >= 2:
-        assert any("files)" in v.file_name for v in batched.validations)  # the batch path was taken
+    if not broken:  # the batch path was taken (with broken files, narrowing may leave single files)
+        assert any("files)" in v.file_name for v in batched.validations)
     assert batched.rows_inserted == alone.rows_inserted and batched.rows_deleted == alone.rows_deleted
     _assert_same(bstate, astate)
 

@@ -293,7 +293,7 @@ def begin(con, spec: SourceSpec, staged: Staged) -> Open | None:
     tx = Open(spec)
     con.execute("BEGIN TRANSACTION")
     try:
-        if spec.handling == "file":
+        if spec.handling != "rows":
             names = [f'"{c.staged_name}"' for c in spec.staged_columns]
             for table in staged.tables:
                 shas = [(p.index, sha) for sha, p in staged.files.items() if p.table == table]
