@@ -850,7 +850,7 @@ def _read_csv(con, spec, csv_path, name, encoding, headers, positions, unknown, 
 
 
 def _type_rows(con, spec: SourceSpec, name: str, positions, headers, key: bytes, line_sql: str, *,
-               source: str = "_raw r", carry: str = "", lookup_line_sql: str | None = None
+               source: str = "_raw r", carry: str = "", lookup_line_sql: str | None = None, period: bool = True
                ) -> dict[str, tuple[int, list[str]]]:
     """``_raw`` → ``_typed``: every staged column converted on its distinct raw values, with the
     line each row came from. Raises IngestError on a value that cannot be read. ``source`` and
@@ -893,9 +893,11 @@ def _type_rows(con, spec: SourceSpec, name: str, positions, headers, key: bytes,
     typed_cols = ", ".join(f'"{c.staged_name}"' for c in spec.staged_columns)
     order = ", _order" if spec.handling == "rows" else ""
     kept = ", _file" if carry else ""
+    # a batch leaves the period out: it is worked out per file from its distinct dates (coverage)
+    period_col = f", ({spec.period})::VARCHAR AS _period" if period else ""
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _typed AS
-        SELECT {typed_cols}, _line, ({spec.known_from})::DATE AS known_date, ({spec.period})::VARCHAR AS _period{order}{kept}
+        SELECT {typed_cols}, _line, ({spec.known_from})::DATE AS known_date{period_col}{order}{kept}
         FROM (SELECT {', '.join(select)} FROM {source} {' '.join(joins)} WHERE r._drop IS NULL)
     """)
     return unmapped
@@ -1532,8 +1534,12 @@ class _Held(Exception):
         super().__init__(error.message)
 
 
-def _covered(con, spec: SourceSpec) -> None:
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _cov AS SELECT _period AS _cov_period, {_scope_sql(spec)} AS _cov_scope, "
+def _covered(con, spec: SourceSpec, cov_from: str | None = None) -> None:
+    """What the file in ``_typed`` covers: rows per (period, scope). ``cov_from``: the same,
+    already counted for the file with its batch (``ingest_batch.coverage``)."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _cov AS SELECT _cov_period, _cov_scope, _cov_rows FROM {cov_from}"
+                if cov_from else
+                f"CREATE OR REPLACE TEMP TABLE _cov AS SELECT _period AS _cov_period, {_scope_sql(spec)} AS _cov_scope, "
                 f"count(*)::INTEGER AS _cov_rows FROM _typed GROUP BY ALL")
 
 
@@ -1543,10 +1549,11 @@ def _released(con, spec: SourceSpec, sha: str) -> bool:
 
 
 def _apply(con, spec: SourceSpec, staged: _StagedFile, out: "FileOutcome", landed: Landed, archive_path,
-           references_fp: str | None, tx: "ingest_batch.Open | None" = None) -> tuple[int, int]:
+           references_fp: str | None, tx: "ingest_batch.Open | None" = None, cov_from: str | None = None
+           ) -> tuple[int, int]:
     """Delete what the file replaces, insert its rows, record it: one transaction (``tx``: the
     batch's, which may already hold the file's rows). Raises _Held before changing anything."""
-    _covered(con, spec)
+    _covered(con, spec, cov_from)
     released = _released(con, spec, out.sha256)
     inserted_already = tx is not None and out.sha256 in tx.inserted
     if tx is None:
@@ -2114,9 +2121,11 @@ def _ingest_file(con, spec: SourceSpec, paths: Paths, key: bytes, landed: Landed
     if prestaged is not None:  # (a batch is never staged while pupils are erased: see ingest_batch)
         staged = prestaged.staged
         # read where it is, not copied (a form's rows set aside one by one copy it first: _as_table)
-        con.execute(f"CREATE OR REPLACE TEMP VIEW _typed AS SELECT * EXCLUDE (_file) FROM {prestaged.table} "
-                    f"WHERE _file = {int(prestaged.index)}")
+        con.execute(f"CREATE OR REPLACE TEMP VIEW _typed AS SELECT * EXCLUDE (_file), ({spec.period})::VARCHAR "
+                    f"AS _period FROM {prestaged.table} WHERE _file = {int(prestaged.index)}")
+        cov_from = f"{prestaged.table}{ingest_batch.COVERAGE} WHERE _file = {int(prestaged.index)}"
     else:
+        cov_from = None
         try:
             staged = read_file(con, spec, archive_path, key, display_name=landed.name, scratch=paths.home / "tmp",
                                data=landed.data)
@@ -2130,7 +2139,8 @@ def _ingest_file(con, spec: SourceSpec, paths: Paths, key: bytes, landed: Landed
     if damage is not None:
         return stop("held", [damage.to_dict()], damage.message, staged=staged)
 
-    scopes = [s for (s,) in con.execute(f"SELECT DISTINCT {_scope_sql(spec)} FROM _typed").fetchall()]
+    scopes = [s for (s,) in con.execute(f"SELECT DISTINCT _cov_scope FROM {cov_from}" if cov_from else
+                                        f"SELECT DISTINCT {_scope_sql(spec)} FROM _typed").fetchall()]
     ctx = quality.file_context(con, spec.key, landed.name, headers=staged.headers,
                                exported_on=_exported_on(landed.exported_at), period=staged.period,
                                references=refs, scopes=scopes)
@@ -2192,7 +2202,7 @@ def _ingest_file(con, spec: SourceSpec, paths: Paths, key: bytes, landed: Landed
                      f"the latest of each wins")
     out.message = "; ".join(notes) or None
     try:
-        ins, dele = _apply(con, spec, staged, out, landed, archive_path, refs_fp, tx)
+        ins, dele = _apply(con, spec, staged, out, landed, archive_path, refs_fp, tx, cov_from)
     except _Held as held:
         return stop("held", [held.error.to_dict()], held.error.message, staged=staged)
     if any(c.pii == "identity" for c in spec.columns):

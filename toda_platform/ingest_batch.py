@@ -19,6 +19,7 @@ and values. A clean file costs the batch path; a bad one costs a few extra reads
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -34,6 +35,7 @@ from toda_platform.settings import Paths
 # Landed bytes held at once: files are read (hashed, archived) and staged in chunks of this size.
 BATCH_BYTES = int(float(os.environ.get("TODA_BATCH_MB", "512")) * 1e6)
 TABLE_PREFIX = "batch_typed_"  # temporary tables that outlive one file (ingest._drop_temp keeps them)
+COVERAGE = "_cov"  # beside each batch table: its rows per file, period and scope
 
 
 @dataclass
@@ -213,7 +215,7 @@ def _stage_group(con, spec: SourceSpec, key: bytes, group: list[_Candidate], ref
     I._check_values(con, label, [c for c in spec.staged_columns if c.name in positions], positions, headers, "0")
     unmapped = I._type_rows(con, spec, label, positions, headers, key, "(r.rowid - f._first + 2)",
                             source="_raw r JOIN _bfiles f ON r._file = f._file", carry="r._file AS _file",
-                            lookup_line_sql="0")
+                            lookup_line_sql="0", period=False)
     header_map = {col: headers[pos] for col, pos in positions.items()}
     I._check_required(con, spec, label, positions, headers)
     if spec.handling == "rows":  # forms: the latest of a pupil's submissions wins, per file
@@ -222,10 +224,13 @@ def _stage_group(con, spec: SourceSpec, key: bytes, group: list[_Candidate], ref
         I._check_unique_key(con, spec, label, header_map, within="_file")
         superseded = {}
     dates = [c.staged_name for c in spec.staged_columns if c.kind in ("date", "timestamp_date", "month")]
-    per_file = con.execute(
-        "SELECT _file, count(DISTINCT _period), min(_period), count(*) FILTER (_period IS NULL), count(*)"
-        + (f', count(DISTINCT "{spec.event_date}")' if spec.event_date else ", NULL")
-        + "".join(f', max("{d}")' for d in dates) + " FROM _typed GROUP BY _file").fetchall()
+    coverage(con, spec, "_typed", "_bcov")
+    periods = {i: row for i, *row in con.execute(
+        "SELECT _file, count(DISTINCT _cov_period), min(_cov_period), count(*) FILTER (_cov_period IS NULL) "
+        "FROM _bcov GROUP BY _file").fetchall()}
+    per_file = [(i, *periods.get(i, (0, None, 0)), *row) for i, *row in con.execute(
+        "SELECT _file, count(*)" + (f', count(DISTINCT "{spec.event_date}")' if spec.event_date else ", NULL")
+        + "".join(f', max("{d}")' for d in dates) + " FROM _typed GROUP BY _file").fetchall()]
     if len(per_file) != len(group) or any(r[1] != 1 or r[3] for r in per_file):
         raise _Unfit("a file of the batch spans no or several periods")
     lost = {i: {} for i in range(len(group))}
@@ -246,6 +251,7 @@ def _stage_group(con, spec: SourceSpec, key: bytes, group: list[_Candidate], ref
 
     table = f"{TABLE_PREFIX}{len(into.tables)}"
     con.execute(f"ALTER TABLE _typed RENAME TO {table}")
+    con.execute(f"ALTER TABLE _bcov RENAME TO {table}{COVERAGE}")
     into.tables.append(table)
     into.validations.append(validation)
     total_rows = sum(r[4] for r in per_file)
@@ -311,9 +317,24 @@ def begin(con, spec: SourceSpec, staged: Staged) -> Open | None:
     return tx
 
 
+def coverage(con, spec: SourceSpec, table: str, into: str) -> None:
+    """Rows per file, period and scope (school) of a batch table, as ``ingest._covered`` counts
+    them for one file: the period worked out once per distinct value of the columns it reads
+    (a month's ~20 dates), not once per row."""
+    scope = I._scope_sql(spec)
+    inputs = [f'"{c.staged_name}"' for c in spec.staged_columns
+              if re.search(rf"\b{re.escape(c.staged_name)}\b", f"{spec.period} {scope}")]
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {into} AS
+        SELECT _file, ({spec.period})::VARCHAR AS _cov_period, {scope} AS _cov_scope, sum(_n)::INTEGER AS _cov_rows
+        FROM (SELECT _file{''.join(', ' + c for c in inputs)}, count(*) AS _n FROM {table} GROUP BY ALL)
+        GROUP BY ALL""")
+
+
 def release(con, staged: Staged) -> None:
     """Drop the batch tables once every file of them has been applied or set aside."""
     for table in staged.tables:
         con.execute(f"DROP TABLE IF EXISTS temp.{table}")
+        con.execute(f"DROP TABLE IF EXISTS temp.{table}{COVERAGE}")
     staged.tables.clear()
     staged.files.clear()
