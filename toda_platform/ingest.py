@@ -18,10 +18,12 @@ How a delivery travels (the README's "Ingestion semantics" says the same at leng
 4. **Judged**: numbers that changed width (leading zeros lost in Excel) or a registry orphaning
    the pupils already known are *held*; the Great Expectations suite rejects a file to
    ``quarantine/`` with ``.reasons.json``; forms set unknown pupils aside row by row.
-5. **Applied** (``_apply``, one transaction): official records replace exactly the (period,
-   school) cells they cover, unless a newer export already holds one (then held until
-   ``toda release``); forms replace row by row by key. Files rejected for an unknown pupil or
-   school are retried from the archive when the references change.
+5. **Applied** (``_apply``, one transaction per file, or one for all the files of a staged batch,
+   whose rows are inserted at once and taken out again for a file not applied; quarantine moves
+   wait for the commit): official records replace exactly the (period, school) cells they cover,
+   unless a newer export already holds one (then held until ``toda release``); forms replace row
+   by row by key. Files rejected for an unknown pupil or school are retried from the archive when
+   the references change.
 """
 
 from __future__ import annotations

@@ -4,12 +4,16 @@ A month of attendance is ~200,000 rows, and a city lands dozens of months at onc
 load, a re-export of a year). Read one by one, most of the time goes to work that does not
 grow with the rows: DuckDB queries, a GX validation and the pseudonymisation of the same
 12,000 pupil numbers, 64 times over. Here the new files of a source that share a layout
-(UTF-8, same headers and delimiter) are read by one query (a ``read_csv`` per file, numbered),
-converted on the distinct values of the whole batch, checked in SQL per file (one period, no
-key twice, blank required values) and validated by Great Expectations once (``check_batch``).
+(UTF-8, same headers and delimiter) are read by one multi-file ``read_csv`` (each row carrying
+its file's number), converted on the distinct values of the whole batch, checked in SQL per file
+(one period, no key twice, blank required values) and validated by Great Expectations once
+(``check_batch``).
 
 Nothing about a file's fate changes: each file is still applied, held or rejected by itself,
-in export order, by ``ingest._ingest_file``. The batch only prepares its typed rows. Whenever
+in export order, by ``ingest._ingest_file``, inside one transaction for the batch (``begin``):
+official records of all its files are inserted by one INSERT first, and a file that is not
+applied has its rows taken out again; quarantine moves wait for the commit, so a batch that fails
+part-way leaves no trace and its files in landing. Whenever
 a batch finds anything wrong — a value it cannot read, a failed expectation, even a warning —
 it is split in two and each half is tried again, down to single files, which take the
 one-file path (``read_file`` + ``check_file``) and get its exact messages: line, column, header
