@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -111,18 +112,24 @@ def stage(con: duckdb.DuckDBPyConnection, spec: SourceSpec, paths: Paths, key: b
     if not eligible(spec) or len(landed) < 2 or erased_tokens(paths):
         return
     groups: dict[tuple, list[_Candidate]] = {}
+    # the files' archive copies (written and fsynced) and encoding checks, two at a time: the
+    # disk waits and hashing release the GIL, so they overlap with the decoding of the next file
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = [pool.submit(_candidate, spec, paths, item) for item in landed]
+    found = [f.result() for f in futures if f.exception() is None]
     try:
-        for item in landed:
-            found = _candidate(spec, paths, item)
-            if found is not None:
-                groups.setdefault((tuple(found.headers), found.delim), []).append(found)
+        for c in found:
+            if c is not None:
+                groups.setdefault((tuple(c.headers), c.delim), []).append(c)
+        for f in futures:
+            if f.exception() is not None:
+                raise f.exception()
         for group in groups.values():
             _narrowing(con, spec, paths, key, group, refs, into)
     finally:
-        for group in groups.values():
-            for c in group:
-                if c.read_path != c.archive_path:
-                    c.read_path.unlink(missing_ok=True)
+        for c in found:
+            if c is not None and c.read_path != c.archive_path:
+                c.read_path.unlink(missing_ok=True)
 
 
 def _candidate(spec: SourceSpec, paths: Paths, landed: "I.Landed") -> _Candidate | None:
