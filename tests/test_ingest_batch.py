@@ -373,3 +373,33 @@ def test_a_form_timestamp_is_converted_by_its_date_part_as_parsing_reads_the_who
             return "rejected"
 
     assert {v: read(parts[v]) for v in values} == {v: read(v) for v in values}
+
+
+@settings(max_examples=40, deadline=None)
+@given(source=st.sampled_from(["attendance_daily", "health_checkup", "infant_checkup"]),
+       rows=st.lists(st.tuples(st.integers(0, 2), st.sampled_from([None, 1, 45, 200, 370]),
+                               st.sampled_from([None, "A111222400001", "A111222400002"])), min_size=1, max_size=30))
+def test_a_batch_counts_each_files_coverage_as_the_file_alone_would(source, rows):
+    """A batch counts every file's (period, school) cells at once, over the distinct values of
+    the columns the period reads; each file's cells are those ``_covered`` counts from its rows
+    (NULL dates and schools, files in one cell or several, periods across a school year)."""
+    from datetime import date, timedelta
+
+    spec = CATALOGUE[source]
+    day = next(c.staged_name for c in spec.staged_columns
+               if c.kind in ("date", "timestamp_date") and c.staged_name in spec.period)
+    school = "school_code" if any(c.staged_name == "school_code" for c in spec.staged_columns) else None
+    con = duckdb.connect()
+    con.execute(f'CREATE TABLE batch (_file USMALLINT, "{day}" DATE, school_code VARCHAR)')
+    con.executemany("INSERT INTO batch VALUES (?, ?, ?)",
+                    [[f, None if d is None else date(2024, 1, 1) + timedelta(days=d), s] for f, d, s in rows])
+    if school is None:
+        con.execute("ALTER TABLE batch DROP COLUMN school_code")
+    ingest_batch.coverage(con, spec, "batch", "cov")
+    for f in sorted({r[0] for r in rows}):
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _typed AS SELECT *, ({spec.period})::VARCHAR AS _period "
+                    f"FROM batch WHERE _file = {f}")
+        I._covered(con, spec)
+        alone = sorted(con.execute("SELECT * FROM _cov").fetchall(), key=str)
+        I._covered(con, spec, f"cov WHERE _file = {f}")
+        assert sorted(con.execute("SELECT * FROM _cov").fetchall(), key=str) == alone
