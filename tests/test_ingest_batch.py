@@ -403,3 +403,34 @@ def test_a_batch_counts_each_files_coverage_as_the_file_alone_would(source, rows
         alone = sorted(con.execute("SELECT * FROM _cov").fetchall(), key=str)
         I._covered(con, spec, f"cov WHERE _file = {f}")
         assert sorted(con.execute("SELECT * FROM _cov").fetchall(), key=str) == alone
+
+
+def test_the_gate_reads_each_columns_distinct_values_from_the_value_maps_exactly(city, paths, db, key, monkeypatch):
+    """A batch of official records hands Great Expectations each mapped column's distinct values
+    from its value map instead of scanning every row: the same set, NULL included exactly when a
+    row has none (a blank optional value, free text not kept, a total row dropped)."""
+    import quality
+
+    def land(p):
+        for name in MONTHS[:3]:
+            land_real(city, p, ATT, name)
+        month = city.export(ATT, MONTHS[1])
+        month = modified(month, 4, "理由", "田中さんと喧嘩した")  # free text: counted, stored as NULL
+        month.copy(rows=[*month.rows, ["合計"] + [""] * (len(month.header) - 1)]).write(p.landing_dir(ATT) / MONTHS[1])
+
+    real, compared = quality.check_batch, []
+
+    def comparing(spec, con, table, ctx, distinct=None):
+        for column, query in (distinct or {}).items():
+            def values(sql):
+                return sorted(con.execute(f"SELECT * FROM {sql}").fetchall(), key=repr)
+            assert values(query) == values(f'(SELECT DISTINCT "{column}" FROM {table})'), column
+            compared.append(column)
+        return real(spec, con, table, ctx, distinct)
+
+    monkeypatch.setattr(quality, "check_batch", comparing)
+    land(paths)
+    report = _run(db, paths, key, ATT, batched=True, monkeypatch=monkeypatch)
+    assert [f.outcome for f in report.files] == ["applied"] * 3
+    assert report.files[1].drop_reasons.get("unmapped_text:sub_reason") == 1
+    assert {"date", "school_code", "pupil_id", "status", "room", "sub_reason"} <= set(compared)

@@ -256,7 +256,7 @@ def _stage_group(con, spec: SourceSpec, key: bytes, group: list[_Candidate], ref
     ctx = quality.FileContext(file_name=label, headers=header_map, exported_on=exported,
                               known_pupils=refs.known_pupils, known_residents=refs.known_residents,
                               known_schools=refs.known_schools, previous_volumes=[])
-    validation = quality.check_batch(spec, con, "_typed", ctx)
+    validation = quality.check_batch(spec, con, "_typed", ctx, distinct=_distinct_values(con, spec, positions))
     if validation.failures:
         raise _Unfit(validation.failures[0].message)
 
@@ -340,6 +340,23 @@ def coverage(con, spec: SourceSpec, table: str, into: str) -> None:
         SELECT _file, ({spec.period})::VARCHAR AS _cov_period, {scope} AS _cov_scope, sum(_n)::INTEGER AS _cov_rows
         FROM (SELECT _file{''.join(', ' + c for c in inputs)}, count(*) AS _n FROM {table} GROUP BY ALL)
         GROUP BY ALL""")
+
+
+def _distinct_values(con, spec: SourceSpec, positions: dict[str, int]) -> dict[str, str]:
+    """Per column converted through a value map, a query with exactly its distinct typed values:
+    the map's values (made from the distinct raw values of the rows kept), and NULL when a row
+    has none. Official records only: a form's earlier submissions leave ``_typed`` after the maps
+    were made, so its maps may hold values no row has any more."""
+    if spec.handling == "rows":
+        return {}
+    mapped = [c for c in spec.staged_columns if c.name in positions and c.kind not in I._SQL_ONLY_KINDS]
+    if not mapped:
+        return {}
+    nulls = con.execute("SELECT " + ", ".join(f'bool_or("{c.staged_name}" IS NULL)' for c in mapped)
+                        + " FROM _typed").fetchall()[0]
+    return {c.staged_name: f'(SELECT DISTINCT v AS "{c.staged_name}" FROM (SELECT value AS v FROM m{positions[c.name]}'
+                           + (" UNION ALL SELECT NULL" if has_null else "") + "))"
+            for c, has_null in zip(mapped, nulls)}
 
 
 def release(con, staged: Staged) -> None:
