@@ -444,7 +444,8 @@ def _cycled(s: pd.Series, n: int) -> pd.Series:
     return s.iloc[np.arange(n) % len(s)].reset_index(drop=True) if len(s) else s
 
 
-def check_batch(spec: SourceSpec, con, table: str, ctx: FileContext) -> FileValidation:
+def check_batch(spec: SourceSpec, con, table: str, ctx: FileContext,
+                distinct: dict[str, str] | None = None) -> FileValidation:
     """Validate the typed rows of one file or of many (``table``) in one GX validation: the gate.
 
     Every expectation but the file-level ones (``FILE_LEVEL_CHECKS``) passes or fails on a
@@ -454,7 +455,10 @@ def check_batch(spec: SourceSpec, con, table: str, ctx: FileContext) -> FileVali
     rows hold ~15,000 distinct pupils and ~250 dates. A failure here says only that something
     fails; the engine then narrows a batch down to the failing file and validates that file's
     rows with ``check_file``, which gives lines and values. For a batch ``ctx.exported_on`` is
-    its latest export date (each file's own is checked per file, ``file_level_ok``)."""
+    its latest export date (each file's own is checked per file, ``file_level_ok``).
+
+    ``distinct``: for some columns, a query giving exactly their distinct values more cheaply
+    than a scan of ``table`` (a batch's value maps: 15,000 pupils instead of 13 million rows)."""
     from great_expectations.validator.v1_validator import Validator
 
     started = time.perf_counter()
@@ -463,7 +467,8 @@ def check_batch(spec: SourceSpec, con, table: str, ctx: FileContext) -> FileVali
     blocks: dict[str, pd.Series] = {}
     failures: list[Failure] = []
     for col in spec.staged_columns:
-        values = read_typed(con, f'(SELECT DISTINCT "{col.staged_name}" FROM {table})')[col.staged_name]
+        query = (distinct or {}).get(col.staged_name) or f'(SELECT DISTINCT "{col.staged_name}" FROM {table})'
+        values = read_typed(con, query)[col.staged_name]
         s, bad, expected = _coerce(col, values)
         if bad is not None and bad.any():
             failures.append(Failure("type", "custom", ERROR, col.staged_name, int(bad.sum()), [], [],

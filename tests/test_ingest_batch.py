@@ -39,11 +39,15 @@ def _run(con, paths, key, source, *, batched: bool, monkeypatch):
     return ingest_source(con, CATALOGUE[source], paths, key)
 
 
-def _state(con, source):
+def _state(con, source, paths=None):
     rows = con.execute(f"SELECT * FROM staging.{source} ORDER BY _file_sha256, _line").df()
     manifest = con.execute(f"SELECT {', '.join(MANIFEST_COLUMNS)} FROM staging.file_manifest WHERE source_key = ? "
                            f"ORDER BY file_name", [source]).df()
-    return rows, manifest
+    folders = None
+    if paths is not None:  # what is left in landing and what was moved to quarantine
+        folders = {kind: sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+                   for kind, folder in (("landing", paths.landing_dir(source)), ("quarantine", paths.quarantine / source))}
+    return rows, manifest, folders
 
 
 def _batched_and_alone(city, paths, db, key, monkeypatch, tmp_path, source, land):
@@ -56,7 +60,7 @@ def _batched_and_alone(city, paths, db, key, monkeypatch, tmp_path, source, land
     copies = {p.name: p.read_bytes() for p in paths.landing_dir(source).iterdir()}
     mtimes = {p.name: p.stat().st_mtime for p in paths.landing_dir(source).iterdir()}
     batched = _run(db, paths, key, source, batched=True, monkeypatch=monkeypatch)
-    batched_state = _state(db, source)
+    batched_state = _state(db, source, paths)
 
     import duckdb
     alone_con = duckdb.connect(str(pristine))
@@ -70,7 +74,7 @@ def _batched_and_alone(city, paths, db, key, monkeypatch, tmp_path, source, land
             target.write_bytes(data)
             os.utime(target, (mtimes[name], mtimes[name]))
         alone = _run(alone_con, paths, key, source, batched=False, monkeypatch=monkeypatch)
-        alone_state = _state(alone_con, source)
+        alone_state = _state(alone_con, source, paths)
     finally:
         alone_con.close()
     return batched, batched_state, alone, alone_state
@@ -82,6 +86,7 @@ def _assert_same(batched_state, alone_state):
     for frame in (b, a):  # the seconds GX took are not part of what happened
         frame["findings"] = frame["findings"].map(lambda f: json.loads(f) if f else f)
     pd.testing.assert_frame_equal(b, a)
+    assert batched_state[2] == alone_state[2]  # the same files quarantined, the same left in landing
 
 
 def test_a_batch_of_clean_months_stages_exactly_what_single_files_do(city, paths, db, key, monkeypatch, tmp_path):
@@ -206,6 +211,101 @@ def test_a_batch_of_form_months_keeps_the_latest_submissions_like_single_files(c
     _assert_same(bstate, astate)
 
 
+def _forget(db, paths, source):
+    """A hypothesis example starts from the city's references only (the fixtures are shared)."""
+    shutil.rmtree(paths.landing_dir(source), ignore_errors=True)
+    shutil.rmtree(paths.quarantine / source, ignore_errors=True)
+    db.execute(f"DROP TABLE IF EXISTS staging.{source}")
+    for table in ("file_manifest", "_schema_versions", "file_coverage", "file_releases"):
+        db.execute(f"DELETE FROM staging.{table} WHERE source_key = ?", [source])
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@example(broken=[2], correction="partial", stale=True)
+@example(broken=[], correction="whole", stale=False)
+@given(broken=st.lists(st.sampled_from(range(4)), min_size=0, max_size=2, unique=True),
+       correction=st.sampled_from([None, "partial", "whole"]), stale=st.booleans())
+def test_any_mix_of_attendance_deliveries_in_one_batch_matches_one_at_a_time(city, paths, db, key, monkeypatch,
+                                                                              tmp_path, broken, correction, stale):
+    """Official records are inserted for the whole batch at once and taken out again for a file
+    that is not applied. Whatever the mix — broken months, a correction of one school or of a
+    whole month landed with its original, an original older than a correction applied before
+    (held) — every staged row, manifest row, quarantined and remaining file is what one file at
+    a time gives."""
+    case = tmp_path / f"case-{len(list(tmp_path.iterdir()))}"
+    case.mkdir()
+    _forget(db, paths, ATT)
+    names = MONTHS[:4]
+    if stale:  # a correction of the first month, exported a month later, applied in an earlier run
+        first = city.export(ATT, names[0])
+        later = modified(first, 3, "出欠", "病")
+        later.write(paths.landing_dir(ATT) / names[0].replace(".csv", "_訂正.csv"), mtime=first.mtime + 30 * 86400)
+        assert {f.outcome for f in _run(db, paths, key, ATT, batched=True, monkeypatch=monkeypatch).files} == {"applied"}
+
+    def land(p):
+        for i, name in enumerate(names):
+            land_real(city, p, ATT, name)
+            if i in broken:
+                modified(city.export(ATT, name), K, "出欠", "遊び").write(p.landing_dir(ATT) / name)
+        if correction:
+            second = city.export(ATT, names[1])
+            school = second.col("学校コード")
+            rows = [list(r) for r in second.rows
+                    if correction == "whole" or r[school] == second.rows[0][school]]
+            rows[2][second.col("出欠")] = "事"
+            second.copy(rows=rows).write(p.landing_dir(ATT) / names[1].replace(".csv", "_訂正.csv"),
+                                         mtime=second.mtime + 7 * 86400)
+
+    batched, bstate, alone, astate = _batched_and_alone(city, paths, db, key, monkeypatch, case, ATT, land)
+    outcomes = {f.file_name: f.outcome for f in batched.files}
+    assert {n for n, o in outcomes.items() if o == "rejected"} == {names[i] for i in broken}
+    if stale and 0 not in broken:
+        assert outcomes[names[0]] == "held"
+    if correction and 1 not in broken:
+        assert outcomes[names[1]] == ("superseded" if correction == "whole" else "applied")
+    assert sorted(bstate[2]["quarantine"]) == sorted(
+        [f"{names[i]}{x}" for i in broken for x in ("", ".reasons.json")]
+        + ([f"{names[0]}{x}" for x in ("", ".reasons.json")] if stale and 0 not in broken else []))
+    if not broken:  # the batch path was taken (with broken files, narrowing may leave single files)
+        assert any("files)" in v.file_name for v in batched.validations)
+    assert batched.rows_inserted == alone.rows_inserted and batched.rows_deleted == alone.rows_deleted
+    _assert_same(bstate, astate)
+
+
+def test_a_batch_that_fails_midway_leaves_no_trace_and_its_files_in_landing(city, paths, db, key, monkeypatch):
+    """The files of a batch are applied in one transaction: a failure part-way (a crash, a full
+    disk) rolls all of them back, and the file rejected before it is not moved to quarantine
+    (the move waits for the commit), so the next run reads everything again."""
+    names = MONTHS[:4]
+    for name in names:
+        land_real(city, paths, ATT, name)
+    modified(city.export(ATT, names[1]), K, "出欠", "遊び").write(paths.landing_dir(ATT) / names[1])
+    real_apply, calls = I._apply, []
+
+    def failing(*args, **kwargs):
+        calls.append(args[4].name)
+        if len(calls) == 3:
+            raise RuntimeError("the disk is full")
+        return real_apply(*args, **kwargs)
+
+    monkeypatch.setattr(I, "_apply", failing)
+    with pytest.raises(RuntimeError, match="disk is full"):
+        _run(db, paths, key, ATT, batched=True, monkeypatch=monkeypatch)
+    assert calls == [names[0], names[2], names[3]]
+    assert db.execute(f"SELECT count(*) FROM staging.{ATT}").fetchall()[0][0] == 0
+    assert db.execute("SELECT count(*) FROM staging.file_manifest WHERE source_key = ?", [ATT]).fetchall()[0][0] == 0
+    assert db.execute("SELECT count(*) FROM staging.file_coverage WHERE source_key = ?", [ATT]).fetchall()[0][0] == 0
+    assert sorted(p.name for p in paths.landing_dir(ATT).iterdir()) == sorted(names)
+    assert not (paths.quarantine / ATT).exists() or not any((paths.quarantine / ATT).iterdir())
+
+    monkeypatch.setattr(I, "_apply", real_apply)
+    report = _run(db, paths, key, ATT, batched=True, monkeypatch=monkeypatch)
+    assert {f.file_name: f.outcome for f in report.files} == {**{n: "applied" for n in names}, names[1]: "rejected"}
+    assert (paths.quarantine / ATT / names[1]).exists() and not (paths.landing_dir(ATT) / names[1]).exists()
+    assert db.execute(f"SELECT count(*) FROM staging.{ATT}").fetchall()[0][0] == sum(
+        f.rows_kept for f in report.files if f.outcome == "applied")
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(["p1", "p2", "p3", None]), st.integers(1, 4), st.integers(0, 1)),
                 min_size=1, max_size=25))
@@ -273,3 +373,64 @@ def test_a_form_timestamp_is_converted_by_its_date_part_as_parsing_reads_the_who
             return "rejected"
 
     assert {v: read(parts[v]) for v in values} == {v: read(v) for v in values}
+
+
+@settings(max_examples=40, deadline=None)
+@given(source=st.sampled_from(["attendance_daily", "health_checkup", "infant_checkup"]),
+       rows=st.lists(st.tuples(st.integers(0, 2), st.sampled_from([None, 1, 45, 200, 370]),
+                               st.sampled_from([None, "A111222400001", "A111222400002"])), min_size=1, max_size=30))
+def test_a_batch_counts_each_files_coverage_as_the_file_alone_would(source, rows):
+    """A batch counts every file's (period, school) cells at once, over the distinct values of
+    the columns the period reads; each file's cells are those ``_covered`` counts from its rows
+    (NULL dates and schools, files in one cell or several, periods across a school year)."""
+    from datetime import date, timedelta
+
+    spec = CATALOGUE[source]
+    day = next(c.staged_name for c in spec.staged_columns
+               if c.kind in ("date", "timestamp_date") and c.staged_name in spec.period)
+    school = "school_code" if any(c.staged_name == "school_code" for c in spec.staged_columns) else None
+    con = duckdb.connect()
+    con.execute(f'CREATE TABLE batch (_file USMALLINT, "{day}" DATE, school_code VARCHAR)')
+    con.executemany("INSERT INTO batch VALUES (?, ?, ?)",
+                    [[f, None if d is None else date(2024, 1, 1) + timedelta(days=d), s] for f, d, s in rows])
+    if school is None:
+        con.execute("ALTER TABLE batch DROP COLUMN school_code")
+    ingest_batch.coverage(con, spec, "batch", "cov")
+    for f in sorted({r[0] for r in rows}):
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _typed AS SELECT *, ({spec.period})::VARCHAR AS _period "
+                    f"FROM batch WHERE _file = {f}")
+        I._covered(con, spec)
+        alone = sorted(con.execute("SELECT * FROM _cov").fetchall(), key=str)
+        I._covered(con, spec, f"cov WHERE _file = {f}")
+        assert sorted(con.execute("SELECT * FROM _cov").fetchall(), key=str) == alone
+
+
+def test_the_gate_reads_each_columns_distinct_values_from_the_value_maps_exactly(city, paths, db, key, monkeypatch):
+    """A batch of official records hands Great Expectations each mapped column's distinct values
+    from its value map instead of scanning every row: the same set, NULL included exactly when a
+    row has none (a blank optional value, free text not kept, a total row dropped)."""
+    import quality
+
+    def land(p):
+        for name in MONTHS[:3]:
+            land_real(city, p, ATT, name)
+        month = city.export(ATT, MONTHS[1])
+        month = modified(month, 4, "理由", "田中さんと喧嘩した")  # free text: counted, stored as NULL
+        month.copy(rows=[*month.rows, ["合計"] + [""] * (len(month.header) - 1)]).write(p.landing_dir(ATT) / MONTHS[1])
+
+    real, compared = quality.check_batch, []
+
+    def comparing(spec, con, table, ctx, distinct=None):
+        for column, query in (distinct or {}).items():
+            def values(sql):
+                return sorted(con.execute(f"SELECT * FROM {sql}").fetchall(), key=repr)
+            assert values(query) == values(f'(SELECT DISTINCT "{column}" FROM {table})'), column
+            compared.append(column)
+        return real(spec, con, table, ctx, distinct)
+
+    monkeypatch.setattr(quality, "check_batch", comparing)
+    land(paths)
+    report = _run(db, paths, key, ATT, batched=True, monkeypatch=monkeypatch)
+    assert [f.outcome for f in report.files] == ["applied"] * 3
+    assert report.files[1].drop_reasons.get("unmapped_text:sub_reason") == 1
+    assert {"date", "school_code", "pupil_id", "status", "room", "sub_reason"} <= set(compared)

@@ -4,12 +4,16 @@ A month of attendance is ~200,000 rows, and a city lands dozens of months at onc
 load, a re-export of a year). Read one by one, most of the time goes to work that does not
 grow with the rows: DuckDB queries, a GX validation and the pseudonymisation of the same
 12,000 pupil numbers, 64 times over. Here the new files of a source that share a layout
-(UTF-8, same headers and delimiter) are read by one query (a ``read_csv`` per file, numbered),
-converted on the distinct values of the whole batch, checked in SQL per file (one period, no
-key twice, blank required values) and validated by Great Expectations once (``check_batch``).
+(UTF-8, same headers and delimiter) are read by one multi-file ``read_csv`` (each row carrying
+its file's number), converted on the distinct values of the whole batch, checked in SQL per file
+(one period, no key twice, blank required values) and validated by Great Expectations once
+(``check_batch``).
 
 Nothing about a file's fate changes: each file is still applied, held or rejected by itself,
-in export order, by ``ingest._ingest_file``. The batch only prepares its typed rows. Whenever
+in export order, by ``ingest._ingest_file``, inside one transaction for the batch (``begin``):
+official records of all its files are inserted by one INSERT first, and a file that is not
+applied has its rows taken out again; quarantine moves wait for the commit, so a batch that fails
+part-way leaves no trace and its files in landing. Whenever
 a batch finds anything wrong — a value it cannot read, a failed expectation, even a warning —
 it is split in two and each half is tried again, down to single files, which take the
 one-file path (``read_file`` + ``check_file``) and get its exact messages: line, column, header
@@ -19,6 +23,8 @@ and values. A clean file costs the batch path; a bad one costs a few extra reads
 from __future__ import annotations
 
 import os
+import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -34,6 +40,7 @@ from toda_platform.settings import Paths
 # Landed bytes held at once: files are read (hashed, archived) and staged in chunks of this size.
 BATCH_BYTES = int(float(os.environ.get("TODA_BATCH_MB", "512")) * 1e6)
 TABLE_PREFIX = "batch_typed_"  # temporary tables that outlive one file (ingest._drop_temp keeps them)
+COVERAGE = "_cov"  # beside each batch table: its rows per file, period and scope
 
 
 @dataclass
@@ -105,18 +112,24 @@ def stage(con: duckdb.DuckDBPyConnection, spec: SourceSpec, paths: Paths, key: b
     if not eligible(spec) or len(landed) < 2 or erased_tokens(paths):
         return
     groups: dict[tuple, list[_Candidate]] = {}
+    # the files' archive copies (written and fsynced) and encoding checks, two at a time: the
+    # disk waits and hashing release the GIL, so they overlap with the decoding of the next file
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = [pool.submit(_candidate, spec, paths, item) for item in landed]
+    found = [f.result() for f in futures if f.exception() is None]
     try:
-        for item in landed:
-            found = _candidate(spec, paths, item)
-            if found is not None:
-                groups.setdefault((tuple(found.headers), found.delim), []).append(found)
+        for c in found:
+            if c is not None:
+                groups.setdefault((tuple(c.headers), c.delim), []).append(c)
+        for f in futures:
+            if f.exception() is not None:
+                raise f.exception()
         for group in groups.values():
             _narrowing(con, spec, paths, key, group, refs, into)
     finally:
-        for group in groups.values():
-            for c in group:
-                if c.read_path != c.archive_path:
-                    c.read_path.unlink(missing_ok=True)
+        for c in found:
+            if c is not None and c.read_path != c.archive_path:
+                c.read_path.unlink(missing_ok=True)
 
 
 def _candidate(spec: SourceSpec, paths: Paths, landed: "I.Landed") -> _Candidate | None:
@@ -183,15 +196,18 @@ def _stage_group(con, spec: SourceSpec, key: bytes, group: list[_Candidate], ref
     blank = " AND ".join(f"c{i} IS NULL" for i in range(n))
     markers = ", ".join(I._sql_str(m) for m in I.TOTAL_MARKERS)
     total = " OR ".join(f"(contains(c{i}, '計') AND trim(c{i}, ' 　') IN ({markers}))" for i in range(min(n, 3)))
-    # one scan per file, its number carried as a constant (no file name on every row); rows
-    # keep file and line order, so a row's line is its rowid less its file's first, plus 2
-    reads = " UNION ALL ".join(f"""
+    # one read of all the files (DuckDB spreads the files over its threads), each row carrying
+    # its file's number (file_index: the position in the list); rows keep file and line order,
+    # so a row's line is its rowid less its file's first, plus 2
+    listing = ", ".join(I._sql_str(str(c.read_path)) for c in group)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _raw AS
         SELECT {', '.join(f'c{i}' for i in wanted)},
-               CASE WHEN {blank} THEN 'blank_row' WHEN {total} THEN 'total_row' END AS _drop, {i}::USMALLINT AS _file
-        FROM read_csv({I._sql_str(str(c.read_path))}, header = false, skip = 1, delim = {I._sql_str(delim)},
-                      quote = '"', escape = '"', auto_detect = false, strict_mode = true, null_padding = false,
-                      all_varchar = true, columns = {{{all_cols}}})""" for i, c in enumerate(group))
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _raw AS {reads}")
+               CASE WHEN {blank} THEN 'blank_row' WHEN {total} THEN 'total_row' END AS _drop,
+               file_index::USMALLINT AS _file
+        FROM read_csv([{listing}], header = false, skip = 1, delim = {I._sql_str(delim)}, quote = '"', escape = '"',
+                      auto_detect = false, strict_mode = true, null_padding = false, all_varchar = true,
+                      columns = {{{all_cols}}})""")
     stats = {i: row for i, *row in con.execute("""
         SELECT _file, min(rowid), max(rowid), count(*), count(*) FILTER (_drop = 'blank_row'),
                count(*) FILTER (_drop = 'total_row') FROM _raw GROUP BY _file""").fetchall()}
@@ -210,7 +226,7 @@ def _stage_group(con, spec: SourceSpec, key: bytes, group: list[_Candidate], ref
     I._check_values(con, label, [c for c in spec.staged_columns if c.name in positions], positions, headers, "0")
     unmapped = I._type_rows(con, spec, label, positions, headers, key, "(r.rowid - f._first + 2)",
                             source="_raw r JOIN _bfiles f ON r._file = f._file", carry="r._file AS _file",
-                            lookup_line_sql="0")
+                            lookup_line_sql="0", period=False)
     header_map = {col: headers[pos] for col, pos in positions.items()}
     I._check_required(con, spec, label, positions, headers)
     if spec.handling == "rows":  # forms: the latest of a pupil's submissions wins, per file
@@ -219,10 +235,13 @@ def _stage_group(con, spec: SourceSpec, key: bytes, group: list[_Candidate], ref
         I._check_unique_key(con, spec, label, header_map, within="_file")
         superseded = {}
     dates = [c.staged_name for c in spec.staged_columns if c.kind in ("date", "timestamp_date", "month")]
-    per_file = con.execute(
-        "SELECT _file, count(DISTINCT _period), min(_period), count(*) FILTER (_period IS NULL), count(*)"
-        + (f', count(DISTINCT "{spec.event_date}")' if spec.event_date else ", NULL")
-        + "".join(f', max("{d}")' for d in dates) + " FROM _typed GROUP BY _file").fetchall()
+    coverage(con, spec, "_typed", "_bcov")
+    periods = {i: row for i, *row in con.execute(
+        "SELECT _file, count(DISTINCT _cov_period), min(_cov_period), count(*) FILTER (_cov_period IS NULL) "
+        "FROM _bcov GROUP BY _file").fetchall()}
+    per_file = [(i, *periods.get(i, (0, None, 0)), *row) for i, *row in con.execute(
+        "SELECT _file, count(*)" + (f', count(DISTINCT "{spec.event_date}")' if spec.event_date else ", NULL")
+        + "".join(f', max("{d}")' for d in dates) + " FROM _typed GROUP BY _file").fetchall()]
     if len(per_file) != len(group) or any(r[1] != 1 or r[3] for r in per_file):
         raise _Unfit("a file of the batch spans no or several periods")
     lost = {i: {} for i in range(len(group))}
@@ -237,12 +256,13 @@ def _stage_group(con, spec: SourceSpec, key: bytes, group: list[_Candidate], ref
     ctx = quality.FileContext(file_name=label, headers=header_map, exported_on=exported,
                               known_pupils=refs.known_pupils, known_residents=refs.known_residents,
                               known_schools=refs.known_schools, previous_volumes=[])
-    validation = quality.check_batch(spec, con, "_typed", ctx)
+    validation = quality.check_batch(spec, con, "_typed", ctx, distinct=_distinct_values(con, spec, positions))
     if validation.failures:
         raise _Unfit(validation.failures[0].message)
 
     table = f"{TABLE_PREFIX}{len(into.tables)}"
     con.execute(f"ALTER TABLE _typed RENAME TO {table}")
+    con.execute(f"ALTER TABLE _bcov RENAME TO {table}{COVERAGE}")
     into.tables.append(table)
     into.validations.append(validation)
     total_rows = sum(r[4] for r in per_file)
@@ -258,9 +278,91 @@ def _stage_group(con, spec: SourceSpec, key: bytes, group: list[_Candidate], ref
     I._drop_temp(con)
 
 
+@dataclass
+class Open:
+    """A batch's transaction: its files' rows inserted at once, taken out again for a file that is
+    not applied; quarantine moves made only once it is committed."""
+
+    spec: SourceSpec
+    inserted: set[str] = field(default_factory=set)  # sha256 of files whose rows are in the table
+    moves: list = field(default_factory=list)  # quarantine moves (callables), after COMMIT
+
+    def withdraw(self, con, sha: str) -> None:
+        """A file of the batch that is not applied (rejected, held, or read again by itself)."""
+        if sha in self.inserted:
+            con.execute(f"DELETE FROM staging.{self.spec.key} WHERE _file_sha256 = ?", [sha])
+            self.inserted.discard(sha)
+
+    def commit(self, con) -> None:
+        con.execute("COMMIT")
+        for move in self.moves:
+            move()
+        self.moves.clear()
+
+
+def begin(con, spec: SourceSpec, staged: Staged) -> Open | None:
+    """Open the transaction in which a staged batch's files are judged and applied (None: nothing
+    was staged). Official records (file-level handling) are inserted now, all files of a batch
+    table in one INSERT: writing 60 files' rows in one statement costs about half of 60 INSERTs
+    and commits. A form's rows are inserted file by file (they replace stored rows key by key)."""
+    if not staged.files:
+        return None
+    tx = Open(spec)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        if spec.handling != "rows":
+            names = [f'"{c.staged_name}"' for c in spec.staged_columns]
+            for table in staged.tables:
+                shas = [(p.index, sha) for sha, p in staged.files.items() if p.table == table]
+                if not shas:
+                    continue
+                files = ", ".join(f"({i}::USMALLINT, {I._sql_str(sha)})" for i, sha in shas)
+                con.execute(f"""
+                    INSERT INTO staging.{spec.key} ({', '.join(names)}, _file_sha256, _line, known_date)
+                    SELECT {', '.join('t.' + n for n in names)}, f.sha, t._line, t.known_date
+                    FROM {table} t JOIN (VALUES {files}) f(_file, sha) ON t._file = f._file""")
+                tx.inserted.update(sha for _, sha in shas)
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return tx
+
+
+def coverage(con, spec: SourceSpec, table: str, into: str) -> None:
+    """Rows per file, period and scope (school) of a batch table, as ``ingest._covered`` counts
+    them for one file: the period worked out once per distinct value of the columns it reads
+    (a month's ~20 dates), not once per row."""
+    scope = I._scope_sql(spec)
+    inputs = [f'"{c.staged_name}"' for c in spec.staged_columns
+              if re.search(rf"\b{re.escape(c.staged_name)}\b", f"{spec.period} {scope}")]
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {into} AS
+        SELECT _file, ({spec.period})::VARCHAR AS _cov_period, {scope} AS _cov_scope, sum(_n)::INTEGER AS _cov_rows
+        FROM (SELECT _file{''.join(', ' + c for c in inputs)}, count(*) AS _n FROM {table} GROUP BY ALL)
+        GROUP BY ALL""")
+
+
+def _distinct_values(con, spec: SourceSpec, positions: dict[str, int]) -> dict[str, str]:
+    """Per column converted through a value map, a query with exactly its distinct typed values:
+    the map's values (made from the distinct raw values of the rows kept), and NULL when a row
+    has none. Official records only: a form's earlier submissions leave ``_typed`` after the maps
+    were made, so its maps may hold values no row has any more."""
+    if spec.handling == "rows":
+        return {}
+    mapped = [c for c in spec.staged_columns if c.name in positions and c.kind not in I._SQL_ONLY_KINDS]
+    if not mapped:
+        return {}
+    nulls = con.execute("SELECT " + ", ".join(f'bool_or("{c.staged_name}" IS NULL)' for c in mapped)
+                        + " FROM _typed").fetchall()[0]
+    return {c.staged_name: f'(SELECT DISTINCT v AS "{c.staged_name}" FROM (SELECT value AS v FROM m{positions[c.name]}'
+                           + (" UNION ALL SELECT NULL" if has_null else "") + "))"
+            for c, has_null in zip(mapped, nulls)}
+
+
 def release(con, staged: Staged) -> None:
     """Drop the batch tables once every file of them has been applied or set aside."""
     for table in staged.tables:
         con.execute(f"DROP TABLE IF EXISTS temp.{table}")
+        con.execute(f"DROP TABLE IF EXISTS temp.{table}{COVERAGE}")
     staged.tables.clear()
     staged.files.clear()
