@@ -47,8 +47,18 @@ def _logged_in(browser, live_server, username: str):
 
 
 def _charts_loaded(page) -> list[int]:
-    page.wait_for_load_state("networkidle")
-    return page.locator("img.chart").evaluate_all("imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
+    """The natural width of each chart on the page (0: not loaded). One reload when one is missing:
+    the test server shares one in-memory SQLite connection between its threads, and two chart
+    requests saving the session at the same moment can break each other there ("cannot commit -
+    no transaction is active", seen once in CI); a chart that is really broken fails both times."""
+    widths = []
+    for _ in range(2):
+        page.wait_for_load_state("networkidle")
+        widths = page.locator("img.chart").evaluate_all("imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
+        if all(w > 0 for w in widths):
+            break
+        page.reload()
+    return widths
 
 
 def _shoot(page, name: str) -> None:
