@@ -37,10 +37,14 @@ QUIET_SECONDS = 180.0  # no new file noticed for this long: the department's dro
 LONGEST_WAIT_SECONDS = 1800.0  # a list at most this long after the first unscored landing
 
 
+def _seconds(env: str, default: float) -> float:
+    value = os.environ.get(env, "").strip()
+    return float(value) if value else default
+
+
 def quiet_seconds() -> float:
     """The debounce (``TODA_RESCORE_QUIET_SECONDS``, default 180 s)."""
-    value = os.environ.get(QUIET_ENV, "").strip()
-    return float(value) if value else QUIET_SECONDS
+    return _seconds(QUIET_ENV, QUIET_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -108,8 +112,7 @@ RETRY_ENV = "TODA_LIST_RETRY_SECONDS"
 
 def retry_backoff_seconds() -> float:
     """The wait before the first retry (``TODA_LIST_RETRY_SECONDS``, default 300 s)."""
-    value = os.environ.get(RETRY_ENV, "").strip()
-    return float(value) if value else RETRY_BACKOFF_SECONDS
+    return _seconds(RETRY_ENV, RETRY_BACKOFF_SECONDS)
 
 
 @dataclass(frozen=True)
