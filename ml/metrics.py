@@ -225,6 +225,23 @@ def school_days_between(calendar: Sequence, start, end) -> np.ndarray:
     return np.maximum(np.searchsorted(cal, e, "left") - np.searchsorted(cal, s, "left"), 0)
 
 
+def _ranks_before_ties(dates: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row: how many rows of its date score higher, how many (itself included) score the
+    same, and a number for its (date, score) group."""
+    order = np.lexsort((-score, dates))
+    d, s = dates[order], score[order]
+    new_date = np.r_[True, d[1:] != d[:-1]]
+    new_group = new_date | np.r_[True, s[1:] != s[:-1]]
+    group_sorted = np.cumsum(new_group) - 1
+    first_of_group = np.flatnonzero(new_group)
+    date_start = np.maximum.accumulate(np.where(new_date, np.arange(len(d)), 0))
+    higher_sorted = first_of_group[group_sorted] - date_start
+    tied_sorted = np.diff(np.r_[first_of_group, len(d)])[group_sorted]
+    higher, tied, group = (np.empty(len(d), dtype=np.int64) for _ in range(3))
+    higher[order], tied[order], group[order] = higher_sorted, tied_sorted, group_sorted
+    return higher, tied, group
+
+
 def lead_times(frame: pd.DataFrame, calendar: Sequence, *, fraction: float = 0.05,
                n_draws: int = 20, seed: int = 0, return_pupils: bool = False):
     """How many school days before their 30th non-illness absence pupils were first listed.
@@ -248,7 +265,8 @@ def lead_times(frame: pd.DataFrame, calendar: Sequence, *, fraction: float = 0.0
         raise ValueError("scores must be finite")
     f = f.sort_values(["as_of_date", "pupil_id"], kind="stable").reset_index(drop=True)
     n_per_date = f.groupby("as_of_date")["score"].transform("size").to_numpy()
-    k = np.array([k_for_fraction(int(n), fraction) for n in n_per_date])
+    sizes, at = np.unique(n_per_date, return_inverse=True)
+    k = np.array([k_for_fraction(int(n), fraction) for n in sizes], dtype=np.int64)[at]
     target = (f["label"].to_numpy(dtype=float) == 1) & f["date_30th"].notna().to_numpy() & \
         (f["as_of_date"] <= f["date_30th"]).to_numpy()
     pupils = f.loc[(f["label"] == 1) & f["date_30th"].notna(), ["pupil_id", "date_30th"]] \
@@ -263,21 +281,29 @@ def lead_times(frame: pd.DataFrame, calendar: Sequence, *, fraction: float = 0.0
     rng = np.random.default_rng(seed)
     dates = f["as_of_date"].to_numpy()
     score = f["score"].to_numpy(dtype=float)
+    # A row's rank on its date is (rows scoring higher) + (its place among the rows tied with it,
+    # by this draw's random numbers). Only the target rows of a tie group that straddles the cut
+    # k depend on the draw, so each draw sorts just those groups: the same ranks as sorting every
+    # row by (date, score descending, random) each draw, for a fraction of the work.
+    higher, tied, group = _ranks_before_ties(dates, score)
+    always = target & (higher + tied <= k)
+    maybe = target & (higher < k) & (higher + tied > k)
+    in_draw = np.flatnonzero(np.isin(group, np.unique(group[maybe])))
+    code = pd.Index(pupils.index).get_indexer(f["pupil_id"].to_numpy())
     stats = []
     per_pupil = np.zeros(len(pupils))
     listed_share = np.zeros(len(pupils))
     for _ in range(n_draws):
         u = rng.random(len(f))
-        # rank within date: score descending, random tie-break
-        order = np.lexsort((u, -score, dates))
-        rank = np.empty(len(f), dtype=int)
-        sorted_dates = dates[order]
-        starts = np.r_[0, np.flatnonzero(sorted_dates[1:] != sorted_dates[:-1]) + 1]
-        pos = np.arange(len(f)) - np.repeat(starts, np.diff(np.r_[starts, len(f)]))
-        rank[order] = pos
-        listed = (rank < k) & target
-        first = pd.Series(lead_if[listed]).groupby(f.loc[listed, "pupil_id"].to_numpy()).max()
-        lead = first.reindex(pupils.index).fillna(-1).to_numpy()
+        listed = always.copy()
+        if len(in_draw):
+            sub = in_draw[np.lexsort((u[in_draw], group[in_draw]))]
+            g = group[sub]
+            starts = np.r_[0, np.flatnonzero(g[1:] != g[:-1]) + 1]
+            place = np.arange(len(sub)) - np.repeat(starts, np.diff(np.r_[starts, len(sub)]))
+            listed[sub] = target[sub] & (higher[sub] + place < k[sub])
+        lead = np.full(len(pupils), -1.0)
+        np.maximum.at(lead, code[listed], lead_if[listed])
         got = lead >= 0
         lead0 = np.where(got, lead, 0.0)
         per_pupil += lead0

@@ -244,3 +244,51 @@ def test_lead_time_with_ties_is_the_mean_over_draws():
     full = M.school_days_between(cal, [d1], [thirtieth])[0]
     assert out["share_listed"] == pytest.approx(1 / 20, abs=0.03)
     assert out["mean"] == pytest.approx(full / 20, abs=full * 0.03)
+
+
+def _lead_times_by_full_sort(f: pd.DataFrame, calendar, fraction: float, n_draws: int, seed: int) -> dict:
+    """The definition, done the slow way: every draw ranks every row of a date by score, then by
+    a random number (the same stream as ``lead_times``), and each case's first listing counts."""
+    f = f.sort_values(["as_of_date", "pupil_id"], kind="stable").reset_index(drop=True)
+    f["as_of_date"], f["date_30th"] = pd.to_datetime(f["as_of_date"]), pd.to_datetime(f["date_30th"])
+    cases = f[(f.label == 1) & f.date_30th.notna()].drop_duplicates("pupil_id").set_index("pupil_id").date_30th
+    rng = np.random.default_rng(seed)
+    stats = []
+    for _ in range(n_draws):
+        g = f.assign(u=rng.random(len(f))).sort_values(["as_of_date", "score", "u"],
+                                                       ascending=[True, False, True], kind="stable")
+        g["rank"] = g.groupby("as_of_date").cumcount()
+        g["k"] = g.groupby("as_of_date").score.transform(lambda s: M.k_for_fraction(len(s), fraction))
+        lead = {}
+        for r in g[(g["rank"] < g.k) & (g.label == 1) & g.date_30th.notna()
+                   & (g.as_of_date <= g.date_30th)].itertuples():
+            days = int(M.school_days_between(calendar, [r.as_of_date], [r.date_30th])[0])
+            lead[r.pupil_id] = max(lead.get(r.pupil_id, -1), days)
+        got = np.array([p in lead for p in cases.index])
+        lead0 = np.array([lead.get(p, 0) for p in cases.index], dtype=float)
+        stats.append({"median": np.median(lead0), "mean": lead0.mean(),
+                      "median_listed": np.median(lead0[got]) if got.any() else float("nan"),
+                      "share_listed": got.mean()})
+    s = pd.DataFrame(stats)
+    return {"pupils": len(cases), **{c: float(s[c].mean()) for c in s.columns}}
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the slow way's means over no cases
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10_000), st.integers(5, 60), st.sampled_from([0.05, 0.1, 0.3]),
+       st.integers(1, 4))
+def test_lead_times_equal_a_full_sort_of_every_row_each_draw(seed, pupils, fraction, levels):
+    # few score levels, so that tie groups straddle the list's cut on most dates
+    rng = np.random.default_rng(seed)
+    cal = _calendar(date(2025, 9, 1), 80)
+    dates = [date(2025, 9, 1), date(2025, 10, 1), date(2025, 11, 4)]
+    label = (rng.random(pupils) < 0.3).astype(int)
+    d30 = [cal[int(i)] if y else None for i, y in zip(rng.integers(0, 80, pupils), label)]
+    rows = [(f"p{i}", d, float(rng.integers(0, levels)) / levels, label[i], d30[i])
+            for d in dates for i in range(pupils) if rng.random() < 0.9]
+    f = pd.DataFrame(rows, columns=["pupil_id", "as_of_date", "score", "label", "date_30th"])
+    fast = M.lead_times(f, cal, fraction=fraction, n_draws=6, seed=seed)
+    slow = _lead_times_by_full_sort(f, cal, fraction, 6, seed)
+    assert fast.keys() == slow.keys()
+    for key in fast:
+        assert fast[key] == pytest.approx(slow[key], nan_ok=True), key
