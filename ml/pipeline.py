@@ -62,8 +62,17 @@ def score_with(booster, meta: dict, frame: pd.DataFrame) -> tuple[np.ndarray, np
     return raw, prob
 
 
+# TreeSHAP costs ~2.7 ms of CPU a row with the champion: a mean |contribution| over a seeded
+# sample of this many of the headline date's ~12,000 pupils moves the top features' values by a
+# few per cent and saves ~20 s of the model step
+IMPORTANCE_ROWS = 3000
+
+
 def importance_table(model: LightGBMModel, rows: pd.DataFrame) -> pd.DataFrame:
-    """Importance by gain and by mean absolute contribution (on ``rows``), with source groups."""
+    """Importance by gain and by mean absolute contribution (on at most ``IMPORTANCE_ROWS`` of
+    ``rows``, a fixed random sample), with source groups."""
+    if len(rows) > IMPORTANCE_ROWS:
+        rows = rows.sample(n=IMPORTANCE_ROWS, random_state=0)
     imp = model.importance().merge(
         mean_abs_contribution(model.contributions(rows), model.features), on="feature")
     imp["group"] = imp.feature.map(group_of)
