@@ -56,7 +56,8 @@ SPACE = {
     "scale_pos_weight": ["balanced", "sqrt", 1.0],
     "learning_rate": [0.02, 0.03, 0.05, 0.1],
     "feature_fraction": [0.3, 0.5, 0.7, 0.9],
-    "bagging_fraction": [0.7, 0.8, 1.0],
+    "bagging_fraction": [0.7, 0.8, 1.0],      # used only where neg_bagging_fraction is 1.0
+    "neg_bagging_fraction": [0.25, 0.5, 1.0],  # balanced bagging: every positive, this share of negatives
     "lambda_l2": [0.0, 1.0, 10.0, 30.0],
     "min_gain_to_split": [0.0, 0.1, 1.0],
 }
@@ -90,6 +91,7 @@ def from_flaml(config: dict) -> dict:
     if "log_max_bin" in config:
         out["max_bin"] = int(2 ** int(config["log_max_bin"]) - 1)
     out.setdefault("bagging_fraction", 1.0)
+    out["neg_bagging_fraction"] = 1.0  # FLAML bags rows, not classes (the platform's default does)
     if out["bagging_fraction"] >= 1.0:
         out["bagging_freq"] = 0
     out["scale_pos_weight"] = 1.0

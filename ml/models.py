@@ -47,7 +47,12 @@ DEFAULT_LGB_PARAMS = {
     "num_leaves": 31,
     "min_data_in_leaf": 100,
     "feature_fraction": 0.7,
-    "bagging_fraction": 0.8,
+    # balanced bagging: every tree sees every positive and a quarter of the negatives (cases
+    # are ~1.5 % of rows). On the default city's two folds the fits took 23 + 59 s of CPU
+    # instead of 67 + 100 s with plain bagging of 80 % of rows, for the same figures within
+    # noise (PR-AUC 0.790 / 0.786 against 0.794 / 0.781 on the test years' November lists).
+    "pos_bagging_fraction": 1.0,
+    "neg_bagging_fraction": 0.25,
     "bagging_freq": 1,
     "lambda_l2": 1.0,
     "metric": "average_precision",
@@ -265,8 +270,8 @@ class LightGBMModel(_CalibratedRaw):
         params = {**DEFAULT_LGB_PARAMS, **self.params_override}
         # balanced: the positives' total weight equals the negatives' in every tree, whose rows
         # hold a ``neg_bagging_fraction`` share of the negatives and every positive
-        params.setdefault("scale_pos_weight", float((len(y) - y.sum()) / pos)
-                          * float(params.get("neg_bagging_fraction", 1.0)))
+        bagged = float(params.get("neg_bagging_fraction", 1.0)) if int(params.get("bagging_freq", 0)) > 0 else 1.0
+        params.setdefault("scale_pos_weight", float((len(y) - y.sum()) / pos) * bagged)
         params["num_threads"] = min(int(params.get("num_threads", 2)), 2)
         dtrain = lgb.Dataset(feature_matrix(train, self.features), y, feature_name=self.features,
                              free_raw_data=True)

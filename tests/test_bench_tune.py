@@ -33,9 +33,12 @@ def test_flamls_configuration_in_the_platforms_terms():
            "log_max_bin": 8, "colsample_bytree": 0.55, "reg_alpha": 0.002, "reg_lambda": 3.5}
     assert from_flaml(cfg) == {"num_leaves": 97, "min_data_in_leaf": 18, "learning_rate": 0.031,
                                "max_bin": 255, "feature_fraction": 0.55, "lambda_l1": 0.002,
-                               "lambda_l2": 3.5, "bagging_fraction": 1.0, "bagging_freq": 0,
-                               "scale_pos_weight": 1.0}
-    assert "bagging_freq" not in from_flaml({"subsample": 0.8})
+                               "lambda_l2": 3.5, "bagging_fraction": 1.0, "neg_bagging_fraction": 1.0,
+                               "bagging_freq": 0, "scale_pos_weight": 1.0}
+    # FLAML's row bagging kept as row bagging, not the platform's default balanced bagging
+    rows = from_flaml({"subsample": 0.8})
+    assert "bagging_freq" not in rows and rows["bagging_fraction"] == 0.8
+    assert rows["neg_bagging_fraction"] == 1.0
 
 
 def test_symbolic_class_weightings_resolve_on_the_training_labels():

@@ -248,6 +248,7 @@ def test_lightgbm_class_weight_follows_the_share_of_negatives_each_tree_sees():
     ratio = (len(y) - y.sum()) / y.sum()
     bagged = {**FAST_LGB, "bagging_freq": 1, "pos_bagging_fraction": 1.0, "neg_bagging_fraction": 0.25}
     for override, want in (({**FAST_LGB, "neg_bagging_fraction": 1.0}, ratio), (bagged, ratio * 0.25),
-                           ({**bagged, "scale_pos_weight": 3.0}, 3.0)):
+                           ({**bagged, "scale_pos_weight": 3.0}, 3.0),
+                           ({**bagged, "bagging_freq": 0}, ratio)):  # no bagging: no share
         m = LightGBMModel(FEATURES, 20, 5, override).fit(train, valid)
         assert m.train_params["scale_pos_weight"] == pytest.approx(want)
