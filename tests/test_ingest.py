@@ -247,3 +247,13 @@ def test_toda_files_lists_what_happened_to_each_file_under_the_warehouse_setting
     monkeypatch.setenv("TODA_DUCKDB_MEMORY_LIMIT", "lots")
     bad = CliRunner().invoke(main, ["files", "attendance_daily", "--home", str(paths.home)])
     assert bad.exit_code != 0 and "TODA_DUCKDB_MEMORY_LIMIT" in str(bad.exception or bad.output)
+
+
+def test_export_times_in_a_held_message_show_seconds_only_when_the_minutes_are_equal():
+    from toda_platform.ingest import _jst
+
+    a, b = dt.datetime(2026, 11, 30, 16, 53, 5), dt.datetime(2026, 11, 30, 16, 53, 41)  # UTC
+    assert (_jst(a, b), _jst(b, a)) == ("2026-12-01 01:53:05", "2026-12-01 01:53:41")
+    c = dt.datetime(2026, 11, 30, 16, 54, 0)
+    assert (_jst(a, c), _jst(c, a)) == ("2026-12-01 01:53", "2026-12-01 01:54")
+    assert _jst(a) == "2026-12-01 01:53"

@@ -1614,14 +1614,21 @@ def _held_error(spec: SourceSpec, out: "FileOutcome", landed: Landed, newer: lis
     name, at = newer[0][1], newer[0][2]
     return IngestError(
         out.file_name,
-        f"older than {name} (exported {_jst(at)}; this file {_jst(landed.exported_at)}, from its "
+        f"older than {name} (exported {_jst(at, landed.exported_at)}; this file "
+        f"{_jst(landed.exported_at, at)}, from its "
         f"{landed.export_from.split(' (')[0]}), which already holds {what}: not applied, so the newer data stays. "
         f"If this file is the right one, release it: toda release {spec.key} '{out.file_name}'",
         check="older_than_applied")
 
 
-def _jst(at: datetime) -> str:
-    return at.replace(tzinfo=timezone.utc).astimezone(_JST).strftime("%Y-%m-%d %H:%M")
+def _jst(at: datetime, beside: datetime | None = None) -> str:
+    """Japan time to the minute, or to the second when ``beside`` (the time it is shown next
+    to) falls in the same minute, so that two exports seconds apart do not read as equal."""
+    def local(t: datetime) -> datetime:
+        return t.replace(tzinfo=timezone.utc).astimezone(_JST)
+
+    same_minute = beside is not None and local(at).strftime("%Y%m%d%H%M") == local(beside).strftime("%Y%m%d%H%M")
+    return local(at).strftime("%Y-%m-%d %H:%M:%S" if same_minute else "%Y-%m-%d %H:%M")
 
 
 def _replace_coverage(con, spec, out, landed: Landed, released: bool) -> tuple[int, dict[str, str]]:
