@@ -204,7 +204,7 @@ HEADLINE_COLUMNS = ["test_year", "model", "subset", "as_of_date", "n", "positive
                 "the rule baseline, logistic regression and LightGBM; one MLflow run per model and "
                 "fold; the latest fold's LightGBM registered as a new version of futoukou_risk and "
                 "made champion only if it beats the current champion (or, without one, the rule "
-                "baseline) on the mean precision@5% over the year's as-of dates without worse "
+                "baseline) on the mean PR-AUC over the year's as-of dates without worse "
                 "calibration. Tables "
                 "models.evaluation_metrics (per as-of date) and models.headline.",
 )

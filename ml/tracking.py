@@ -85,7 +85,7 @@ def _finite(v) -> bool:
 @dataclass(frozen=True)
 class GateFigures:
     who: str               # "candidate v3", "champion v2", "rule_baseline"
-    precision_top: float   # mean precision in the top 5% over the year's as-of dates
+    pr_auc: float          # mean PR-AUC (average precision) over the year's as-of dates
     ece: float             # mean expected calibration error over the same dates
     year: int
     dates: int = 0         # how many as-of dates the means are over
@@ -114,17 +114,22 @@ class GateDecision:
 
 def decide(candidate: GateFigures, champion: GateFigures | None, baseline: GateFigures,
            ece_tolerance: float = ECE_TOLERANCE) -> GateDecision:
-    """Champion if it beats the bar's precision@5% and is not worse calibrated; else challenger."""
+    """Champion if it beats the bar's mean PR-AUC and is not worse calibrated; else challenger.
+
+    PR-AUC, not precision in the top 5 %: with cases ~1.5 % of a cohort the top 5 % can hold at
+    most ~0.3 of them, so any ranking that puts most cases near the top reaches that ceiling and
+    the precision no longer tells models apart (on a 900-pupil test city the rule baseline, PR-AUC
+    0.27, out-scored a LightGBM of PR-AUC 0.73 on it)."""
     bar_name, bar = ("champion", champion) if champion is not None else ("rule_baseline", baseline)
     if candidate.year != bar.year:
         raise ValueError(f"figures of different years: {candidate.year} vs {bar.year}")
-    better = candidate.precision_top > bar.precision_top
+    better = candidate.pr_auc > bar.pr_auc
     calibrated = candidate.ece <= bar.ece + ece_tolerance
     promoted = bool(better and calibrated)
     # the gate's figures are yearly means: say so, beside the headline's single-date figures
     why = []
-    why.append(f"mean precision@5% {candidate.over} {candidate.precision_top:.3f} "
-               f"{'>' if better else '<='} {bar.precision_top:.3f} ({bar.who})")
+    why.append(f"mean PR-AUC {candidate.over} {candidate.pr_auc:.3f} "
+               f"{'>' if better else '<='} {bar.pr_auc:.3f} ({bar.who})")
     why.append(f"mean ECE {candidate.ece:.4f} {'<=' if calibrated else '>'} "
                f"{bar.ece:.4f} + {ece_tolerance} ({bar.who})")
     reason = ("promoted: " if promoted else "not promoted: ") + "; ".join(why)
@@ -135,7 +140,7 @@ def decide(candidate: GateFigures, champion: GateFigures | None, baseline: GateF
 def gate_figures(who: str, year: int, per_date: pd.DataFrame, subset: str = "all") -> GateFigures:
     """Gate figures from :func:`ml.evaluation.evaluate_scores` output of one school year."""
     m = per_date[per_date.subset == subset]
-    return GateFigures(who, float(m.precision_top.mean()), float(m.ece.mean()), int(year),
+    return GateFigures(who, float(m.pr_auc.mean()), float(m.ece.mean()), int(year),
                        int(m.as_of_date.nunique()))
 
 
@@ -353,9 +358,9 @@ class Tracker:
         c.set_tag(run_id, "gate_reason", decision.reason[:5000])
         c.set_tag(run_id, "model_version", version)
         # yearly means, named so beside the headline list's nov_* figures
-        for k, v in (("gate_candidate_year_mean_precision_top", decision.candidate.precision_top),
+        for k, v in (("gate_candidate_year_mean_pr_auc", decision.candidate.pr_auc),
                      ("gate_candidate_year_mean_ece", decision.candidate.ece),
-                     ("gate_bar_year_mean_precision_top", decision.compared_with.precision_top),
+                     ("gate_bar_year_mean_pr_auc", decision.compared_with.pr_auc),
                      ("gate_bar_year_mean_ece", decision.compared_with.ece),
                      ("gate_promoted", float(decision.promoted))):
             if _finite(v):

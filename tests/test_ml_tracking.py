@@ -25,18 +25,18 @@ def test_a_better_model_becomes_champion_and_a_worse_one_challenger():
     d = T.decide(fig(0.25, 0.005), champ, base)
     assert (d.alias, d.promoted) == ("challenger", False)
     # the gate's figure is a yearly mean and says so (the headline is one date's list)
-    assert "mean precision@5% over as-of dates of 2024 0.250 <= 0.300 (champion v1)" in d.reason
+    assert "mean PR-AUC over as-of dates of 2024 0.250 <= 0.300 (champion v1)" in d.reason
     d = T.decide(T.GateFigures("x", 0.35, 0.01, 2025, 10), T.GateFigures("champion v1", 0.3, 0.01, 2025, 10),
                  fig(0.1, 0.1, year=2025))
-    assert "mean precision@5% over 10 as-of dates of 2025 0.350 > 0.300" in d.reason
+    assert "mean PR-AUC over 10 as-of dates of 2025 0.350 > 0.300" in d.reason
 
 
-def test_equal_precision_does_not_promote():
+def test_equal_pr_auc_does_not_promote():
     champ = fig(0.30, 0.010)
     assert T.decide(fig(0.30, 0.001), champ, fig(0.1, 0.1)).alias == "challenger"
 
 
-def test_better_precision_but_worse_calibration_is_challenger():
+def test_better_pr_auc_but_worse_calibration_is_challenger():
     champ = fig(0.30, 0.010)
     d = T.decide(fig(0.40, 0.010 + T.ECE_TOLERANCE + 0.001), champ, fig(0.1, 0.1))
     assert d.alias == "challenger" and "ECE" in d.reason
@@ -138,7 +138,7 @@ def test_promotion_gate_through_the_registry(tracker):
     s4 = train_and_register(f, FULL, tracker, config=cfg, log=quiet)
     assert s4.decision.alias == "champion", s4.decision.reason
     assert s4.decision.compared_with.who == "champion v2"
-    assert s4.decision.candidate.precision_top > s4.decision.compared_with.precision_top
+    assert s4.decision.candidate.pr_auc > s4.decision.compared_with.pr_auc
     assert str(tracker.version_by_alias("champion").version) == "4"
     assert str(tracker.version_by_alias("challenger").version) == "3"
 
@@ -149,13 +149,13 @@ def test_promotion_gate_through_the_registry(tracker):
     run = c.get_run(mv.run_id)
     assert run.data.tags["gate_decision"] == "champion"
     assert run.data.metrics["gate_promoted"] == 1.0
-    assert run.data.metrics["gate_bar_year_mean_precision_top"] == pytest.approx(
-        s4.decision.compared_with.precision_top)
+    assert run.data.metrics["gate_bar_year_mean_pr_auc"] == pytest.approx(
+        s4.decision.compared_with.pr_auc)
     artifacts = {a.path for a in c.list_artifacts(mv.run_id)}
     assert {"gate", "plots", "metrics", "data", "importance", "bands"} <= artifacts
     # the registered model says what it is and what it takes
     assert "不登校" in c.get_registered_model(T.REGISTERED_MODEL).description
-    assert "champion" in mv.description and "mean precision@5%" in mv.description
+    assert "champion" in mv.description and "mean PR-AUC" in mv.description
     import mlflow
 
     sig = mlflow.models.get_model_info(f"models:/{T.REGISTERED_MODEL}/4").signature
