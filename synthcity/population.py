@@ -143,7 +143,9 @@ def build_population(seed: int, schools: pd.DataFrame, years: list[int], pupils:
 def _describe_persons(rng: np.random.Generator, persons: pd.DataFrame, schools: pd.DataFrame) -> None:
     """Numbers, names, readings and addresses."""
     n = len(persons)
-    persons["student_number"] = (rng.choice(90_000_000, size=n, replace=False) + 10_000_000).astype(str)
+    # 8 digits, leading zeros included (one number in nine starts with 0, as in a 校務支援 system
+    # that counts from 00000001): what a re-save through Excel breaks. The same draws as before.
+    persons["student_number"] = pd.Series(rng.choice(90_000_000, size=n, replace=False)).map("{:08d}".format).to_numpy()
     persons["resident_number"] = (rng.choice(9_000_000_000, size=n, replace=False) + 1_000_000_000).astype(str)
     drawn = names.draw_names(rng, persons.sex.to_numpy())
     for key, values in drawn.items():

@@ -396,3 +396,10 @@ def test_a_city_of_one_school_each_is_generated(tmp_path):
                                                           years=3), progress=False)
     registry = sorted((tmp_path / "tiny" / "landing" / "pupil_registry").glob("*.csv"))
     assert len(registry) == 3 and summary.expected_rows["pupil_registry"] > 200
+
+
+def test_pupil_numbers_are_eight_digits_and_some_start_with_zero(truth):
+    # what a registry re-saved through Excel would break (the key-damage check must see it)
+    numbers = truth.student_number.drop_duplicates()
+    assert numbers.str.fullmatch(r"\d{8}").all()
+    assert 0.05 < numbers.str.startswith("0").mean() < 0.2
