@@ -11,8 +11,9 @@ its file's number), converted on the distinct values of the whole batch, checked
 
 Nothing about a file's fate changes: each file is still applied, held or rejected by itself,
 in export order, by ``ingest._ingest_file``, inside one transaction for the batch (``begin``):
-official records of all its files are inserted by one INSERT first, and a file that is not
-applied has its rows taken out again; quarantine moves wait for the commit, so a batch that fails
+the rows of official records wait in the batch table, where a later file of the batch that
+replaces them deletes them, and the applied files' rows are written by one INSERT just before
+the commit (``Open.commit``); quarantine moves wait for the commit, so a batch that fails
 part-way leaves no trace and its files in landing. Whenever
 a batch finds anything wrong — a value it cannot read, a failed expectation, even a warning —
 it is split in two and each half is tried again, down to single files, which take the
