@@ -1571,7 +1571,7 @@ def _apply(con, spec: SourceSpec, staged: _StagedFile, out: "FileOutcome", lande
     batch's, which may already hold the file's rows). Raises _Held before changing anything."""
     _covered(con, spec, cov_from)
     released = _released(con, spec, out.sha256)
-    inserted_already = tx is not None and out.sha256 in tx.inserted
+    inserted_already = tx is not None and out.sha256 in tx.pending
     if tx is None:
         con.execute("BEGIN TRANSACTION")
     try:
@@ -1584,9 +1584,9 @@ def _apply(con, spec: SourceSpec, staged: _StagedFile, out: "FileOutcome", lande
         if spec.handling == "rows":
             deleted, replaced = _replace_rows(con, spec, out, landed, released)
         else:
-            deleted, replaced = _replace_coverage(con, spec, out, landed, released)
+            deleted, replaced = _replace_coverage(con, spec, out, landed, released, tx)
         cols = ", ".join(f'"{c.staged_name}"' for c in spec.staged_columns)
-        if inserted_already:  # with the batch's other files, in one INSERT (ingest_batch.begin)
+        if inserted_already:  # with the batch's other files, in one INSERT (ingest_batch.Open.commit)
             inserted = staged.rows_kept
         else:
             inserted = con.execute(
@@ -1631,7 +1631,17 @@ def _jst(at: datetime, beside: datetime | None = None) -> str:
     return local(at).strftime("%Y-%m-%d %H:%M:%S" if same_minute else "%Y-%m-%d %H:%M")
 
 
-def _replace_coverage(con, spec, out, landed: Landed, released: bool) -> tuple[int, dict[str, str]]:
+def _rows_per_file(con, spec, shas: list[str], waiting: list[tuple[str, str]]) -> dict[str, int]:
+    """Rows of each of ``shas`` in the table and, for a batch's files, waiting in its batch table."""
+    counts = dict(con.execute(f"SELECT _file_sha256, count(*) FROM staging.{spec.key} t WHERE _file_sha256 IN "
+                              f"(SELECT unnest(?)) GROUP BY 1", [shas]).fetchall())
+    for sha, rows in waiting:
+        counts[sha] = counts.get(sha, 0) + con.execute(f"SELECT count(*) FROM {rows}").fetchall()[0][0]
+    return {sha: n for sha, n in counts.items() if n}
+
+
+def _replace_coverage(con, spec, out, landed: Landed, released: bool, tx: "ingest_batch.Open | None" = None
+                      ) -> tuple[int, dict[str, str]]:
     """Official records: the file replaces exactly the (period, school) cells its rows cover."""
     live = con.execute(
         "SELECT c.sha256, c.file_name, c.exported_at, c._cov_period, c._cov_scope, c.rows FROM "
@@ -1650,14 +1660,15 @@ def _replace_coverage(con, spec, out, landed: Landed, released: bool) -> tuple[i
     old = sorted({r[0] for r in live})
     scope = _scope_sql(spec, "t.")
     period = spec.period  # over t's columns: _cov's own are all prefixed _cov_
-    before = dict(con.execute(f"SELECT _file_sha256, count(*) FROM staging.{spec.key} t WHERE _file_sha256 IN "
-                              f"(SELECT unnest(?)) GROUP BY 1", [old]).fetchall())
-    deleted = con.execute(
-        f"DELETE FROM staging.{spec.key} t WHERE _file_sha256 IN (SELECT unnest(?)) AND EXISTS "
-        f"(SELECT 1 FROM _cov n WHERE n._cov_period = ({period})::VARCHAR AND n._cov_scope = {scope})",
-        [old]).fetchall()[0][0]
-    after = dict(con.execute(f"SELECT _file_sha256, count(*) FROM staging.{spec.key} t WHERE _file_sha256 IN "
-                             f"(SELECT unnest(?)) GROUP BY 1", [old]).fetchall())
+    # the old files' rows: in the table, or still waiting in a batch table (written at COMMIT)
+    waiting = tx.rows(old) if tx is not None else []
+    before = _rows_per_file(con, spec, old, waiting)
+    covered = f"EXISTS (SELECT 1 FROM _cov n WHERE n._cov_period = ({period})::VARCHAR AND n._cov_scope = {scope})"
+    deleted = con.execute(f"DELETE FROM staging.{spec.key} t WHERE _file_sha256 IN (SELECT unnest(?)) AND {covered}",
+                          [old]).fetchall()[0][0]
+    for _, rows in waiting:
+        deleted += con.execute(f"DELETE FROM {rows} AND {covered}").fetchall()[0][0]
+    after = _rows_per_file(con, spec, old, waiting)
     con.execute("UPDATE staging.file_coverage c SET replaced_by = ?, replaced_at = ? WHERE source_key = ? "
                 "AND replaced_by IS NULL AND sha256 <> ? AND EXISTS (SELECT 1 FROM _cov n WHERE "
                 "n._cov_period = c.period AND n._cov_scope = c.scope)", [out.sha256, _now(), spec.key, out.sha256])
