@@ -1624,11 +1624,9 @@ def _held_error(spec: SourceSpec, out: "FileOutcome", landed: Landed, newer: lis
 def _jst(at: datetime, beside: datetime | None = None) -> str:
     """Japan time to the minute, or to the second when ``beside`` (the time it is shown next
     to) falls in the same minute, so that two exports seconds apart do not read as equal."""
-    def local(t: datetime) -> datetime:
-        return t.replace(tzinfo=timezone.utc).astimezone(_JST)
-
-    same_minute = beside is not None and local(at).strftime("%Y%m%d%H%M") == local(beside).strftime("%Y%m%d%H%M")
-    return local(at).strftime("%Y-%m-%d %H:%M:%S" if same_minute else "%Y-%m-%d %H:%M")
+    same_minute = beside is not None and at.replace(second=0, microsecond=0) == beside.replace(second=0, microsecond=0)
+    return at.replace(tzinfo=timezone.utc).astimezone(_JST).strftime("%Y-%m-%d %H:%M:%S" if same_minute
+                                                                     else "%Y-%m-%d %H:%M")
 
 
 def _rows_per_file(con, spec, shas: list[str], waiting: list[tuple[str, str]]) -> dict[str, int]:
