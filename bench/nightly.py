@@ -101,14 +101,18 @@ def main() -> int:
     for key, seconds in sorted(steps.items(), key=lambda kv: -kv[1])[:15]:
         print(f"  {seconds:7.1f} s  {key}")
     for key in ("marts__pupil_features", "marts__labels"):
-        for event in result.all_events:
-            if event.step_key == key and event.event_type_value == "ASSET_MATERIALIZATION":
-                meta = event.event_specific_data.materialization.metadata
-                built = meta.get("as_of_dates") or meta.get("per_as_of_date")
-                built = built.value if built is not None else None
-                if isinstance(built, dict):
-                    built = [d for d, c in built.items() if not c.get("unchanged")]
-                print(f"  {key}: rebuilt {built}")
+        # a single-run backfill reports one materialisation per partition, all with the same metadata
+        event = next((e for e in result.all_events
+                      if e.step_key == key and e.event_type_value == "ASSET_MATERIALIZATION"), None)
+        if event is None:
+            continue
+        meta = event.event_specific_data.materialization.metadata
+        per_date = meta.get("per_as_of_date")  # labels: counts per date, "unchanged" where kept
+        if per_date is not None:
+            built = [d for d, c in per_date.value.items() if not c.get("unchanged")]
+        else:  # features: the dates built (those left as they were are listed apart)
+            built = meta["as_of_dates"].value if "as_of_dates" in meta else None
+        print(f"  {key}: rebuilt {built}")
     print(f"nightly refresh: {'success' if result.success else 'FAILED'} in {wall:.1f} s wall "
           f"(target <= 180 s); load average before: {os.getloadavg()[0]:.1f}")
     return 0 if result.success else 1

@@ -115,8 +115,23 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
+BLEND_WEIGHTS = (0.0, 0.25, 0.5, 0.75)  # the logistic model's share of a blend's probability
+
+
+def blend_weight(y_valid, lgb_valid, logit_valid, weights=BLEND_WEIGHTS) -> tuple[float, dict]:
+    """The logistic model's share of the blend ``(1 - w) * LightGBM + w * logistic`` (calibrated
+    probabilities) with the highest average precision on the held-out slice, and every share's
+    figure; a tie keeps the smaller share."""
+    from ml import metrics as M
+
+    figures = {w: M.pr_auc(y_valid, (1 - w) * lgb_valid + w * logit_valid) for w in weights}
+    best = max(figures, key=lambda w: (figures[w], -w))
+    return best, figures
+
+
 def run(home=None, trials: int = len(TRIALS), n_random: int = 0, seed: int = 0, rounds: int = 600,
-        max_minutes: float | None = None, n_boot: int = 500, log=print, flaml_trial: bool = True) -> dict:
+        max_minutes: float | None = None, n_boot: int = 500, log=print, flaml_trial: bool = True,
+        given: list[dict] | None = None, seeds: int = 1, blend: bool = False) -> dict:
     from ml import metrics as M
     from ml.ablation import bootstrap_table
     from ml.models import LightGBMModel
@@ -126,11 +141,14 @@ def run(home=None, trials: int = len(TRIALS), n_random: int = 0, seed: int = 0, 
     paths, version, booster, meta, fold, feats, train, valid, test = load_champion_fold(home, log)
     tracker = Tracker(tracking_uri(paths.mlflow_db), paths.mlflow_artifacts.as_uri(), EXPERIMENT)
     y_train, yv = train.label.to_numpy(dtype=float), valid.label.to_numpy(dtype=float)
-    plan = [("fixed", o) for o in TRIALS[:trials]]
-    flaml_report = paths.reports / "flaml_peer.json"
-    if flaml_trial and flaml_report.exists():
-        plan.append(("flaml", from_flaml(json.loads(flaml_report.read_text())["flaml_best_config"])))
-    plan += [("random", o) for o in random_trials(n_random, seed)]
+    if given:  # a configuration chosen earlier, fitted again without a search
+        plan = [("given", o) for o in given]
+    else:
+        plan = [("fixed", o) for o in TRIALS[:trials]]
+        flaml_report = paths.reports / "flaml_peer.json"
+        if flaml_trial and flaml_report.exists():
+            plan.append(("flaml", from_flaml(json.loads(flaml_report.read_text())["flaml_best_config"])))
+        plan += [("random", o) for o in random_trials(n_random, seed)]
     started, results = time.perf_counter(), []
     with tracker.run(f"tune_champion_{fold.test_year}", tags={"kind": "tuning",
                                                               "champion_version": str(version)}):
@@ -160,6 +178,36 @@ def run(home=None, trials: int = len(TRIALS), n_random: int = 0, seed: int = 0, 
         _, champion = score_with(booster, meta, test)
         y = test.label.to_numpy(dtype=float)
         scores = {"champion": champion, "tuned": best["model"].predict(test)}
+        extra: dict = {}
+        if seeds > 1 or blend:
+            # the chosen configuration refitted with other seeds (its own seed's model included),
+            # probabilities averaged: bagging's and feature sampling's luck averaged out
+            models = [best["model"]]
+            for k in range(1, seeds):
+                t0, c0 = time.perf_counter(), _cpu()
+                m = LightGBMModel(feats, num_boost_round=rounds,
+                                  params_override={**best["override"], "seed": 7 + k})
+                models.append(m.fit(train, valid))
+                log(f"seed {7 + k}: held-out PR-AUC {M.pr_auc(yv, m.raw(valid)):.4f}, "
+                    f"{time.perf_counter() - t0:.0f} s wall, {_cpu() - c0:.0f} s CPU")
+            lgb_valid = sum(m.predict(valid) for m in models) / len(models)
+            lgb_test = sum(m.predict(test) for m in models) / len(models) if seeds > 1 else scores["tuned"]
+            if seeds > 1:
+                scores[f"tuned_{seeds}_seeds"] = lgb_test
+                extra["seeds_held_out_pr_auc"] = M.pr_auc(yv, lgb_valid)
+            if blend:
+                from ml.models import LogisticModel
+
+                t0, c0 = time.perf_counter(), _cpu()
+                logit = LogisticModel(feats).fit(train, valid)
+                w, figures = blend_weight(yv, lgb_valid, logit.predict(valid))
+                log(f"logistic fitted ({time.perf_counter() - t0:.0f} s wall, {_cpu() - c0:.0f} s CPU); "
+                    f"held-out PR-AUC by its share of the blend: "
+                    + ", ".join(f"{k:g}: {v:.4f}" for k, v in figures.items()) + f"; chosen {w:g}")
+                scores["blend"] = (1 - w) * lgb_test + w * logit.predict(test)
+                extra["blend_logistic_share"] = w
+                extra["blend_held_out_pr_auc"] = {str(k): v for k, v in figures.items()}
+            tracker.log_params({"seeds": seeds, "blend_logistic_share": extra.get("blend_logistic_share", "")})
         peer = load_peer_scores(paths, test)
         if peer is not None:
             scores["flaml"] = peer
@@ -167,9 +215,15 @@ def run(home=None, trials: int = len(TRIALS), n_random: int = 0, seed: int = 0, 
                                 n_boot=n_boot, seed=seed, metrics=METRICS)
         tracker.log_params({"chosen_trial": best["trial"], "chosen_override": json.dumps(best["override"])})
         log_comparison(tracker, table, "tuned")
+        for variant in scores.keys() - {"champion", "tuned", "flaml"}:  # seeds, blend: figures under their name
+            rows = table[table.variant == variant]
+            tracker.log_metrics({f"{variant}_{r.metric}{s}": getattr(r, c) for r in rows.itertuples()
+                                 for s, c in (("", "value"), ("_delta", "delta"), ("_delta_low", "delta_low"),
+                                              ("_delta_high", "delta_high"))})
         vs_peer = None
         if peer is not None:
-            vs_peer = bootstrap_table(y, test.school_code.to_numpy(), {"flaml": peer, "tuned": scores["tuned"]},
+            vs_peer = bootstrap_table(y, test.school_code.to_numpy(),
+                                      {"flaml": peer, **{k: v for k, v in scores.items() if k not in ("champion", "flaml")}},
                                       "flaml", n_boot=n_boot, seed=seed, metrics=METRICS)
             tracker.log_metrics({f"vs_flaml_{r.metric}{s}": getattr(r, c)
                                  for r in vs_peer[vs_peer.variant == "tuned"].itertuples()
@@ -179,7 +233,7 @@ def run(home=None, trials: int = len(TRIALS), n_random: int = 0, seed: int = 0, 
               "pupils": int(len(test)), "cases": int(y.sum()),
               "search_wall_seconds": round(time.perf_counter() - started, 1),
               "trials": [{k: v for k, v in r.items() if k != "model"} for r in results],
-              "chosen": {k: v for k, v in best.items() if k != "model"},
+              "chosen": {k: v for k, v in best.items() if k != "model"}, **extra,
               "comparison": table.to_dict("records"),
               "tuned_vs_flaml": None if vs_peer is None else vs_peer.to_dict("records")}
     out = paths.reports / "tune_champion.json"
@@ -200,15 +254,23 @@ def main() -> None:
     parser.add_argument("--n-boot", type=int, default=500)
     parser.add_argument("--no-flaml-trial", action="store_true",
                         help="skip FLAML's configuration as a trial (965 leaves: ~20 min of CPU)")
+    parser.add_argument("--given", type=json.loads, action="append", metavar="JSON",
+                        help="fit this override (e.g. a configuration chosen by an earlier search) "
+                             "instead of searching; may be given more than once")
+    parser.add_argument("--seeds", type=int, default=1, help="average the chosen configuration over N seeds")
+    parser.add_argument("--blend", action="store_true",
+                        help="also blend with the logistic model, its share chosen on the held-out slice")
     args = parser.parse_args()
     r = run(args.home, args.trials, args.random, args.seed, args.rounds, args.max_minutes, args.n_boot,
-            flaml_trial=not args.no_flaml_trial)
+            flaml_trial=not args.no_flaml_trial, given=args.given, seeds=args.seeds, blend=args.blend)
     c = r["chosen"]
     print(f"chosen on the held-out slice: trial {c['trial']} ({c['origin']}) {c['override']}, "
           f"held-out PR-AUC {c['held_out_pr_auc']:.4f}, {c['best_iteration']} rounds")
-    print_comparison(r, "tuned")
-    if r["tuned_vs_flaml"]:
-        print_comparison(r, "tuned", reference="flaml", key="tuned_vs_flaml")
+    variants = [v for v in dict.fromkeys(x["variant"] for x in r["comparison"]) if v not in ("champion", "flaml")]
+    for v in variants:
+        print_comparison(r, v)
+        if r["tuned_vs_flaml"]:
+            print_comparison(r, v, reference="flaml", key="tuned_vs_flaml")
 
 
 if __name__ == "__main__":

@@ -47,3 +47,19 @@ def test_symbolic_class_weightings_resolve_on_the_training_labels():
                                                                               "num_leaves": 63}
     assert resolve({"scale_pos_weight": "sqrt"}, y) == {"scale_pos_weight": round(math.sqrt(99), 3)}
     assert resolve({"scale_pos_weight": 1.0}, y) == {"scale_pos_weight": 1.0}
+
+
+def test_the_blend_share_is_the_held_out_best_and_a_tie_keeps_the_smaller_share():
+    import numpy as np
+
+    from bench.tune_champion import blend_weight
+
+    y = np.array([0, 0, 0, 1, 0, 1, 0, 0], dtype=float)
+    # LightGBM alone ranks a negative first; the logistic model ranks both cases first
+    lgb = np.array([0.1, 0.9, 0.2, 0.5, 0.1, 0.4, 0.2, 0.1])
+    logit = np.array([0.1, 0.1, 0.2, 0.8, 0.1, 0.7, 0.1, 0.2])
+    w, figures = blend_weight(y, lgb, logit)
+    assert figures[0.0] < 1.0 and w > 0.0 and figures[w] == 1.0
+    assert w == min(k for k, v in figures.items() if v == 1.0)  # the smallest share that is best
+    w_same, figures_same = blend_weight(y, lgb, lgb)  # nothing to gain: no logistic share
+    assert w_same == 0.0 and len(set(figures_same.values())) == 1
