@@ -35,21 +35,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.flaml_peer import (EXPERIMENT, METRICS, load_champion_fold, load_peer_scores,  # noqa: E402
                               log_comparison, print_comparison)
 
-# the champion's defaults first, then neighbours FLAML's search pointed at (larger leaves, no
-# class weighting), then a few others
+# the champion's defaults first, then the defaults before 2026-12-01 (balanced class weighting,
+# 31 leaves of 100 pupils, rate 0.05), then neighbours
 TRIALS = [
     {},
-    {"num_leaves": 63, "min_data_in_leaf": 50},
-    {"scale_pos_weight": 1.0},
-    {"num_leaves": 63, "min_data_in_leaf": 50, "scale_pos_weight": 1.0},
-    {"num_leaves": 127, "min_data_in_leaf": 30, "scale_pos_weight": 1.0, "learning_rate": 0.03},
-    {"num_leaves": 15, "min_data_in_leaf": 200},
-    {"feature_fraction": 0.4, "num_leaves": 63, "min_data_in_leaf": 50},
-    {"learning_rate": 0.02, "num_leaves": 31, "lambda_l2": 10.0},
+    {"learning_rate": 0.05, "num_leaves": 31, "min_data_in_leaf": 100, "min_gain_to_split": 0.0,
+     "feature_fraction": 0.7, "neg_bagging_fraction": 0.25, "lambda_l2": 1.0, "scale_pos_weight": "balanced"},
+    {"scale_pos_weight": "balanced"},
+    {"num_leaves": 127, "min_data_in_leaf": 30},
+    {"num_leaves": 31, "min_data_in_leaf": 50},
+    {"feature_fraction": 0.5},
+    {"learning_rate": 0.03, "lambda_l2": 10.0},
+    {"neg_bagging_fraction": 1.0, "bagging_freq": 0},
 ]
 
 # the random search's space; for scale_pos_weight "balanced" is negatives / positives of the
-# training rows (the champion's weighting) and "sqrt" its square root
+# training rows times the share of negatives bagged, "sqrt" the square root of negatives / positives
 SPACE = {
     "num_leaves": [15, 31, 63, 127, 255],
     "min_data_in_leaf": [20, 50, 100, 200, 400],
@@ -99,14 +100,14 @@ def from_flaml(config: dict) -> dict:
 
 
 def resolve(override: dict, y) -> dict:
-    """The override with the symbolic class weightings made numbers for these training labels:
-    "balanced" negatives / positives, "sqrt" its square root."""
+    """The override with "sqrt" class weighting made a number for these training labels: the
+    square root of negatives / positives. "balanced" is left to the model, which weighs the
+    positives as all the negatives each tree sees (negatives / positives times the share of
+    negatives bagged), as the defaults before 2026-12-01 did."""
     out = dict(override)
-    w = out.get("scale_pos_weight")
-    if w in ("balanced", "sqrt"):
+    if out.get("scale_pos_weight") == "sqrt":
         pos = max(float(y.sum()), 1.0)
-        ratio = (len(y) - pos) / pos
-        out["scale_pos_weight"] = round(ratio if w == "balanced" else math.sqrt(ratio), 3)
+        out["scale_pos_weight"] = round(math.sqrt((len(y) - pos) / pos), 3)
     return out
 
 
