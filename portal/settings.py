@@ -9,8 +9,10 @@ SQLite at ``$TODA_HOME/portal/portal.sqlite3`` by default. For a server database
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -93,6 +95,12 @@ else:
         # IMMEDIATE: a writer takes the lock at BEGIN, so audit appends never interleave
         "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 30,
                     "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"},
+        # the test runner's database is a file, not SQLite's shared in-memory one: the browser
+        # tests' live server then gives each thread its own connection, as in production (a
+        # shared connection failed a session save while two chart requests ran at once). One
+        # file per checkout (pytest-xdist adds a suffix per worker)
+        "TEST": {"NAME": str(Path(tempfile.gettempdir()) / (
+            "toda_portal_test_" + hashlib.sha256(str(BASE_DIR).encode()).hexdigest()[:10] + ".sqlite3"))},
     }}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

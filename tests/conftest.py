@@ -68,3 +68,16 @@ def write_csv(path: Path, header: list[str], rows: list[list[str]], *, encoding:
     if mtime is not None:
         os.utime(path, (mtime, mtime))
     return path
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings):
+    """The portal's test database is a file (portal/settings.py) in WAL mode: Django removes the
+    file after a run but not its ``-wal``/``-shm`` companions, which SQLite would replay into the
+    next run's new file of the same name. Remove them (and any file left by a killed run) first."""
+    from django.conf import settings
+
+    name = settings.DATABASES["default"].get("TEST", {}).get("NAME")
+    if name and not name.startswith(":memory:") and "mode=memory" not in name:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(name + suffix).unlink(missing_ok=True)
