@@ -420,20 +420,38 @@ def test_the_gate_reads_each_columns_distinct_values_from_the_value_maps_exactly
 
     real, compared = quality.check_batch, []
 
-    def comparing(spec, con, table, ctx, distinct=None):
+    def comparing(spec, con, table, ctx, distinct=None, frames=None, rows=None):
+        def values(sql):
+            return sorted(con.execute(f"SELECT * FROM {sql}").fetchall(), key=repr)
+
         for column, query in (distinct or {}).items():
-            def values(sql):
-                return sorted(con.execute(f"SELECT * FROM {sql}").fetchall(), key=repr)
             assert values(query) == values(f'(SELECT DISTINCT "{column}" FROM {table})'), column
             compared.append(column)
-        return real(spec, con, table, ctx, distinct)
+        for rule in quality.rules.row_rules(spec):  # each rule's frame as the typed rows would give it
+            if rule.gx_column in (frames or {}):
+                frame = quality.suites._rule_frame(con, spec, frames[rule.gx_column], rule)
+                whole = quality.suites._rule_frame(con, spec, table, rule)
+                if rule.by_school_year:  # only the school year of the date matters (each file's first date)
+                    year = rule.inputs[0]
+                    for f in (frame, whole):
+                        f[year] = quality.rules.school_years_of(f[year])
+                key = list(rule.columns)
+                def combos(f):
+                    return sorted(map(tuple, f[key].astype(str).itertuples(index=False)))
+
+                assert combos(frame) == combos(whole), rule.check
+                compared.append(rule.gx_column)
+        if rows is not None:
+            assert rows == con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+        return real(spec, con, table, ctx, distinct, frames, rows)
 
     monkeypatch.setattr(quality, "check_batch", comparing)
     land(paths)
     report = _run(db, paths, key, ATT, batched=True, monkeypatch=monkeypatch)
     assert [f.outcome for f in report.files] == ["applied"] * 3
     assert report.files[1].drop_reasons.get("unmapped_text:sub_reason") == 1
-    assert {"date", "school_code", "pupil_id", "status", "room", "sub_reason"} <= set(compared)
+    assert {"date", "school_code", "pupil_id", "status", "room", "sub_reason",
+            "chk__known_pupil__pupil_id", "chk__known_school__school_code", "chk__no_weekend__date"} <= set(compared)
 
 
 class _Recording:
@@ -483,9 +501,21 @@ def test_a_batch_writes_its_rows_once_after_every_delete_and_never_the_replaced_
 
 def test_a_file_withdrawn_from_a_batch_is_never_written():
     """``Open``: a file withdrawn (rejected, held, read again by itself) leaves the pending rows;
-    ``rows`` names the batch-table rows of the files still pending, and only of those."""
+    a later file's cells taken from a pending file leave exactly its rows there out."""
+    con = duckdb.connect()
+    con.execute("CREATE TEMP TABLE batch_typed_0_cov (_file USMALLINT, _cov_period VARCHAR, _cov_scope VARCHAR, "
+                "_cov_rows INTEGER)")
+    con.execute("INSERT INTO batch_typed_0_cov VALUES (0, '2024-05', 'A', 10), (3, '2024-05', 'A', 7), "
+                "(3, '2024-05', 'B', 5), (3, '2024-06', 'A', 2)")
+    con.execute(f"CREATE TEMP TABLE batch_typed_0{ingest_batch.EXCLUDED} (_file USMALLINT, _cov_period VARCHAR, "
+                f"_cov_scope VARCHAR)")
     tx = ingest_batch.Open(CATALOGUE[ATT], pending={"a" * 64: ("batch_typed_0", 0), "b" * 64: ("batch_typed_0", 3)})
     tx.withdraw(None, "a" * 64)
     tx.withdraw(None, "c" * 64)  # never pending: nothing to do
     assert tx.pending == {"b" * 64: ("batch_typed_0", 3)}
-    assert tx.rows(["a" * 64, "b" * 64, "d" * 64]) == [("b" * 64, "batch_typed_0 t WHERE t._file = 3")]
+    assert tx.count(con, "b" * 64) == 14
+    con.execute("CREATE TEMP TABLE _cov AS SELECT '2024-05' AS _cov_period, 'B' AS _cov_scope UNION ALL "
+                "SELECT '2024-07', 'A'")
+    assert tx.take(con, "b" * 64, "_cov") == 5
+    assert tx.take(con, "b" * 64, "_cov") == 0  # taken already
+    assert tx.count(con, "b" * 64) == 9
