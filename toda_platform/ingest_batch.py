@@ -278,32 +278,11 @@ def _stage_records(con, spec: SourceSpec, key: bytes, group: list[_Candidate], r
     shapes = I._number_shapes(con, spec, positions, headers, "0", by="r._file")
     con.execute(f"ALTER TABLE _raw RENAME TO {raw}")
     con.execute(f"ALTER TABLE _bfiles RENAME TO {files}")
-    typed_cols = ", ".join(f'"{c.staged_name}"' for c in spec.staged_columns)
-    con.execute(f"""
-        CREATE OR REPLACE TEMP VIEW {view} AS
-        SELECT {typed_cols}, _line, ({spec.known_from})::DATE AS known_date, _file
-        FROM (SELECT (r.rowid - f._first + 2)::INTEGER AS _line, r._file AS _file,
-                     {', '.join(f'{e} AS "{c}"' for c, e in typing.exprs.items())}
-              FROM {raw} r JOIN {files} f ON r._file = f._file {typing.join_sql()} WHERE r._drop IS NULL)""")
+    typed_view(con, spec, typing, raw, files, view)
     header_map = {col: headers[pos] for col, pos in positions.items()}
 
-    # which typed columns are NULL exactly where their raw value is (no value mapped to NULL,
-    # none left unmapped): their blanks are counted on the raw rows, the others' on the view
-    plain = {c.staged_name for c in spec.staged_columns if c.name in positions and c.kind in I._SQL_ONLY_KINDS}
-    for column, alias in typing.maps.items():
-        nulls, = con.execute(f"SELECT count(*) FILTER (value IS NULL) FROM {alias}").fetchall()[0]
-        if not nulls and len(typing.reads[column]) == 1 and _catalogue_name(spec, column) not in typing.unmapped:
-            plain.add(column)
-    blank = {c: f"{typing.raw.get(c, typing.exprs[c])} IS NULL" for c in plain}
-    present = [c.staged_name for c in spec.staged_columns if c.name in positions]
-    counted = {c: f"count(*) FILTER ({blank[c]})" if c in plain else None for c in present}
-    found = dict(zip([c for c in present if c in plain], con.execute(
-        "SELECT " + ", ".join([counted[c] for c in present if c in plain] or ["0"])
-        + f" FROM {raw} r WHERE r._drop IS NULL").fetchall()[0])) if plain else {}
-    others = [c for c in present if c not in plain]
-    if others:
-        found.update(zip(others, con.execute("SELECT " + ", ".join(f'count(*) FILTER ("{c}" IS NULL)' for c in others)
-                                             + f" FROM {view}").fetchall()[0]))
+    plain = _plain(con, spec, typing)
+    found = _blanks(con, spec, typing, plain, raw, view)
     for col in spec.staged_columns:
         if not col.nullable and found.get(col.staged_name):
             raise _Unfit(f"'{header_map[col.name]}' is blank in some rows")  # the file alone says where
@@ -327,6 +306,47 @@ def _stage_records(con, spec: SourceSpec, key: bytes, group: list[_Candidate], r
                 f"_cov_scope VARCHAR)")
     _register(spec, group, into, table, validation, per_file, stats, header_map, shapes, lost, {})
     I._drop_temp(con)
+
+
+def typed_view(con, spec: SourceSpec, typing: "I._Typing", raw: str, files: str, view: str) -> None:
+    """``view``: the batch's typed rows, as ``_typed`` holds a file's — the raw rows joined to
+    the value maps, each with its line (its rowid less its file's first, plus 2)."""
+    typed_cols = ", ".join(f'"{c.staged_name}"' for c in spec.staged_columns)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP VIEW {view} AS
+        SELECT {typed_cols}, _line, ({spec.known_from})::DATE AS known_date, _file
+        FROM (SELECT (r.rowid - f._first + 2)::INTEGER AS _line, r._file AS _file,
+                     {', '.join(f'{e} AS "{c}"' for c, e in typing.exprs.items())}
+              FROM {raw} r JOIN {files} f ON r._file = f._file {typing.join_sql()} WHERE r._drop IS NULL)""")
+
+
+def _plain(con, spec: SourceSpec, typing: "I._Typing") -> set[str]:
+    """The staged columns whose typed value is a function of one raw value that is NULL exactly
+    where the raw value is: numeric columns (their own expression), and mapped columns whose
+    map sends no value to NULL and which have no text left unmapped."""
+    plain = {c for c, e in typing.exprs.items() if c not in typing.maps and typing.reads[c]}
+    for column, alias in typing.maps.items():
+        nulls, = con.execute(f"SELECT count(*) FILTER (value IS NULL) FROM {alias}").fetchall()[0]
+        if not nulls and len(typing.reads[column]) == 1 and _catalogue_name(spec, column) not in typing.unmapped:
+            plain.add(column)
+    return plain
+
+
+def _blanks(con, spec: SourceSpec, typing: "I._Typing", plain: set[str], raw: str, view: str) -> dict[str, int]:
+    """Per staged column the files have, the rows whose typed value is NULL: a plain column's
+    counted on its raw values (one scan of the raw rows), any other's on the typed view."""
+    present = [c for c, reads in typing.reads.items() if reads]
+    found: dict[str, int] = {}
+    on_raw = [c for c in present if c in plain]
+    if on_raw:
+        found.update(zip(on_raw, con.execute(
+            "SELECT " + ", ".join(f"count(*) FILTER ({typing.raw.get(c, typing.exprs[c])} IS NULL)" for c in on_raw)
+            + f" FROM {raw} r WHERE r._drop IS NULL").fetchall()[0]))
+    others = [c for c in present if c not in plain]
+    if others:
+        found.update(zip(others, con.execute("SELECT " + ", ".join(f'count(*) FILTER ("{c}" IS NULL)' for c in others)
+                                             + f" FROM {view}").fetchall()[0]))
+    return found
 
 
 def _catalogue_name(spec: SourceSpec, staged_name: str) -> str:
