@@ -548,7 +548,8 @@ def test_a_records_batch_checks_its_raw_rows_as_the_typed_rows_would_say(rows):
     con.executemany("INSERT INTO _raw VALUES (?, ?, ?, ?, NULL, ?, ?, ?)",
                     [[d, s, p, st_, r, drop, f] for f, d, s, p, st_, r, drop in rows])
     con.execute("CREATE TEMP TABLE _bfiles AS SELECT DISTINCT _file, 0::BIGINT AS _first FROM _raw")
-    typing = I._typed_select(con, spec, "batch", positions, headers, b"k" * 32, "0", maps="bt_m")
+    sets = ingest_batch._Sets(con, "_raw", ingest_batch._wanted_sets(spec, positions))
+    typing = I._typed_select(con, spec, "batch", positions, headers, b"k" * 32, "0", maps="bt_m", kept=sets.kept)
     ingest_batch.typed_view(con, spec, typing, "_raw", "_bfiles", "bt")
     kept = [r for r in rows if r[6] is None]
 
@@ -556,11 +557,11 @@ def test_a_records_batch_checks_its_raw_rows_as_the_typed_rows_would_say(rows):
     plain = ingest_batch._plain(con, spec, typing)
     exact = dict(zip(present, con.execute(
         "SELECT " + ", ".join(f'count(*) FILTER ("{c}" IS NULL)' for c in present) + " FROM bt").fetchall()[0]))
-    assert ingest_batch._blanks(con, spec, typing, plain, "_raw", "bt") == exact
+    assert ingest_batch._blanks(con, spec, typing, plain, sets, "bt") == exact
     assert exact["sub_reason"] == sum(1 for r in kept if r[5] not in ("発熱", "熱"))
 
-    for columns in (["date", "school_code"], ["pupil_id"], ["status", "sub_reason"]):
-        ingest_batch._groups(con, typing, columns, "_raw", "g")
+    for columns in (["date", "school_code"], ["pupil_id"], ["date"], ["room"], ["status", "sub_reason"]):
+        ingest_batch._groups(con, typing, columns, sets, "g")  # the last one not among the sets counted
         cols = ", ".join(f'"{c}"' for c in columns)
         assert sorted(con.execute(f"SELECT _file, {cols}, _n FROM g").fetchall(), key=repr) == sorted(
             con.execute(f"SELECT _file, {cols}, count(*) FROM bt GROUP BY ALL").fetchall(), key=repr)
@@ -575,11 +576,11 @@ def test_a_records_batch_checks_its_raw_rows_as_the_typed_rows_would_say(rows):
         assert error.check == "unique_key"
     assert raised == twice
 
-    distinct = ingest_batch._distinct_values(con, spec, positions, typing, "_raw", {c: bool(n) for c, n in exact.items()})
+    distinct = ingest_batch._distinct_values(con, spec, positions, typing, sets, {c: bool(n) for c, n in exact.items()})
     for column in present:
         assert sorted(con.execute(f"SELECT * FROM {distinct[column]}").fetchall(), key=repr) == sorted(
             con.execute(f'SELECT DISTINCT "{column}" FROM bt').fetchall(), key=repr), column
-    for rule, relation in ingest_batch._rule_frames(con, spec, typing, "_raw", distinct).items():
+    for rule, relation in ingest_batch._rule_frames(con, spec, typing, sets, distinct).items():
         rule = next(r for r in quality.rules.row_rules(spec) if r.gx_column == rule)
         frames = [quality.suites._rule_frame(con, spec, relation, rule), quality.suites._rule_frame(con, spec, "bt", rule)]
         if rule.by_school_year:  # what such a rule reads of the date: its school year

@@ -900,37 +900,43 @@ class _Typing:
         return " ".join(j for c, j in self.joins.items() if columns is None or c in columns)
 
 
+def raw_reads(spec: SourceSpec, positions: dict[str, int]) -> dict[str, list[int]]:
+    """Per staged column, the raw positions its typed value is made from (a grade's school
+    type comes from the school code)."""
+    school = positions.get("school_code")
+    return {c.staged_name: ([] if c.name not in positions else [positions[c.name]] + (
+        [school] if c.kind == "grade" and school is not None and c.kind not in _SQL_ONLY_KINDS else []))
+        for c in spec.staged_columns}
+
+
 def _typed_select(con, spec: SourceSpec, name: str, positions, headers, key: bytes, lookup_line_sql: str, *,
-                  maps: str = "m") -> _Typing:
+                  maps: str = "m", kept: Callable[[list[int]], str] | None = None) -> _Typing:
     """Build the value maps of ``_raw``'s mapped columns (``<maps><position>``: each distinct raw
     value converted once) and the expressions that type a row of ``_raw r``. Raises IngestError
-    on a value that cannot be read (``lookup_line_sql``: its line, for the message)."""
-    typing = _Typing({}, {}, {}, {}, {}, {})
+    on a value that cannot be read (``lookup_line_sql``: its line, for the message). ``kept``:
+    given the raw positions a map reads, where their values in the rows kept are."""
+    typing = _Typing({}, {}, raw_reads(spec, positions), {}, {}, {})
     school_code_pos = positions.get("school_code")
     for col in spec.staged_columns:
         if col.name not in positions:
             typing.exprs[col.staged_name] = f"CAST(NULL AS {col.sql_type})"
-            typing.reads[col.staged_name] = []
             continue
         pos = positions[col.name]
         raw = f"r.c{pos}"
         if col.kind == "timestamp_date":
             raw = _date_part(raw)
         header = headers[pos]
-        typing.reads[col.staged_name] = [pos]
         if col.kind in _SQL_ONLY_KINDS:
             typing.exprs[col.staged_name] = _numeric_expr(raw, col)
             continue
         alias = f"{maps}{pos}"
         by_school_type = col.kind == "grade" and school_code_pos is not None
         school_type_sql = f"trim(r.c{school_code_pos}, ' 　')" if by_school_type else None
-        if by_school_type:
-            typing.reads[col.staged_name].append(school_code_pos)
         as_written = col
         if normalise_header(header) in {normalise_header(h) for h in col.pseudonym_headers}:
             as_written = replace(col, kind="pseudonym")  # already pseudonymised: checked, not hashed
         lost, values = _build_map(con, name, _converter(spec, as_written, key), header, raw, school_type_sql,
-                                  alias, lookup_line_sql)
+                                  alias, lookup_line_sql, **({"kept": kept(typing.reads[col.staged_name])} if kept else {}))
         if lost:
             typing.unmapped[col.name] = (lost, values)
         cond = f"{raw} = {alias}.raw" + (f" AND {school_type_sql} = {alias}.stype" if by_school_type else "")
@@ -979,13 +985,16 @@ def _latest_submission_wins(con, spec: SourceSpec, within: str | None = None) ->
 
 
 def _number_shapes(con, spec: SourceSpec, positions: dict[str, int], headers: list[str],
-                   line_sql: str, by: str = "0") -> dict[int, dict[str, dict]]:
+                   line_sql: str, by: str = "0", kept: Callable[[list[int]], str] | None = None
+                   ) -> dict[int, dict[str, dict]]:
     """How wide each pupil or resident number is, and how many begin with 0: the shape of a key
     (never its values), compared across files to catch numbers that lost their leading zeros.
     Per value of ``by`` (the file of a batch; one file: 0).
 
     Counted over the distinct numbers with their row counts (12,000 numbers, not 250,000 rows);
-    the lines of numbers off the file's usual width are looked up only when there are any."""
+    the lines of numbers off the file's usual width are looked up only when there are any.
+    ``kept``: given a number's raw position, where its values in the rows kept are, with their
+    row counts (``_n``: a batch's raw values grouped per file)."""
     shapes: dict[int, dict[str, dict]] = {}
     for col in spec.staged_columns:
         if col.kind not in ("pupil_number", "resident_number") or col.name not in positions:
@@ -998,8 +1007,9 @@ def _number_shapes(con, spec: SourceSpec, positions: dict[str, int], headers: li
         found: dict[int, list[tuple]] = {}
         for g, w, n, z in con.execute(f"""
             SELECT g, length({digits}) AS w, sum(n)::BIGINT, (sum(n) FILTER (starts_with({digits}, '0')))::BIGINT
-            FROM (SELECT {by} AS g, {raw} AS v, count(*) AS n FROM _raw r
-                  WHERE r._drop IS NULL AND {raw} IS NOT NULL GROUP BY 1, 2)
+            FROM (SELECT {by} AS g, {raw} AS v, {"sum(r._n)" if kept else "count(*)"} AS n
+                  FROM {kept([positions[col.name]]) if kept else "_raw r WHERE r._drop IS NULL AND"} {raw} IS NOT NULL
+                  GROUP BY 1, 2)
             WHERE {digits} <> '' GROUP BY 1, 2""").fetchall():
             found.setdefault(g, []).append((w, n, z))
         for g, rows in found.items():
@@ -1068,13 +1078,14 @@ def _check_values(con, name, columns: list[Column], positions, headers, line_sql
 
 
 def _build_map(con, name, convert: _Converter, header, raw, school_type_sql, alias,
-               line_sql="(r.rowid + 2)") -> tuple[int, list[str]]:
+               line_sql="(r.rowid + 2)", kept: str = "_raw r WHERE r._drop IS NULL AND") -> tuple[int, list[str]]:
     """Convert each distinct raw value once; register the result as a join table. Returns how
-    many rows hold a hand-typed value that is not among the codes, and those raw values."""
+    many rows hold a hand-typed value that is not among the codes, and those raw values.
+    ``kept``: where the rows kept are (a batch's: its raw values grouped per file)."""
     col = convert.col
     stype_select = f", {school_type_sql} AS stype" if school_type_sql else ""
     distinct = con.execute(
-        f"SELECT DISTINCT {raw} AS raw{stype_select} FROM _raw r WHERE r._drop IS NULL AND {raw} IS NOT NULL"
+        f"SELECT DISTINCT {raw} AS raw{stype_select} FROM {kept} {raw} IS NOT NULL"
     ).fetchall()
     raws, stypes, values, errors = [], [], [], []
     for row in distinct:
