@@ -905,7 +905,7 @@ def raw_reads(spec: SourceSpec, positions: dict[str, int]) -> dict[str, list[int
     type comes from the school code)."""
     school = positions.get("school_code")
     return {c.staged_name: ([] if c.name not in positions else [positions[c.name]] + (
-        [school] if c.kind == "grade" and school is not None and c.kind not in _SQL_ONLY_KINDS else []))
+        [school] if c.kind == "grade" and school is not None else []))
         for c in spec.staged_columns}
 
 
