@@ -9,12 +9,17 @@ its file's number), converted on the distinct values of the whole batch, checked
 (one period, no key twice, blank required values) and validated by Great Expectations once
 (``check_batch``).
 
+Official records are never typed into a table of their own (``_stage_records``): their rows
+wait as read, every check runs on the raw values (counted per file in one GROUPING SETS scan) and
+the value maps, and the rows are typed as they are written into staging.
+
 Nothing about a file's fate changes: each file is still applied, held or rejected by itself,
 in export order, by ``ingest._ingest_file``, inside one transaction for the batch (``begin``):
-the rows of official records wait in the batch table, where a later file of the batch that
-replaces them deletes them, and the applied files' rows are written by one INSERT just before
-the commit (``Open.commit``); quarantine moves wait for the commit, so a batch that fails
-part-way leaves no trace and its files in landing. Whenever
+the rows of official records wait in the batch table, a later file of the batch that replaces
+some of their cells marks those cells (``Open.take``), and the applied files' rows, but for
+the marked cells, are written by one INSERT just before the commit (``Open.commit``);
+quarantine moves wait for the commit, so a batch that fails part-way leaves no trace and its
+files in landing. Whenever
 a batch finds anything wrong — a value it cannot read, a failed expectation, even a warning —
 it is split in two and each half is tried again, down to single files, which take the
 one-file path (``read_file`` + ``check_file``) and get its exact messages: line, column, header
