@@ -445,7 +445,8 @@ def _cycled(s: pd.Series, n: int) -> pd.Series:
 
 
 def check_batch(spec: SourceSpec, con, table: str, ctx: FileContext,
-                distinct: dict[str, str] | None = None) -> FileValidation:
+                distinct: dict[str, str] | None = None, frames: dict[str, str] | None = None,
+                rows: int | None = None) -> FileValidation:
     """Validate the typed rows of one file or of many (``table``) in one GX validation: the gate.
 
     Every expectation but the file-level ones (``FILE_LEVEL_CHECKS``) passes or fails on a
@@ -458,7 +459,10 @@ def check_batch(spec: SourceSpec, con, table: str, ctx: FileContext,
     its latest export date (each file's own is checked per file, ``file_level_ok``).
 
     ``distinct``: for some columns, a query giving exactly their distinct values more cheaply
-    than a scan of ``table`` (a batch's value maps: 15,000 pupils instead of 13 million rows)."""
+    than a scan of ``table`` (a batch's value maps: 15,000 pupils instead of 13 million rows).
+    ``frames``: per row rule (its ``gx_column``), a relation holding every combination of the
+    values it reads that ``table`` holds, and no other (a batch's typed values per file, counted
+    on its raw rows); ``rows``: the rows of ``table``, when it is known without counting them."""
     from great_expectations.validator.v1_validator import Validator
 
     started = time.perf_counter()
@@ -478,7 +482,7 @@ def check_batch(spec: SourceSpec, con, table: str, ctx: FileContext,
     skipped: list[str] = []
     pupils = None
     for rule in c.rules:
-        frame = _rule_frame(con, spec, table, rule)
+        frame = _rule_frame(con, spec, (frames or {}).get(rule.gx_column, table), rule)
         typed = pd.DataFrame({x: _coerce(R.staged_column(spec, x), frame[x])[0] for x in rule.columns})
         typed["_line"] = frame["_line"]
         result = rule.evaluate(typed, ctx)
@@ -504,7 +508,8 @@ def check_batch(spec: SourceSpec, con, table: str, ctx: FileContext,
                                     f"{ctx.file_name}: {meta['check']} fails on {meta.get('column') or 'the table'}"))
     if pupils is not None:
         failures += R.context_failures(spec, pupils, ctx)
-    rows, = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0]
+    if rows is None:
+        rows, = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0]
     return FileValidation(
         source_key=spec.key, file_name=ctx.file_name, rows=int(rows), failures=failures,
         seconds=time.perf_counter() - started, validated_at=validated_at, expectations=len(result.results),

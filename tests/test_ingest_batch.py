@@ -420,20 +420,38 @@ def test_the_gate_reads_each_columns_distinct_values_from_the_value_maps_exactly
 
     real, compared = quality.check_batch, []
 
-    def comparing(spec, con, table, ctx, distinct=None):
+    def comparing(spec, con, table, ctx, distinct=None, frames=None, rows=None):
+        def values(sql):
+            return sorted(con.execute(f"SELECT * FROM {sql}").fetchall(), key=repr)
+
         for column, query in (distinct or {}).items():
-            def values(sql):
-                return sorted(con.execute(f"SELECT * FROM {sql}").fetchall(), key=repr)
             assert values(query) == values(f'(SELECT DISTINCT "{column}" FROM {table})'), column
             compared.append(column)
-        return real(spec, con, table, ctx, distinct)
+        for rule in quality.rules.row_rules(spec):  # each rule's frame as the typed rows would give it
+            if rule.gx_column in (frames or {}):
+                frame = quality.suites._rule_frame(con, spec, frames[rule.gx_column], rule)
+                whole = quality.suites._rule_frame(con, spec, table, rule)
+                if rule.by_school_year:  # only the school year of the date matters (each file's first date)
+                    year = rule.inputs[0]
+                    for f in (frame, whole):
+                        f[year] = quality.rules.school_years_of(f[year])
+                key = list(rule.columns)
+                def combos(f):
+                    return sorted(map(tuple, f[key].astype(str).itertuples(index=False)))
+
+                assert combos(frame) == combos(whole), rule.check
+                compared.append(rule.gx_column)
+        if rows is not None:
+            assert rows == con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+        return real(spec, con, table, ctx, distinct, frames, rows)
 
     monkeypatch.setattr(quality, "check_batch", comparing)
     land(paths)
     report = _run(db, paths, key, ATT, batched=True, monkeypatch=monkeypatch)
     assert [f.outcome for f in report.files] == ["applied"] * 3
     assert report.files[1].drop_reasons.get("unmapped_text:sub_reason") == 1
-    assert {"date", "school_code", "pupil_id", "status", "room", "sub_reason"} <= set(compared)
+    assert {"date", "school_code", "pupil_id", "status", "room", "sub_reason",
+            "chk__known_pupil__pupil_id", "chk__known_school__school_code", "chk__no_weekend__date"} <= set(compared)
 
 
 class _Recording:
@@ -483,9 +501,90 @@ def test_a_batch_writes_its_rows_once_after_every_delete_and_never_the_replaced_
 
 def test_a_file_withdrawn_from_a_batch_is_never_written():
     """``Open``: a file withdrawn (rejected, held, read again by itself) leaves the pending rows;
-    ``rows`` names the batch-table rows of the files still pending, and only of those."""
+    a later file's cells taken from a pending file leave exactly its rows there out."""
+    con = duckdb.connect()
+    con.execute("CREATE TEMP TABLE batch_typed_0_cov (_file USMALLINT, _cov_period VARCHAR, _cov_scope VARCHAR, "
+                "_cov_rows INTEGER)")
+    con.execute("INSERT INTO batch_typed_0_cov VALUES (0, '2024-05', 'A', 10), (3, '2024-05', 'A', 7), "
+                "(3, '2024-05', 'B', 5), (3, '2024-06', 'A', 2)")
+    con.execute(f"CREATE TEMP TABLE batch_typed_0{ingest_batch.EXCLUDED} (_file USMALLINT, _cov_period VARCHAR, "
+                f"_cov_scope VARCHAR)")
     tx = ingest_batch.Open(CATALOGUE[ATT], pending={"a" * 64: ("batch_typed_0", 0), "b" * 64: ("batch_typed_0", 3)})
     tx.withdraw(None, "a" * 64)
     tx.withdraw(None, "c" * 64)  # never pending: nothing to do
     assert tx.pending == {"b" * 64: ("batch_typed_0", 3)}
-    assert tx.rows(["a" * 64, "b" * 64, "d" * 64]) == [("b" * 64, "batch_typed_0 t WHERE t._file = 3")]
+    assert tx.count(con, "b" * 64) == 14
+    con.execute("CREATE TEMP TABLE _cov AS SELECT '2024-05' AS _cov_period, 'B' AS _cov_scope UNION ALL "
+                "SELECT '2024-07', 'A'")
+    assert tx.take(con, "b" * 64, "_cov") == 5
+    assert tx.take(con, "b" * 64, "_cov") == 0  # taken already
+    assert tx.count(con, "b" * 64) == 9
+
+
+_DAYS = ["2024/5/1", "2024/05/01", "2024-05-02", "2024/5/7", None]  # two ways of writing one day
+_PUPILS = ["00012345", "００012345", "12345", " 12345", "00067890", None]  # full width and spaces: one pupil each
+_STATUS = ["出", "出席", "病", None]
+_REASONS = [None, "発熱", "熱", "田中さんと喧嘩した"]  # free text: not kept (typed NULL)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2), st.sampled_from(_DAYS), st.sampled_from(["B111222400001", None]),
+                          st.sampled_from(_PUPILS), st.sampled_from(_STATUS), st.sampled_from(_REASONS),
+                          st.sampled_from([None, "blank_row"])), min_size=1, max_size=30))
+def test_a_records_batch_checks_its_raw_rows_as_the_typed_rows_would_say(rows):
+    """A batch of official records is never typed into a table of its own: its blanks, repeated
+    keys and per-file groups (coverage, dates, the gate's rule frames) are counted on the raw rows
+    and the value maps. Whatever the values — one day or one pupil written two ways (a map that
+    is not one-to-one), free text mapped to nothing, blanks, rows dropped — each answer is what the
+    typed rows themselves give."""
+    import quality
+
+    spec = CATALOGUE[ATT]
+    headers = ["日付", "学校コード", "学籍番号", "出欠", "登校形態", "理由"]
+    positions, _ = I.map_headers(spec, headers, "出欠_2024-05.csv")
+    con = duckdb.connect()
+    con.execute("CREATE TEMP TABLE _raw (c0 VARCHAR, c1 VARCHAR, c2 VARCHAR, c3 VARCHAR, c4 VARCHAR, c5 VARCHAR, "
+                "_drop VARCHAR, _file USMALLINT)")
+    con.executemany("INSERT INTO _raw VALUES (?, ?, ?, ?, NULL, ?, ?, ?)",
+                    [[d, s, p, st_, r, drop, f] for f, d, s, p, st_, r, drop in rows])
+    con.execute("CREATE TEMP TABLE _bfiles AS SELECT DISTINCT _file, 0::BIGINT AS _first FROM _raw")
+    sets = ingest_batch._Sets(con, "_raw", ingest_batch._wanted_sets(spec, positions))
+    typing = I._typed_select(con, spec, "batch", positions, headers, b"k" * 32, "0", maps="bt_m", kept=sets.kept)
+    ingest_batch.typed_view(con, spec, typing, "_raw", "_bfiles", "bt")
+    kept = [r for r in rows if r[6] is None]
+
+    present = [c.staged_name for c in spec.staged_columns]
+    plain = ingest_batch._plain(con, spec, typing)
+    exact = dict(zip(present, con.execute(
+        "SELECT " + ", ".join(f'count(*) FILTER ("{c}" IS NULL)' for c in present) + " FROM bt").fetchall()[0]))
+    assert ingest_batch._blanks(con, spec, typing, plain, sets, "bt") == exact
+    assert exact["sub_reason"] == sum(1 for r in kept if r[5] not in ("発熱", "熱"))
+
+    for columns in (["date", "school_code"], ["pupil_id"], ["date"], ["room"], ["status", "sub_reason"]):
+        ingest_batch._groups(con, typing, columns, sets, "g")  # the last one not among the sets counted
+        cols = ", ".join(f'"{c}"' for c in columns)
+        assert sorted(con.execute(f"SELECT _file, {cols}, _n FROM g").fetchall(), key=repr) == sorted(
+            con.execute(f"SELECT _file, {cols}, count(*) FROM bt GROUP BY ALL").fetchall(), key=repr)
+
+    twice = con.execute('SELECT count(*) FROM (SELECT 1 FROM bt GROUP BY _file, pupil_id, "date" '
+                        'HAVING count(*) > 1)').fetchall()[0][0] > 0
+    try:
+        ingest_batch._unique_keys(con, spec, "batch", {}, typing, plain, "_raw", "bt", 3)
+        raised = False
+    except I.IngestError as error:
+        raised = True
+        assert error.check == "unique_key"
+    assert raised == twice
+
+    distinct = ingest_batch._distinct_values(con, spec, positions, typing, sets, {c: bool(n) for c, n in exact.items()})
+    for column in present:
+        assert sorted(con.execute(f"SELECT * FROM {distinct[column]}").fetchall(), key=repr) == sorted(
+            con.execute(f'SELECT DISTINCT "{column}" FROM bt').fetchall(), key=repr), column
+    for rule, relation in ingest_batch._rule_frames(con, spec, typing, sets, distinct).items():
+        rule = next(r for r in quality.rules.row_rules(spec) if r.gx_column == rule)
+        frames = [quality.suites._rule_frame(con, spec, relation, rule), quality.suites._rule_frame(con, spec, "bt", rule)]
+        if rule.by_school_year:  # what such a rule reads of the date: its school year
+            for f in frames:
+                f[rule.inputs[0]] = quality.rules.school_years_of(f[rule.inputs[0]])
+        got, want = ({tuple(map(str, t)) for t in f[list(rule.columns)].itertuples(index=False)} for f in frames)
+        assert got == want, rule.check

@@ -864,39 +864,13 @@ def _type_rows(con, spec: SourceSpec, name: str, positions, headers, key: bytes,
     ``carry`` let a batch of files bring its file number along (``lookup_line_sql`` is the line
     when only ``_raw`` is at hand, for error messages). Returns, per hand-typed column,
     how many values were not among the catalogue's codes and which raw values they were."""
+    typed = _typed_select(con, spec, name, positions, headers, key, lookup_line_sql or line_sql)
     select = [f"{line_sql}::INTEGER AS _line"] + ([carry] if carry else [])
     if spec.handling == "rows":
         submitted = positions.get(spec.submitted_at) if spec.submitted_at else None
         select.append(_timestamp_expr(f"r.c{submitted}") + " AS _order" if submitted is not None
                       else "CAST(NULL AS TIMESTAMP) AS _order")
-    joins = []
-    unmapped: dict[str, tuple[int, list[str]]] = {}
-    school_code_pos = positions.get("school_code")
-    for col in spec.staged_columns:
-        if col.name not in positions:
-            select.append(f"CAST(NULL AS {col.sql_type}) AS \"{col.staged_name}\"")
-            continue
-        raw = f"r.c{positions[col.name]}"
-        if col.kind == "timestamp_date":
-            raw = _date_part(raw)
-        header = headers[positions[col.name]]
-        if col.kind in _SQL_ONLY_KINDS:
-            select.append(f"{_numeric_expr(raw, col)} AS \"{col.staged_name}\"")
-        else:
-            alias = f"m{positions[col.name]}"
-            by_school_type = col.kind == "grade" and school_code_pos is not None
-            school_type_sql = f"trim(r.c{school_code_pos}, ' 　')" if by_school_type else None
-            as_written = col
-            if normalise_header(header) in {normalise_header(h) for h in col.pseudonym_headers}:
-                as_written = replace(col, kind="pseudonym")  # already pseudonymised: checked, not hashed
-            lost, values = _build_map(con, name, _converter(spec, as_written, key), header, raw, school_type_sql,
-                                      alias, lookup_line_sql or line_sql)
-            if lost:
-                unmapped[col.name] = (lost, values)
-            cond = f"{raw} = {alias}.raw" + (f" AND {school_type_sql} = {alias}.stype" if by_school_type else "")
-            joins.append(f"LEFT JOIN {alias} ON {cond}")
-            select.append(f"{alias}.value AS \"{col.staged_name}\"")
-
+    select += [f'{expr} AS "{column}"' for column, expr in typed.exprs.items()]
     typed_cols = ", ".join(f'"{c.staged_name}"' for c in spec.staged_columns)
     order = ", _order" if spec.handling == "rows" else ""
     kept = ", _file" if carry else ""
@@ -905,9 +879,72 @@ def _type_rows(con, spec: SourceSpec, name: str, positions, headers, key: bytes,
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _typed AS
         SELECT {typed_cols}, _line, ({spec.known_from})::DATE AS known_date{period_col}{order}{kept}
-        FROM (SELECT {', '.join(select)} FROM {source} {' '.join(joins)} WHERE r._drop IS NULL)
+        FROM (SELECT {', '.join(select)} FROM {source} {typed.join_sql()} WHERE r._drop IS NULL)
     """)
-    return unmapped
+    return typed.unmapped
+
+
+@dataclass
+class _Typing:
+    """How ``_raw``'s text columns (``r.c<position>``) become the staged columns: per staged
+    column an SQL expression over ``r`` and the value maps it joins (``LEFT JOIN <map> ON …``)."""
+
+    exprs: dict[str, str]  # staged name -> SQL expression (a map's value, a numeric cast, a NULL)
+    joins: dict[str, str]  # staged name -> its map's LEFT JOIN clause (mapped columns only)
+    reads: dict[str, list[int]]  # staged name -> the raw positions its value depends on
+    maps: dict[str, str]  # staged name -> its map table (raw, stype, value)
+    raw: dict[str, str]  # staged name -> the raw expression its map is keyed on
+    unmapped: dict[str, tuple[int, list[str]]]  # hand-typed column -> (rows not kept, raw values)
+
+    def join_sql(self, columns=None) -> str:
+        return " ".join(j for c, j in self.joins.items() if columns is None or c in columns)
+
+
+def raw_reads(spec: SourceSpec, positions: dict[str, int]) -> dict[str, list[int]]:
+    """Per staged column, the raw positions its typed value is made from (a grade's school
+    type comes from the school code)."""
+    school = positions.get("school_code")
+    return {c.staged_name: ([] if c.name not in positions else [positions[c.name]] + (
+        [school] if c.kind == "grade" and school is not None else []))
+        for c in spec.staged_columns}
+
+
+def _typed_select(con, spec: SourceSpec, name: str, positions, headers, key: bytes, lookup_line_sql: str, *,
+                  maps: str = "m", kept: Callable[[list[int]], str] | None = None) -> _Typing:
+    """Build the value maps of ``_raw``'s mapped columns (``<maps><position>``: each distinct raw
+    value converted once) and the expressions that type a row of ``_raw r``. Raises IngestError
+    on a value that cannot be read (``lookup_line_sql``: its line, for the message). ``kept``:
+    given the raw positions a map reads, where their values in the rows kept are."""
+    typing = _Typing({}, {}, raw_reads(spec, positions), {}, {}, {})
+    school_code_pos = positions.get("school_code")
+    for col in spec.staged_columns:
+        if col.name not in positions:
+            typing.exprs[col.staged_name] = f"CAST(NULL AS {col.sql_type})"
+            continue
+        pos = positions[col.name]
+        raw = f"r.c{pos}"
+        if col.kind == "timestamp_date":
+            raw = _date_part(raw)
+        header = headers[pos]
+        if col.kind in _SQL_ONLY_KINDS:
+            typing.exprs[col.staged_name] = _numeric_expr(raw, col)
+            continue
+        alias = f"{maps}{pos}"
+        by_school_type = col.kind == "grade" and school_code_pos is not None
+        school_type_sql = f"trim(r.c{school_code_pos}, ' 　')" if by_school_type else None
+        as_written = col
+        if normalise_header(header) in {normalise_header(h) for h in col.pseudonym_headers}:
+            as_written = replace(col, kind="pseudonym")  # already pseudonymised: checked, not hashed
+        lost, values = _build_map(con, name, _converter(spec, as_written, key), header, raw, school_type_sql,
+                                  alias, lookup_line_sql, **({"kept": kept(typing.reads[col.staged_name])} if kept else {}))
+        if lost:
+            typing.unmapped[col.name] = (lost, values)
+        cond = f"{raw} = {alias}.raw" + (f" AND {school_type_sql} = {alias}.stype" if by_school_type else "")
+        typing.joins[col.staged_name] = f"LEFT JOIN {alias} ON {cond}"
+        typing.exprs[col.staged_name] = f"{alias}.value"
+        typing.maps[col.staged_name] = alias
+        typing.raw[col.staged_name] = raw
+    return typing
 
 
 def _date_part(raw: str) -> str:
@@ -948,13 +985,16 @@ def _latest_submission_wins(con, spec: SourceSpec, within: str | None = None) ->
 
 
 def _number_shapes(con, spec: SourceSpec, positions: dict[str, int], headers: list[str],
-                   line_sql: str, by: str = "0") -> dict[int, dict[str, dict]]:
+                   line_sql: str, by: str = "0", kept: Callable[[list[int]], str] | None = None
+                   ) -> dict[int, dict[str, dict]]:
     """How wide each pupil or resident number is, and how many begin with 0: the shape of a key
     (never its values), compared across files to catch numbers that lost their leading zeros.
     Per value of ``by`` (the file of a batch; one file: 0).
 
     Counted over the distinct numbers with their row counts (12,000 numbers, not 250,000 rows);
-    the lines of numbers off the file's usual width are looked up only when there are any."""
+    the lines of numbers off the file's usual width are looked up only when there are any.
+    ``kept``: given a number's raw position, where its values in the rows kept are, with their
+    row counts (``_n``: a batch's raw values grouped per file)."""
     shapes: dict[int, dict[str, dict]] = {}
     for col in spec.staged_columns:
         if col.kind not in ("pupil_number", "resident_number") or col.name not in positions:
@@ -967,8 +1007,9 @@ def _number_shapes(con, spec: SourceSpec, positions: dict[str, int], headers: li
         found: dict[int, list[tuple]] = {}
         for g, w, n, z in con.execute(f"""
             SELECT g, length({digits}) AS w, sum(n)::BIGINT, (sum(n) FILTER (starts_with({digits}, '0')))::BIGINT
-            FROM (SELECT {by} AS g, {raw} AS v, count(*) AS n FROM _raw r
-                  WHERE r._drop IS NULL AND {raw} IS NOT NULL GROUP BY 1, 2)
+            FROM (SELECT {by} AS g, {raw} AS v, {"sum(r._n)" if kept else "count(*)"} AS n
+                  FROM {kept([positions[col.name]]) if kept else "_raw r WHERE r._drop IS NULL AND"} {raw} IS NOT NULL
+                  GROUP BY 1, 2)
             WHERE {digits} <> '' GROUP BY 1, 2""").fetchall():
             found.setdefault(g, []).append((w, n, z))
         for g, rows in found.items():
@@ -1037,13 +1078,14 @@ def _check_values(con, name, columns: list[Column], positions, headers, line_sql
 
 
 def _build_map(con, name, convert: _Converter, header, raw, school_type_sql, alias,
-               line_sql="(r.rowid + 2)") -> tuple[int, list[str]]:
+               line_sql="(r.rowid + 2)", kept: str = "_raw r WHERE r._drop IS NULL AND") -> tuple[int, list[str]]:
     """Convert each distinct raw value once; register the result as a join table. Returns how
-    many rows hold a hand-typed value that is not among the codes, and those raw values."""
+    many rows hold a hand-typed value that is not among the codes, and those raw values.
+    ``kept``: where the rows kept are (a batch's: its raw values grouped per file)."""
     col = convert.col
     stype_select = f", {school_type_sql} AS stype" if school_type_sql else ""
     distinct = con.execute(
-        f"SELECT DISTINCT {raw} AS raw{stype_select} FROM _raw r WHERE r._drop IS NULL AND {raw} IS NOT NULL"
+        f"SELECT DISTINCT {raw} AS raw{stype_select} FROM {kept} {raw} IS NOT NULL"
     ).fetchall()
     raws, stypes, values, errors = [], [], [], []
     for row in distinct:
@@ -1098,8 +1140,9 @@ def _check_required(con, spec: SourceSpec, name: str, positions, headers) -> Non
 
 
 def _check_unique_key(con, spec: SourceSpec, name: str, header_map: dict[str, str] | None = None,
-                      within: str | None = None) -> None:
-    """No key twice in a file (``within``: the column telling the files of a batch apart)."""
+                      within: str | None = None, table: str = "_typed") -> None:
+    """No key twice in a file (``within``: the column telling the files of a batch apart) of the
+    typed rows in ``table``."""
     keys = ", ".join(f'"{k}"' for k in (*spec.key_columns, *([within] if within else [])))
     # as many distinct 64-bit hashes of the key as rows proves no key twice (equal keys hash
     # alike) and costs a third less than grouping by the key itself; fewer (a duplicate, or
@@ -1107,18 +1150,18 @@ def _check_unique_key(con, spec: SourceSpec, name: str, header_map: dict[str, st
     # file: a file's hashes fit in the CPU's caches, all 13 million of a batch's do not (-40 %)
     own = ", ".join(f'"{k}"' for k in spec.key_columns)
     if within:
-        groups = [g for (g,) in con.execute(f'SELECT DISTINCT "{within}" FROM _typed').fetchall()]
+        groups = [g for (g,) in con.execute(f'SELECT DISTINCT "{within}" FROM {table}').fetchall()]
         # the file number written into the query, so that the scan skips the other files' rows
         if all(isinstance(g, int) for g in groups) and all(con.execute(
-                f'SELECT count(*) = count(DISTINCT hash({own})) FROM _typed WHERE "{within}" = {int(g)}'
+                f'SELECT count(*) = count(DISTINCT hash({own})) FROM {table} WHERE "{within}" = {int(g)}'
         ).fetchall()[0][0] for g in groups):
             return
-    elif con.execute(f"SELECT count(*) = count(DISTINCT hash({keys})) FROM _typed").fetchall()[0][0]:
+    elif con.execute(f"SELECT count(*) = count(DISTINCT hash({keys})) FROM {table}").fetchall()[0][0]:
         return
-    if not con.execute(f"SELECT count(*) FROM (SELECT 1 FROM _typed GROUP BY {keys} HAVING count(*) > 1)").fetchall()[0][0]:
+    if not con.execute(f"SELECT count(*) FROM (SELECT 1 FROM {table} GROUP BY {keys} HAVING count(*) > 1)").fetchall()[0][0]:
         return
     dup = con.execute(f"""
-        SELECT list(_line ORDER BY _line) FROM _typed GROUP BY {keys}
+        SELECT list(_line ORDER BY _line) FROM {table} GROUP BY {keys}
         HAVING count(*) > 1 LIMIT {ERROR_SAMPLE}""").fetchall()
     if dup:
         lines = sorted(n for (ls,) in dup for n in ls[:3])
@@ -1629,12 +1672,13 @@ def _jst(at: datetime, beside: datetime | None = None) -> str:
                                                                      else "%Y-%m-%d %H:%M")
 
 
-def _rows_per_file(con, spec, shas: list[str], waiting: list[tuple[str, str]]) -> dict[str, int]:
-    """Rows of each of ``shas`` in the table and, for a batch's files, waiting in its batch table."""
+def _rows_per_file(con, spec, shas: list[str], tx: "ingest_batch.Open | None") -> dict[str, int]:
+    """Rows of each of ``shas`` in the table and, for a batch's files, waiting to be written."""
     counts = dict(con.execute(f"SELECT _file_sha256, count(*) FROM staging.{spec.key} t WHERE _file_sha256 IN "
                               f"(SELECT unnest(?)) GROUP BY 1", [shas]).fetchall())
-    for sha, rows in waiting:
-        counts[sha] = counts.get(sha, 0) + con.execute(f"SELECT count(*) FROM {rows}").fetchall()[0][0]
+    for sha in shas:
+        if tx is not None and sha in tx.pending:
+            counts[sha] = counts.get(sha, 0) + tx.count(con, sha)
     return {sha: n for sha, n in counts.items() if n}
 
 
@@ -1658,15 +1702,15 @@ def _replace_coverage(con, spec, out, landed: Landed, released: bool, tx: "inges
     old = sorted({r[0] for r in live})
     scope = _scope_sql(spec, "t.")
     period = spec.period  # over t's columns: _cov's own are all prefixed _cov_
-    # the old files' rows: in the table, or still waiting in a batch table (written at COMMIT)
-    waiting = tx.rows(old) if tx is not None else []
-    before = _rows_per_file(con, spec, old, waiting)
+    # the old files' rows: in the table, or still waiting to be written with their batch (at COMMIT)
+    before = _rows_per_file(con, spec, old, tx)
     covered = f"EXISTS (SELECT 1 FROM _cov n WHERE n._cov_period = ({period})::VARCHAR AND n._cov_scope = {scope})"
     deleted = con.execute(f"DELETE FROM staging.{spec.key} t WHERE _file_sha256 IN (SELECT unnest(?)) AND {covered}",
                           [old]).fetchall()[0][0]
-    for _, rows in waiting:
-        deleted += con.execute(f"DELETE FROM {rows} AND {covered}").fetchall()[0][0]
-    after = _rows_per_file(con, spec, old, waiting)
+    for sha in old:
+        if tx is not None and sha in tx.pending:
+            deleted += tx.take(con, sha, "_cov")  # never written: the cells of _cov are left out of its rows
+    after = _rows_per_file(con, spec, old, tx)
     con.execute("UPDATE staging.file_coverage c SET replaced_by = ?, replaced_at = ? WHERE source_key = ? "
                 "AND replaced_by IS NULL AND sha256 <> ? AND EXISTS (SELECT 1 FROM _cov n WHERE "
                 "n._cov_period = c.period AND n._cov_scope = c.scope)", [out.sha256, _now(), spec.key, out.sha256])

@@ -9,12 +9,17 @@ its file's number), converted on the distinct values of the whole batch, checked
 (one period, no key twice, blank required values) and validated by Great Expectations once
 (``check_batch``).
 
+Official records are never typed into a table of their own (``_stage_records``): their rows
+wait as read, every check runs on the raw values (counted per file in one GROUPING SETS scan) and
+the value maps, and the rows are typed as they are written into staging.
+
 Nothing about a file's fate changes: each file is still applied, held or rejected by itself,
 in export order, by ``ingest._ingest_file``, inside one transaction for the batch (``begin``):
-the rows of official records wait in the batch table, where a later file of the batch that
-replaces them deletes them, and the applied files' rows are written by one INSERT just before
-the commit (``Open.commit``); quarantine moves wait for the commit, so a batch that fails
-part-way leaves no trace and its files in landing. Whenever
+the rows of official records wait in the batch table, a later file of the batch that replaces
+some of their cells marks those cells (``Open.take``), and the applied files' rows, but for
+the marked cells, are written by one INSERT just before the commit (``Open.commit``);
+quarantine moves wait for the commit, so a batch that fails part-way leaves no trace and its
+files in landing. Whenever
 a batch finds anything wrong — a value it cannot read, a failed expectation, even a warning —
 it is split in two and each half is tried again, down to single files, which take the
 one-file path (``read_file`` + ``check_file``) and get its exact messages: line, column, header
@@ -42,6 +47,7 @@ from toda_platform.settings import Paths
 BATCH_BYTES = int(float(os.environ.get("TODA_BATCH_MB", "512")) * 1e6)
 TABLE_PREFIX = "batch_typed_"  # temporary tables that outlive one file (ingest._drop_temp keeps them)
 COVERAGE = "_cov"  # beside each batch table: its rows per file, period and scope
+EXCLUDED = "_excl"  # beside an official records' batch: the cells of its files replaced within the batch
 
 
 @dataclass
@@ -176,6 +182,7 @@ def _narrowing(con, spec, paths, key, group: list[_Candidate], refs, into: Stage
         _stage_group(con, spec, key, group, refs, into)
     except (_Unfit, I.IngestError, duckdb.Error):
         I._drop_temp(con)
+        _drop_tables(con, f"{TABLE_PREFIX}{len(into.tables)}")
         half = len(group) // 2
         _narrowing(con, spec, paths, key, group[:half], refs, into)
         _narrowing(con, spec, paths, key, group[half:], refs, into)
@@ -225,45 +232,296 @@ def _stage_group(con, spec: SourceSpec, key: bytes, group: list[_Candidate], ref
     con.unregister("_bfiles_arrow")
 
     I._check_values(con, label, [c for c in spec.staged_columns if c.name in positions], positions, headers, "0")
+    if spec.handling == "rows":
+        _stage_forms(con, spec, key, group, refs, into, label, headers, positions, stats)
+    else:
+        _stage_records(con, spec, key, group, refs, into, label, headers, positions, stats)
+
+
+def _stage_forms(con, spec: SourceSpec, key: bytes, group: list[_Candidate], refs, into: Staged, label: str,
+                 headers: list[str], positions: dict[str, int], stats: dict) -> None:
+    """Forms: the batch's typed rows in a table (the latest submissions are picked out of it,
+    rows set aside taken out of it), written file by file in the batch's transaction."""
+    import quality
+
     unmapped = I._type_rows(con, spec, label, positions, headers, key, "(r.rowid - f._first + 2)",
                             source="_raw r JOIN _bfiles f ON r._file = f._file", carry="r._file AS _file",
                             lookup_line_sql="0", period=False)
     header_map = {col: headers[pos] for col, pos in positions.items()}
     I._check_required(con, spec, label, positions, headers)
-    if spec.handling == "rows":  # forms: the latest of a pupil's submissions wins, per file
-        superseded = I._latest_submission_wins(con, spec, within="_file")
-    else:
-        I._check_unique_key(con, spec, label, header_map, within="_file")
-        superseded = {}
-    dates = [c.staged_name for c in spec.staged_columns if c.kind in ("date", "timestamp_date", "month")]
+    superseded = I._latest_submission_wins(con, spec, within="_file")  # per file, the latest submission wins
     coverage(con, spec, "_typed", "_bcov")
-    periods = {i: row for i, *row in con.execute(
-        "SELECT _file, count(DISTINCT _cov_period), min(_cov_period), count(*) FILTER (_cov_period IS NULL) "
-        "FROM _bcov GROUP BY _file").fetchall()}
-    per_file = [(i, *periods.get(i, (0, None, 0)), *row) for i, *row in con.execute(
-        "SELECT _file, count(*)" + (f', count(DISTINCT "{spec.event_date}")' if spec.event_date else ", NULL")
-        + "".join(f', max("{d}")' for d in dates) + " FROM _typed GROUP BY _file").fetchall()]
-    if len(per_file) != len(group) or any(r[1] != 1 or r[3] for r in per_file):
-        raise _Unfit("a file of the batch spans no or several periods")
-    lost = {i: {} for i in range(len(group))}
-    for column, (_, values) in unmapped.items():
-        for i, count in con.execute(
-                f"SELECT r._file, count(*) FROM _raw r "
-                f"WHERE r._drop IS NULL AND r.c{positions[column]} IN (SELECT unnest(?)) GROUP BY 1", [values]).fetchall():
-            lost[i][column] = count
+    per_file = _per_file(con, spec, group, "_typed", "count(*)")
+    lost = _lost(con, group, positions, unmapped)
     shapes = I._number_shapes(con, spec, positions, headers, "0", by="r._file")
-
-    exported = max(I._exported_on(c.landed.exported_at) for c in group)
-    ctx = quality.FileContext(file_name=label, headers=header_map, exported_on=exported,
-                              known_pupils=refs.known_pupils, known_residents=refs.known_residents,
-                              known_schools=refs.known_schools, previous_volumes=[])
-    validation = quality.check_batch(spec, con, "_typed", ctx, distinct=_distinct_values(con, spec, positions))
+    validation = quality.check_batch(spec, con, "_typed", _context(spec, group, refs, label, header_map))
     if validation.failures:
         raise _Unfit(validation.failures[0].message)
 
     table = f"{TABLE_PREFIX}{len(into.tables)}"
     con.execute(f"ALTER TABLE _typed RENAME TO {table}")
     con.execute(f"ALTER TABLE _bcov RENAME TO {table}{COVERAGE}")
+    _register(spec, group, into, table, validation, per_file, stats, header_map, shapes, lost, superseded)
+    I._drop_temp(con)
+
+
+def _stage_records(con, spec: SourceSpec, key: bytes, group: list[_Candidate], refs, into: Staged, label: str,
+                   headers: list[str], positions: dict[str, int], stats: dict) -> None:
+    """Official records: the batch's rows are materialised once, as read (``_raw``); they are typed
+    only as they are written into staging (``Open.commit``: the batch's view ``batch_typed_<n>``,
+    the raw rows joined to the value maps). Every check runs on the raw rows and the maps instead
+    of on typed rows: a required value is blank, a key repeats, a file's cells and dates — each
+    exactly as over the typed rows (a typed value is a function of its raw value), and over the
+    typed view itself where that would not be exact (a map sending two raw values to one value, or
+    some to NULL). Typing 13.6 M rows into a table of their own cost about as much as reading them."""
+    import quality
+
+    table = f"{TABLE_PREFIX}{len(into.tables)}"
+    raw, files, view = f"{table}_raw", f"{table}_files", table
+    sets = _Sets(con, "_raw", _wanted_sets(spec, positions))
+    typing = I._typed_select(con, spec, label, positions, headers, key, "0", maps=f"{table}_m", kept=sets.kept)
+    lost = _lost(con, group, positions, typing.unmapped)
+    shapes = I._number_shapes(con, spec, positions, headers, "0", by="r._file", kept=sets.kept)
+    con.execute(f"ALTER TABLE _raw RENAME TO {raw}")
+    con.execute(f"ALTER TABLE _bfiles RENAME TO {files}")
+    sets.raw = raw
+    typed_view(con, spec, typing, raw, files, view)
+    header_map = {col: headers[pos] for col, pos in positions.items()}
+
+    plain = _plain(con, spec, typing)
+    found = _blanks(con, spec, typing, plain, sets, view)
+    for col in spec.staged_columns:
+        if not col.nullable and found.get(col.staged_name):
+            raise _Unfit(f"'{header_map[col.name]}' is blank in some rows")  # the file alone says where
+
+    _unique_keys(con, spec, label, header_map, typing, plain, raw, view, len(group))
+    _groups(con, typing, _cells(spec), sets, "_bgroups")
+    coverage(con, spec, "_bgroups", "_bcov", weight="_n")
+    per_file = _per_file(con, spec, group, "_bgroups", "sum(_n)")
+
+    distinct = _distinct_values(con, spec, positions, typing, sets, {c: bool(n) for c, n in found.items()})
+    frames = _rule_frames(con, spec, typing, sets, distinct)
+    validation = quality.check_batch(spec, con, view, _context(spec, group, refs, label, header_map),
+                                     distinct=distinct, frames=frames, rows=sum(r[4] for r in per_file))
+    if validation.failures:
+        raise _Unfit(validation.failures[0].message)
+    con.execute(f"ALTER TABLE _bcov RENAME TO {table}{COVERAGE}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {table}{EXCLUDED} (_file USMALLINT, _cov_period VARCHAR, "
+                f"_cov_scope VARCHAR)")
+    _register(spec, group, into, table, validation, per_file, stats, header_map, shapes, lost, {})
+    I._drop_temp(con)
+
+
+def typed_view(con, spec: SourceSpec, typing: "I._Typing", raw: str, files: str, view: str) -> None:
+    """``view``: the batch's typed rows, as ``_typed`` holds a file's — the raw rows joined to
+    the value maps, each with its line (its rowid less its file's first, plus 2)."""
+    typed_cols = ", ".join(f'"{c.staged_name}"' for c in spec.staged_columns)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP VIEW {view} AS
+        SELECT {typed_cols}, _line, ({spec.known_from})::DATE AS known_date, _file
+        FROM (SELECT (r.rowid - f._first + 2)::INTEGER AS _line, r._file AS _file,
+                     {', '.join(f'{e} AS "{c}"' for c, e in typing.exprs.items())}
+              FROM {raw} r JOIN {files} f ON r._file = f._file {typing.join_sql()} WHERE r._drop IS NULL)""")
+
+
+def _plain(con, spec: SourceSpec, typing: "I._Typing") -> set[str]:
+    """The staged columns whose typed value is a function of one raw value that is NULL exactly
+    where the raw value is: numeric columns (their own expression), and mapped columns whose
+    map sends no value to NULL and which have no text left unmapped."""
+    plain = {c for c, e in typing.exprs.items() if c not in typing.maps and typing.reads[c]}
+    for column, alias in typing.maps.items():
+        nulls, = con.execute(f"SELECT count(*) FILTER (value IS NULL) FROM {alias}").fetchall()[0]
+        if not nulls and len(typing.reads[column]) == 1 and _catalogue_name(spec, column) not in typing.unmapped:
+            plain.add(column)
+    return plain
+
+
+def _blanks(con, spec: SourceSpec, typing: "I._Typing", plain: set[str], sets: "_Sets", view: str) -> dict[str, int]:
+    """Per staged column the files have, the rows whose typed value is NULL: a plain column's
+    counted on its raw values (grouped per file), any other's on the typed view."""
+    present = [c for c, reads in typing.reads.items() if reads]
+    found: dict[str, int] = {}
+    for c in present:
+        if c in plain:
+            found[c] = int(con.execute(
+                f"SELECT coalesce(sum(r._n) FILTER ({typing.raw.get(c, typing.exprs[c])} IS NULL), 0) "
+                f"FROM {sets.relation(typing.reads[c])} r").fetchall()[0][0])
+    others = [c for c in present if c not in plain]
+    if others:
+        found.update(zip(others, con.execute("SELECT " + ", ".join(f'count(*) FILTER ("{c}" IS NULL)' for c in others)
+                                             + f" FROM {view}").fetchall()[0]))
+    return found
+
+
+def _catalogue_name(spec: SourceSpec, staged_name: str) -> str:
+    """The catalogue name of a staged column (birth_month is staged from birth_date)."""
+    return next(c.name for c in spec.staged_columns if c.staged_name == staged_name)
+
+
+def _unique_keys(con, spec: SourceSpec, label: str, header_map, typing: "I._Typing", plain: set[str], raw: str,
+                 view: str, files: int) -> None:
+    """No key twice within a file, counted on the raw rows when the raw values of every key column
+    tell its typed values apart (a one-to-one map, or a numeric column's own expression); else,
+    and whenever the raw count finds fewer distinct keys than rows, exactly on the typed view."""
+    exprs = []
+    for k in spec.key_columns:
+        if k in typing.maps and k in plain:
+            size, values = con.execute(f"SELECT count(*), count(DISTINCT value) FROM {typing.maps[k]}").fetchall()[0]
+            if size != values:
+                exprs = None
+                break
+            exprs.append(typing.raw[k])
+        elif k in typing.maps:
+            exprs = None
+            break
+        else:
+            exprs.append(typing.exprs[k])
+    if exprs is not None and all(con.execute(
+            f"SELECT count(*) = count(DISTINCT hash({', '.join(exprs)})) FROM {raw} r "
+            f"WHERE r._file = {i} AND r._drop IS NULL").fetchall()[0][0] for i in range(files)):
+        return
+    I._check_unique_key(con, spec, label, header_map, within="_file", table=view)
+
+
+def _groups(con, typing: "I._Typing", columns: list[str], sets: "_Sets", into: str) -> None:
+    """``into``: the typed values of ``columns`` per file with their row counts (``_n``), as
+    ``SELECT _file, columns, count(*) … GROUP BY ALL`` over the typed rows would give — counted
+    over the distinct raw values first (a month's ~20 dates), then typed and summed."""
+    typed = "".join(f', {typing.exprs[c]} AS "{c}"' for c in columns)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {into} AS
+        SELECT r._file AS _file{typed}, sum(r._n)::BIGINT AS _n
+        FROM {sets.relation([p for c in columns for p in typing.reads[c]])} r
+        {typing.join_sql(columns)} GROUP BY ALL""")
+
+
+class _Sets:
+    """A batch's kept raw rows counted per file and distinct combination of some raw columns, for
+    several sets of columns in one scan (GROUPING SETS): the value maps, blanks, key shapes,
+    cells and rule frames read these few hundred thousand rows instead of the 13 million."""
+
+    def __init__(self, con, raw: str, sets: list[list[int]]):
+        self.raw = raw
+        wanted = list(dict.fromkeys(tuple(sorted(set(s))) for s in sets))
+        cols = sorted({p for s in wanted for p in s})
+        args = ["_file"] + [f"c{p}" for p in cols]
+        # GROUPING(args): a bit per argument, the first the highest, set where it is not grouped on
+        self.gid = {s: sum(1 << (len(cols) - k) for k, p in enumerate(cols, start=1) if p not in s) for s in wanted}
+        grouping = ", ".join("(" + ", ".join(["_file"] + [f"c{p}" for p in s]) + ")" for s in wanted)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _bsets AS SELECT {', '.join(args)}, GROUPING({', '.join(args)}) "
+                    f"AS _gid, count(*) AS _n FROM {raw} WHERE _drop IS NULL GROUP BY GROUPING SETS ({grouping})")
+
+    def relation(self, reads: list[int]) -> str:
+        """The kept rows' distinct values of the raw columns ``reads`` per file, with their counts."""
+        key = tuple(sorted(set(reads)))
+        if key in self.gid:
+            return f"(SELECT * FROM _bsets WHERE _gid = {self.gid[key]})"
+        cols = "".join(f", c{p}" for p in key)
+        return f"(SELECT _file{cols}, count(*) AS _n FROM {self.raw} WHERE _drop IS NULL GROUP BY ALL)"
+
+    def kept(self, reads: list[int]) -> str:
+        return f"{self.relation(reads)} r WHERE"
+
+
+def _cells(spec: SourceSpec) -> list[str]:
+    """The staged columns a file's cells (period, school) and dates are worked out from."""
+    return [c.staged_name for c in spec.staged_columns
+            if re.search(rf"\b{re.escape(c.staged_name)}\b", f"{spec.period} {I._scope_sql(spec)}")
+            or c.kind in ("date", "timestamp_date", "month")]
+
+
+def _wanted_sets(spec: SourceSpec, positions: dict[str, int]) -> list[list[int]]:
+    """The raw column sets a records batch counts (``_Sets``): each column by itself (its map,
+    blanks, key shapes), the cells' and dates' columns, and each row rule's."""
+    from quality import rules as QR
+
+    reads = I.raw_reads(spec, positions)
+    wanted = [r for r in reads.values() if r]
+    wanted.append([p for c in _cells(spec) for p in reads[c]])
+    for rule in QR.row_rules(spec):
+        year = rule.inputs[0] if rule.by_school_year and rule.inputs else None
+        if year is not None and QR.staged_column(spec, year).kind in QR.DATE_KINDS:
+            wanted.append([p for c in rule.columns if c != year for p in reads[c]])
+        elif len(rule.columns) > 1:
+            wanted.append([p for c in rule.columns for p in reads[c]])
+    return wanted
+
+
+def _rule_frames(con, spec: SourceSpec, typing: "I._Typing", sets: "_Sets", distinct: dict[str, str]) -> dict[str, str]:
+    """Per row rule of the gate, a relation holding the distinct value combinations it reads:
+    a column's distinct values, or the rule's columns per file grouped as ``_groups`` does. A rule
+    reading a value by its school year (a pupil known that year) takes each file's first date when
+    every file lies within one school year (a monthly file does), instead of grouping by date too."""
+    from quality import rules as QR
+
+    from toda_platform.catalogue import school_year_of
+
+    frames: dict[str, str] = {}
+    for n, rule in enumerate(QR.row_rules(spec)):
+        if len(rule.columns) == 1:
+            frames[rule.gx_column] = distinct[rule.column]
+            continue
+        year = rule.inputs[0] if rule.by_school_year and rule.inputs else None
+        name = f"_bframe{n}"
+        if year is not None and QR.staged_column(spec, year).kind in QR.DATE_KINDS:
+            others = [c for c in rule.columns if c != year]
+            _groups(con, typing, [year], sets, "_byear")
+            one_year, = con.execute(
+                f'SELECT bool_and(ys = ye AND nulls = 0) FROM (SELECT _file, min({school_year_of(chr(34) + year + chr(34))}) '
+                f'AS ys, max({school_year_of(chr(34) + year + chr(34))}) AS ye, count(*) FILTER ("{year}" IS NULL) AS nulls '
+                f'FROM _byear GROUP BY _file)').fetchall()[0]
+            if one_year:
+                _groups(con, typing, others, sets, f"{name}_o")
+                con.execute(f'CREATE OR REPLACE TEMP TABLE {name} AS SELECT {", ".join(chr(34) + c + chr(34) for c in others)}, '
+                            f'y.first AS "{year}" FROM {name}_o o JOIN (SELECT _file, min("{year}") AS first '
+                            f'FROM _byear GROUP BY _file) y USING (_file)')
+                frames[rule.gx_column] = name
+                continue
+        _groups(con, typing, list(rule.columns), sets, name)
+        frames[rule.gx_column] = name
+    return frames
+
+
+def _context(spec: SourceSpec, group: list[_Candidate], refs, label: str, header_map: dict[str, str]):
+    """The batch's validation context: its latest export date (each file's own is checked per file)."""
+    import quality
+
+    exported = max(I._exported_on(c.landed.exported_at) for c in group)
+    return quality.FileContext(file_name=label, headers=header_map, exported_on=exported,
+                               known_pupils=refs.known_pupils, known_residents=refs.known_residents,
+                               known_schools=refs.known_schools, previous_volumes=[])
+
+
+def _per_file(con, spec: SourceSpec, group: list[_Candidate], source: str, rows: str) -> list[tuple]:
+    """Per file: (index, periods, its period, rows without one, rows kept, days, latest of each date
+    column), from ``_bcov`` and ``source`` (typed rows, or typed groups with ``rows`` their count)."""
+    dates = [c.staged_name for c in spec.staged_columns if c.kind in ("date", "timestamp_date", "month")]
+    periods = {i: row for i, *row in con.execute(
+        "SELECT _file, count(DISTINCT _cov_period), min(_cov_period), count(*) FILTER (_cov_period IS NULL) "
+        "FROM _bcov GROUP BY _file").fetchall()}
+    per_file = [(i, *periods.get(i, (0, None, 0)), *row) for i, *row in con.execute(
+        f"SELECT _file, {rows}" + (f', count(DISTINCT "{spec.event_date}")' if spec.event_date else ", NULL")
+        + "".join(f', max("{d}")' for d in dates) + f" FROM {source} GROUP BY _file ORDER BY _file").fetchall()]
+    if len(per_file) != len(group) or any(r[1] != 1 or r[3] for r in per_file):
+        raise _Unfit("a file of the batch spans no or several periods")
+    return per_file
+
+
+def _lost(con, group: list[_Candidate], positions: dict[str, int], unmapped: dict) -> dict[int, dict[str, int]]:
+    """Per file, the rows of each hand-typed column whose text is not among the codes (not kept)."""
+    lost = {i: {} for i in range(len(group))}
+    for column, (_, values) in unmapped.items():
+        for i, count in con.execute(
+                f"SELECT r._file, count(*) FROM _raw r "
+                f"WHERE r._drop IS NULL AND r.c{positions[column]} IN (SELECT unnest(?)) GROUP BY 1", [values]).fetchall():
+            lost[i][column] = count
+    return lost
+
+
+def _register(spec: SourceSpec, group: list[_Candidate], into: Staged, table: str, validation, per_file: list[tuple],
+              stats: dict, header_map: dict[str, str], shapes: dict, lost: dict, superseded: dict[int, int]) -> None:
+    """The staged batch's files, each with what the batch learnt of it."""
+    dates = [c.staged_name for c in spec.staged_columns if c.kind in ("date", "timestamp_date", "month")]
     into.tables.append(table)
     into.validations.append(validation)
     total_rows = sum(r[4] for r in per_file)
@@ -272,11 +530,10 @@ def _stage_group(con, spec: SourceSpec, key: bytes, group: list[_Candidate], ref
         lo, hi, rows, blanks, totals = stats[i]
         drops = {k: v for k, v in (("blank_row", blanks), ("total_row", totals),
                                    ("duplicate_submission", superseded.get(i, 0))) if v}
-        staged = I._StagedFile(c.encoding, period, rows, kept, drops, c.unknown, header_map, days,
+        staged = I._StagedFile(c.encoding, period, rows, int(kept), drops, c.unknown, header_map, days,
                                key_shapes=shapes.get(i, {}), unmapped=lost[i])
         into.files[c.landed.sha] = Prestaged(staged, table, i, c.archive_path, dict(zip(dates, latest)),
                                              validation, kept / total_rows)
-    I._drop_temp(con)
 
 
 @dataclass
@@ -285,33 +542,59 @@ class Open:
     that is not applied; quarantine moves made only once it is committed."""
 
     spec: SourceSpec
-    pending: dict[str, tuple[str, int]] = field(default_factory=dict)  # sha256 -> (batch table, _file)
+    pending: dict[str, tuple[str, int]] = field(default_factory=dict)  # sha256 -> (batch view, _file)
     moves: list = field(default_factory=list)  # quarantine moves (callables), after COMMIT
 
     def withdraw(self, con, sha: str) -> None:
         """A file of the batch that is not applied (rejected, held, or read again by itself)."""
         self.pending.pop(sha, None)
 
-    def rows(self, shas: list[str]) -> list[tuple[str, str]]:
-        """Of ``shas``, the files whose rows wait in a batch table: (sha, the relation of its rows)."""
-        return [(sha, f"{self.pending[sha][0]} t WHERE t._file = {int(self.pending[sha][1])}")
-                for sha in shas if sha in self.pending]
+    def _left(self, sha: str) -> str:
+        """The cells of a pending file whose rows are still to be written (none replaced yet)."""
+        table, i = self.pending[sha]
+        return (f"{table}{COVERAGE} c WHERE c._file = {int(i)} AND NOT EXISTS (SELECT 1 FROM {table}{EXCLUDED} x "
+                f"WHERE x._file = c._file AND x._cov_period = c._cov_period AND x._cov_scope = c._cov_scope)")
+
+    def count(self, con, sha: str) -> int:
+        """The rows of a pending file that will be written (its cells not replaced within the batch)."""
+        return int(con.execute(f"SELECT coalesce(sum(c._cov_rows), 0) FROM {self._left(sha)}").fetchall()[0][0])
+
+    def take(self, con, sha: str, cells: str) -> int:
+        """A later file of the batch replaces the (period, school) ``cells`` of a pending file: its
+        rows there are never written (as a DELETE of the same rows would; see ``commit``). Returns
+        how many rows that leaves out."""
+        table, i = self.pending[sha]
+        before = self.count(con, sha)
+        con.execute(f"INSERT INTO {table}{EXCLUDED} SELECT {int(i)}, _cov_period, _cov_scope FROM {cells}")
+        return before - self.count(con, sha)
 
     def commit(self, con) -> None:
         """Write the rows of every file of the batch that was applied, in one INSERT per batch
-        table, and commit. Written last, after every file was judged: a DELETE of rows written in
-        the same transaction makes DuckDB write all of them again at COMMIT (14 s of CPU for the
-        bench's 13.6 M rows when one correction replaced its original in the batch), and rows
-        that are never written need no DELETE (a file replaced in the batch, or not applied)."""
+        (typed as they are written: the batch's view joins its raw rows to the value maps), and
+        commit. Written last, after every file was judged: a DELETE of rows written in the same
+        transaction makes DuckDB write all of them again at COMMIT (14 s of CPU for the bench's
+        13.6 M rows when one correction replaced its original in the batch); rows that are never
+        written need no DELETE (a file replaced in the batch, wholly or in some cells, or not applied)."""
         if self.spec.handling != "rows":
             names = [f'"{c.staged_name}"' for c in self.spec.staged_columns]
             for table in dict.fromkeys(t for t, _ in self.pending.values()):
-                files = ", ".join(f"({i}::USMALLINT, {I._sql_str(sha)})"
-                                  for sha, (t, i) in self.pending.items() if t == table)
-                con.execute(f"""
-                    INSERT INTO staging.{self.spec.key} ({', '.join(names)}, _file_sha256, _line, known_date)
-                    SELECT {', '.join('t.' + n for n in names)}, f.sha, t._line, t.known_date
-                    FROM {table} t JOIN (VALUES {files}) f(_file, sha) ON t._file = f._file""")
+                files = [(sha, i) for sha, (t, i) in self.pending.items() if t == table]
+                cut = {i for (i,) in con.execute(f"SELECT DISTINCT _file FROM {table}{EXCLUDED}").fetchall()}
+                # a file none of whose cells was replaced is written whole; one partly replaced
+                # without the rows in its replaced cells; one wholly replaced not at all
+                whole = [(sha, i) for sha, i in files if i not in cut]
+                partly = [(sha, i) for sha, i in files if i in cut and self.count(con, sha)]
+                parts = []
+                for chosen, where in ((whole, ""), (partly, (
+                        f"WHERE NOT EXISTS (SELECT 1 FROM {table}{EXCLUDED} x WHERE x._file = t._file AND "
+                        f"x._cov_period = ({self.spec.period})::VARCHAR AND x._cov_scope = {I._scope_sql(self.spec, 't.')})"))):
+                    if chosen:
+                        values = ", ".join(f"({int(i)}::USMALLINT, {I._sql_str(sha)})" for sha, i in chosen)
+                        parts.append(f"SELECT {', '.join('t.' + n for n in names)}, f.sha, t._line, t.known_date "
+                                     f"FROM {table} t JOIN (VALUES {values}) f(_file, sha) ON t._file = f._file {where}")
+                if parts:
+                    con.execute(f"INSERT INTO staging.{self.spec.key} ({', '.join(names)}, _file_sha256, _line, known_date) "
+                                + " UNION ALL ".join(parts))
         self.pending.clear()
         con.execute("COMMIT")
         for move in self.moves:
@@ -321,10 +604,10 @@ class Open:
 
 def begin(con, spec: SourceSpec, staged: Staged) -> Open | None:
     """Open the transaction in which a staged batch's files are judged and applied (None: nothing
-    was staged). The rows of official records (file-level handling) wait in their batch table
-    and are written by one INSERT per batch table when the batch commits (``Open.commit``):
-    writing 60 files' rows in one statement costs about half of 60 INSERTs and commits. A form's
-    rows are inserted file by file (they replace stored rows key by key)."""
+    was staged). The rows of official records (file-level handling) wait, raw, in their batch
+    and are written by one INSERT per batch when it commits (``Open.commit``): writing 60 files'
+    rows in one statement costs about half of 60 INSERTs and commits. A form's rows are inserted
+    file by file (they replace stored rows key by key)."""
     if not staged.files:
         return None
     tx = Open(spec)
@@ -334,41 +617,52 @@ def begin(con, spec: SourceSpec, staged: Staged) -> Open | None:
     return tx
 
 
-def coverage(con, spec: SourceSpec, table: str, into: str) -> None:
+def coverage(con, spec: SourceSpec, table: str, into: str, weight: str | None = None) -> None:
     """Rows per file, period and scope (school) of a batch table, as ``ingest._covered`` counts
     them for one file: the period worked out once per distinct value of the columns it reads
-    (a month's ~20 dates), not once per row."""
+    (a month's ~20 dates), not once per row. ``weight``: the column counting the rows a row of
+    ``table`` stands for (a table of typed values per file and their counts, ``_groups``)."""
     scope = I._scope_sql(spec)
     inputs = [f'"{c.staged_name}"' for c in spec.staged_columns
               if re.search(rf"\b{re.escape(c.staged_name)}\b", f"{spec.period} {scope}")]
+    rows = f"sum({weight})" if weight else "count(*)"
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE {into} AS
         SELECT _file, ({spec.period})::VARCHAR AS _cov_period, {scope} AS _cov_scope, sum(_n)::INTEGER AS _cov_rows
-        FROM (SELECT _file{''.join(', ' + c for c in inputs)}, count(*) AS _n FROM {table} GROUP BY ALL)
+        FROM (SELECT _file{''.join(', ' + c for c in inputs)}, {rows} AS _n FROM {table} GROUP BY ALL)
         GROUP BY ALL""")
 
 
-def _distinct_values(con, spec: SourceSpec, positions: dict[str, int]) -> dict[str, str]:
-    """Per column converted through a value map, a query with exactly its distinct typed values:
-    the map's values (made from the distinct raw values of the rows kept), and NULL when a row
-    has none. Official records only: a form's earlier submissions leave ``_typed`` after the maps
-    were made, so its maps may hold values no row has any more."""
-    if spec.handling == "rows":
-        return {}
-    mapped = [c for c in spec.staged_columns if c.name in positions and c.kind not in I._SQL_ONLY_KINDS]
-    if not mapped:
-        return {}
-    nulls = con.execute("SELECT " + ", ".join(f'bool_or("{c.staged_name}" IS NULL)' for c in mapped)
-                        + " FROM _typed").fetchall()[0]
-    return {c.staged_name: f'(SELECT DISTINCT v AS "{c.staged_name}" FROM (SELECT value AS v FROM m{positions[c.name]}'
-                           + (" UNION ALL SELECT NULL" if has_null else "") + "))"
-            for c, has_null in zip(mapped, nulls)}
+def _distinct_values(con, spec: SourceSpec, positions: dict[str, int], typing: "I._Typing", sets: "_Sets",
+                     nulls: dict[str, bool]) -> dict[str, str]:
+    """Per staged column, a query with exactly the distinct typed values of the batch's rows: a
+    mapped column's map values (made from the distinct raw values of the rows kept) and NULL when
+    a row has none (``nulls``, counted with the blanks); a numeric column's values from its raw
+    text; a column the files lack, NULL."""
+    out = {}
+    for col in spec.staged_columns:
+        name = col.staged_name
+        if col.name not in positions:
+            out[name] = f'(SELECT CAST(NULL AS {col.sql_type}) AS "{name}")'
+        elif name in typing.maps:
+            out[name] = (f'(SELECT DISTINCT v AS "{name}" FROM (SELECT value AS v FROM {typing.maps[name]}'
+                         + (" UNION ALL SELECT NULL" if nulls.get(name) else "") + "))")
+        else:
+            out[name] = f'(SELECT DISTINCT {typing.exprs[name]} AS "{name}" FROM {sets.relation(typing.reads[name])} r)'
+    return out
+
+
+def _drop_tables(con, table: str) -> None:
+    """A batch's temporary tables and view: ``table`` and every ``table_…``."""
+    found = con.execute("SELECT table_name, table_type FROM information_schema.tables WHERE table_catalog = 'temp' "
+                        "AND (table_name = ? OR starts_with(table_name, ?))", [table, table + "_"]).fetchall()
+    for name, kind in sorted(found, key=lambda f: f[1] != "VIEW"):  # views first
+        con.execute(f'DROP {"VIEW" if kind == "VIEW" else "TABLE"} IF EXISTS temp."{name}"')
 
 
 def release(con, staged: Staged) -> None:
     """Drop the batch tables once every file of them has been applied or set aside."""
     for table in staged.tables:
-        con.execute(f"DROP TABLE IF EXISTS temp.{table}")
-        con.execute(f"DROP TABLE IF EXISTS temp.{table}{COVERAGE}")
+        _drop_tables(con, table)
     staged.tables.clear()
     staged.files.clear()
