@@ -257,3 +257,52 @@ def test_export_times_in_a_held_message_show_seconds_only_when_the_minutes_are_e
     c = dt.datetime(2026, 11, 30, 16, 54, 0)
     assert (_jst(a, c), _jst(c, a)) == ("2026-12-01 01:53", "2026-12-01 01:54")
     assert _jst(a) == "2026-12-01 01:53"
+
+
+@pytest.mark.parametrize("files", [1, 2])
+def test_a_file_whose_move_to_quarantine_never_happened_is_read_again_and_says_why(paths, con, key,
+                                                                                  monkeypatch, files):
+    """A batch's quarantine moves wait for its commit. A run that stops between the two (a power
+    cut) leaves a held file in landing; the next run reads it again and says so — not "landed
+    again", which it never was — and moves it; no row is lost or written twice."""
+    import toda_platform.ingest as I
+
+    attendance(paths, "出欠_2024-04_訂正.csv", APRIL, mtime=JULY_2024)
+    ingest_source(con, ATT, paths, key)
+    older = [row[:3] + (["病"] if row[3] == "出" else row[3:4]) + row[4:] for row in APRIL]
+    attendance(paths, "出欠_2024-04.csv", older, mtime=MAY_2024)  # exported before the correction: held
+    if files == 2:  # judged in one batch with a good file
+        attendance(paths, "出欠_2024-05.csv", [["2024/5/7", ELEM, "20170001", "出", "", ""]], mtime=JULY_2024)
+    rows = con.execute("SELECT count(*) FROM staging.attendance_daily").fetchone()[0]
+    real = I._move_to_quarantine
+
+    def power_cut(*args, **kwargs):
+        raise RuntimeError("power cut")
+
+    monkeypatch.setattr(I, "_move_to_quarantine", power_cut)
+    with pytest.raises(RuntimeError, match="power cut"):
+        ingest_source(con, ATT, paths, key)
+    manifest = "SELECT outcome, message FROM staging.file_manifest WHERE file_name = '出欠_2024-04.csv' ORDER BY processed_at"
+    # alone, a file is judged and moved in its own transaction: the cut leaves no trace of it; in
+    # a batch the moves wait for the batch's commit (and the cut is the error the run ends with)
+    assert [o for o, _ in con.execute(manifest).fetchall()] == ([] if files == 1 else ["held"])
+    landed = paths.landing_dir("attendance_daily") / "出欠_2024-04.csv"
+    assert landed.exists()
+    after_cut = con.execute("SELECT count(*) FROM staging.attendance_daily").fetchone()[0]
+    assert after_cut == rows + (1 if files == 2 else 0)
+
+    monkeypatch.setattr(I, "_move_to_quarantine", real)
+    ingest_source(con, ATT, paths, key)
+    outcomes = con.execute(manifest).fetchall()
+    assert [o for o, _ in outcomes] == ["held"] * files
+    message = outcomes[-1][1]
+    assert "landed again" not in message
+    assert ("stopped before moving it to quarantine" in message) == (files == 2)
+    assert "older than 出欠_2024-04_訂正.csv" in message  # the file's own reason, as before
+    assert not landed.exists() and (paths.quarantine / "attendance_daily" / "出欠_2024-04.csv").exists()
+    assert con.execute("SELECT count(*) FROM staging.attendance_daily").fetchone()[0] == after_cut
+
+    # the same bytes landed again after that are "landed again"
+    attendance(paths, "出欠_2024-04.csv", older, mtime=MAY_2024 + 3600)
+    ingest_source(con, ATT, paths, key)
+    assert "landed again after it was held" in con.execute(manifest).fetchall()[-1][1]

@@ -1985,7 +1985,7 @@ def ingest_source(
             if tx is not None:
                 tx.commit(con)
         except BaseException:
-            if tx is not None:
+            if tx is not None and not tx.committed:
                 con.execute("ROLLBACK")
             raise
         finally:
@@ -2023,12 +2023,12 @@ def _judge_chunk(con, spec: SourceSpec, paths: Paths, key: bytes, entries: list,
             report.skipped.append({"file": path.name, "reason": reason})
             continue
         seen = con.execute(
-            "SELECT file_name, outcome, landed_at FROM staging.file_manifest WHERE source_key = ? AND sha256 = ? "
-            "ORDER BY processed_at", [spec.key, landed.sha]).fetchall()
+            "SELECT file_name, outcome, landed_at, quarantine_path FROM staging.file_manifest "
+            "WHERE source_key = ? AND sha256 = ? ORDER BY processed_at", [spec.key, landed.sha]).fetchall()
         if any(n == landed.name and at == landed.landed_at and o in ("applied", "superseded", "duplicate")
-               for n, o, at in seen):
+               for n, o, at, _ in seen):
             continue  # this very landing is already in the manifest
-        done = [(n, o) for n, o, _ in seen if o in ("applied", "superseded")]
+        done = [(n, o) for n, o, _, _ in seen if o in ("applied", "superseded")]
         if done:
             first, outcome = done[-1]
             out = FileOutcome(landed.name, landed.sha, landed.size, "duplicate",
@@ -2038,9 +2038,20 @@ def _judge_chunk(con, spec: SourceSpec, paths: Paths, key: bytes, entries: list,
             log(f"{spec.key}: {landed.name}: {out.message}")
             continue
         if seen:
-            landed.note = f"landed again after it was {seen[-1][1]}: read again"
+            landed.note = _seen_note(landed, seen[-1])
         add(_ingest_file(con, spec, paths, key, landed, refs, refs_fp, prestaged=batch.files.pop(landed.sha, None),
                          tx=tx))
+
+
+def _seen_note(landed: "Landed", last: tuple) -> str:
+    """What a landing whose bytes were rejected or held before is: landed again, or the very same
+    landing still there because the run that judged it stopped between its commit and the move to
+    quarantine (a crash, a power cut) — the manifest names a quarantine copy that was never made."""
+    name, outcome, at, quarantined = last
+    if name == landed.name and at == landed.landed_at and quarantined and not os.path.lexists(quarantined):
+        return (f"still in landing after it was {outcome}: the run that judged it stopped before moving it "
+                f"to quarantine; read again")
+    return f"landed again after it was {outcome}: read again"
 
 
 def _land(path: Path, now: float) -> Landed | None:
@@ -2175,6 +2186,8 @@ def _ingest_file(con, spec: SourceSpec, paths: Paths, key: bytes, landed: Landed
         _drop_temp(con)
         if tx is not None:
             tx.withdraw(con, landed.sha)
+        if landed.note:  # why these bytes are judged again (landed again, an interrupted move)
+            message = f"{message} [{landed.note}]"
         out = FileOutcome(landed.name, landed.sha, landed.size, outcome, message=message, errors=errors,
                           validation_seconds=validation.seconds if validation else 0.0)
         if staged is not None:

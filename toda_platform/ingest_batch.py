@@ -544,6 +544,7 @@ class Open:
     spec: SourceSpec
     pending: dict[str, tuple[str, int]] = field(default_factory=dict)  # sha256 -> (batch view, _file)
     moves: list = field(default_factory=list)  # quarantine moves (callables), after COMMIT
+    committed: bool = False  # a move failing after COMMIT has nothing to roll back
 
     def withdraw(self, con, sha: str) -> None:
         """A file of the batch that is not applied (rejected, held, or read again by itself)."""
@@ -597,6 +598,7 @@ class Open:
                                 + " UNION ALL ".join(parts))
         self.pending.clear()
         con.execute("COMMIT")
+        self.committed = True
         for move in self.moves:
             move()
         self.moves.clear()
