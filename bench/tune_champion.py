@@ -35,20 +35,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.flaml_peer import (EXPERIMENT, METRICS, load_champion_fold, load_peer_scores,  # noqa: E402
                               log_comparison, print_comparison)
 
-# the champion's defaults first, then the search's choice of 2026-11-30 (63 leaves of 20, rate
-# 0.02, no class weighting: better by +0.01-0.02 PR-AUC within noise, 3-4x the cost), then neighbours
-TUNED_2026_11 = {"num_leaves": 63, "min_data_in_leaf": 20, "scale_pos_weight": 1.0, "learning_rate": 0.02,
-                 "feature_fraction": 0.3, "bagging_fraction": 1.0, "neg_bagging_fraction": 0.5,
-                 "lambda_l2": 0.0, "min_gain_to_split": 1.0}
+# the champion's defaults first, then the defaults before 2026-12-01 (31 leaves of 100, rate
+# 0.05, balanced class weighting, a quarter of the negatives per tree), then neighbours
+PREVIOUS_DEFAULTS = {"learning_rate": 0.05, "num_leaves": 31, "min_data_in_leaf": 100, "min_gain_to_split": 0.0,
+                     "feature_fraction": 0.7, "neg_bagging_fraction": 0.25, "lambda_l2": 1.0,
+                     "scale_pos_weight": "balanced"}
 TRIALS = [
     {},
-    TUNED_2026_11,
-    {"scale_pos_weight": 1.0},
-    {"num_leaves": 63, "min_data_in_leaf": 50, "scale_pos_weight": 1.0},
-    {"num_leaves": 127, "min_data_in_leaf": 30, "scale_pos_weight": 1.0, "learning_rate": 0.03},
-    {"num_leaves": 15, "min_data_in_leaf": 200},
-    {"feature_fraction": 0.4, "num_leaves": 63, "min_data_in_leaf": 50},
-    {"learning_rate": 0.02, "num_leaves": 31, "lambda_l2": 10.0},
+    PREVIOUS_DEFAULTS,
+    {"scale_pos_weight": "balanced"},
+    {"num_leaves": 127, "min_data_in_leaf": 30},
+    {"num_leaves": 31, "min_data_in_leaf": 50},
+    {"feature_fraction": 0.5},
+    {"learning_rate": 0.03, "lambda_l2": 10.0},
+    {"neg_bagging_fraction": 1.0, "bagging_freq": 0},
 ]
 
 # the random search's space; for scale_pos_weight "balanced" is negatives / positives of the

@@ -241,7 +241,7 @@ def test_probability_of_the_raw_scores_is_what_predict_gives_and_one_fit_evaluat
 def test_lightgbm_class_weight_follows_the_share_of_negatives_each_tree_sees():
     """"balanced" class weighting with balanced bagging (every positive, a share of the
     negatives per tree): the positives' weight is scaled by that share, so both classes weigh
-    the same in every tree; an explicit scale_pos_weight is kept; the default is balanced."""
+    the same in every tree; an explicit scale_pos_weight is kept; the default is none."""
     f = make_frame(pupils=200)
     train, valid, _ = E.split(f, E.temporal_folds(E.completed_years(f), 1)[0])
     y = train.label.to_numpy()
@@ -250,7 +250,7 @@ def test_lightgbm_class_weight_follows_the_share_of_negatives_each_tree_sees():
               "scale_pos_weight": "balanced"}
     for override, want in (({**bagged, "neg_bagging_fraction": 1.0}, ratio), (bagged, ratio * 0.25),
                            ({**bagged, "scale_pos_weight": 3.0}, 3.0), ({**bagged, "scale_pos_weight": 1.0}, 1.0),
-                           (FAST_LGB, ratio * 0.25),  # the defaults: balanced, a quarter of the negatives
+                           (FAST_LGB, 1.0),  # the defaults: no class weighting
                            ({**bagged, "bagging_freq": 0}, ratio)):  # no bagging: no share
         m = LightGBMModel(FEATURES, 20, 5, override).fit(train, valid)
         assert m.train_params["scale_pos_weight"] == pytest.approx(want)
