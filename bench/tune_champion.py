@@ -39,7 +39,7 @@ from bench.flaml_peer import (EXPERIMENT, METRICS, load_champion_fold, load_peer
 # 0.05, balanced class weighting, a quarter of the negatives per tree), then neighbours
 PREVIOUS_DEFAULTS = {"learning_rate": 0.05, "num_leaves": 31, "min_data_in_leaf": 100, "min_gain_to_split": 0.0,
                      "feature_fraction": 0.7, "neg_bagging_fraction": 0.25, "lambda_l2": 1.0,
-                     "scale_pos_weight": "balanced"}
+                     "scale_pos_weight": "balanced", "max_depth": -1}
 TRIALS = [
     {},
     PREVIOUS_DEFAULTS,
@@ -98,6 +98,7 @@ def from_flaml(config: dict) -> dict:
     if out["bagging_fraction"] >= 1.0:
         out["bagging_freq"] = 0
     out["scale_pos_weight"] = 1.0
+    out["max_depth"] = -1  # FLAML's LightGBM grows trees of any depth
     return out
 
 

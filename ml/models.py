@@ -51,6 +51,11 @@ DEFAULT_LGB_PARAMS = {
     # number of trees (~250-340 on the default city)
     "learning_rate": 0.02,
     "num_leaves": 63,
+    # leaf-wise trees of 63 leaves grew 17 levels deep on average (28 at most); TreeSHAP, which
+    # writes every pupil's reasons each night, costs in proportion to depth squared. Capped at 8
+    # (2026-12-01, default city, same fold): held-out PR-AUC 0.7356 against 0.7354, test list
+    # 0.803 against 0.803, a fit 106 s of CPU against 141 s, the reasons 35 s against 94 s
+    "max_depth": 8,
     "min_data_in_leaf": 20,
     "min_gain_to_split": 1.0,
     "feature_fraction": 0.3,

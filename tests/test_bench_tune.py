@@ -34,7 +34,7 @@ def test_flamls_configuration_in_the_platforms_terms():
     assert from_flaml(cfg) == {"num_leaves": 97, "min_data_in_leaf": 18, "learning_rate": 0.031,
                                "max_bin": 255, "feature_fraction": 0.55, "lambda_l1": 0.002,
                                "lambda_l2": 3.5, "bagging_fraction": 1.0, "neg_bagging_fraction": 1.0,
-                               "bagging_freq": 0, "scale_pos_weight": 1.0}
+                               "bagging_freq": 0, "scale_pos_weight": 1.0, "max_depth": -1}
     # FLAML's row bagging kept as row bagging, not the platform's default balanced bagging
     rows = from_flaml({"subsample": 0.8})
     assert "bagging_freq" not in rows and rows["bagging_fraction"] == 0.8
