@@ -157,6 +157,27 @@ RANK_PARAMS = {"metric": "map", "eval_at": [1_000_000], "pos_bagging_fraction": 
                "neg_bagging_fraction": 1.0, "bagging_fraction": 0.5, "bagging_freq": 1,
                "scale_pos_weight": 1.0, "min_gain_to_split": 0.0}
 LEARNER_KEYS = ("monotone", "rank", "recency")
+LAMBDARANK_MAX_ROWS = 10_000  # LightGBM's lambdarank refuses a query of more rows
+
+
+def split_queries(dates, max_rows: int = LAMBDARANK_MAX_ROWS, seed: int = 0):
+    """A query key per row: its as-of date and one of the k = ceil(rows of the date / max_rows)
+    random, near-equal parts of that date's rows ("2024-05-01/0", "2024-05-01/1", ...). Pairs
+    within a random part are an unbiased sample of the date's pairs, so a pairwise loss on the
+    parts still ranks the whole list, as lambdarank's query limit requires."""
+    import numpy as np
+    import pandas as pd
+
+    dates = pd.Series(pd.to_datetime(np.asarray(dates))).dt.strftime("%Y-%m-%d").to_numpy()
+    rng = np.random.default_rng(seed)
+    out = np.empty(len(dates), dtype=object)
+    for d in sorted(set(dates)):
+        rows = np.flatnonzero(dates == d)
+        k = -(-len(rows) // max_rows)
+        part = np.empty(len(rows), dtype=int)
+        part[rng.permutation(len(rows))] = np.arange(len(rows)) * k // len(rows)
+        out[rows] = [f"{d}/{p}" for p in part]
+    return out
 
 
 def monotone_constraints(features) -> list[int]:
@@ -196,17 +217,19 @@ def per_date_pr_auc(y, score, dates) -> float:
 
 def variant_name(symbolic: dict) -> str:
     """A short name of a trial for the tables: its learner keys, or "defaults" / "override"."""
-    parts = [f"{k}_{symbolic[k]}" for k in LEARNER_KEYS if k in symbolic]
+    parts = [str(v) if str(v).startswith(k) else f"{k}_{v}"  # "rank_xendcg", not "rank_rank_xendcg"
+             for k, v in ((k, symbolic[k]) for k in LEARNER_KEYS if k in symbolic)]
     rest = {k: v for k, v in symbolic.items() if k not in LEARNER_KEYS}
     if rest:
         parts.append("override")
     return "__".join(parts) or "defaults"  # MLflow's metric names allow no "+"
 
 
-def learner(symbolic: dict, features, train):
-    """(parameter override, LightGBMModel options, training rows) of a trial: the learner keys
-    made parameters (monotone constraints, a ranking objective grouped by as-of date) or a weight
-    column of the training rows (recency); the other keys as :func:`resolve` makes them."""
+def learner(symbolic: dict, features, train, valid=None):
+    """(parameter override, LightGBMModel options, training rows, held-out rows) of a trial: the
+    learner keys made parameters (monotone constraints, a ranking objective grouped by as-of date
+    — by random parts of it for lambdarank, see :func:`split_queries`) or a weight column of the
+    training rows (recency); the other keys as :func:`resolve` makes them."""
     rest = {k: v for k, v in symbolic.items() if k not in LEARNER_KEYS}
     override, options = {}, {}
     if "rank" in symbolic:
@@ -214,6 +237,10 @@ def learner(symbolic: dict, features, train):
             raise ValueError(f"rank objective must be rank_xendcg or lambdarank, got {symbolic['rank']!r}")
         override |= RANK_PARAMS | {"objective": symbolic["rank"]}
         options["group_column"] = "as_of_date"
+        if symbolic["rank"] == "lambdarank":
+            options["group_column"] = "_query"
+            train = train.assign(_query=split_queries(train.as_of_date))
+            valid = None if valid is None else valid.assign(_query=split_queries(valid.as_of_date))
     if "monotone" in symbolic:
         if symbolic["monotone"] not in ("basic", "intermediate", "advanced"):
             raise ValueError(f"monotone method must be basic, intermediate or advanced, got {symbolic['monotone']!r}")
@@ -223,7 +250,7 @@ def learner(symbolic: dict, features, train):
         train = train.assign(_recency_weight=recency_weights(train.school_year, float(symbolic["recency"])))
         options["weight_column"] = "_recency_weight"
     override |= resolve(rest, train.label.to_numpy(dtype=float))
-    return override, options, train
+    return override, options, train, valid
 
 
 def _cpu() -> float:
@@ -259,11 +286,11 @@ def run(home=None, trials: int = len(TRIALS), n_random: int = 0, seed: int = 0, 
     yv = valid.label.to_numpy(dtype=float)
 
     def fit_trial(symbolic: dict, seed: int | None = None):
-        override, options, rows = learner(symbolic, feats, train)
+        override, options, rows, held = learner(symbolic, feats, train, valid)
         if seed is not None:
             override = {**override, "seed": seed}
         model = LightGBMModel(feats, num_boost_round=rounds, params_override=override, **options)
-        return model.fit(rows, valid), override
+        return model.fit(rows, held), override
     if given:  # a configuration chosen earlier, fitted again without a search
         plan = [("given", o) for o in given]
     else:

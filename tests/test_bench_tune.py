@@ -116,20 +116,41 @@ def test_learner_keys_become_parameters_options_and_weights():
     train = pd.DataFrame({"label": [1.0, 0.0, 0.0, 0.0], "school_year": [2021, 2022, 2023, 2023],
                           "as_of_date": pd.to_datetime(["2021-05-01", "2022-05-01", "2023-05-01", "2023-06-01"])})
     feats = ["att_ytd_absent", "grade"]
-    override, options, rows = learner({"monotone": "advanced", "num_leaves": 31}, feats, train)
+    override, options, rows, _ = learner({"monotone": "advanced", "num_leaves": 31}, feats, train)
     assert override == {"monotone_constraints": [1, 0], "monotone_constraints_method": "advanced", "num_leaves": 31}
     assert options == {} and rows is train
-    override, options, _ = learner({"rank": "rank_xendcg"}, feats, train)
+    override, options, _, _ = learner({"rank": "rank_xendcg"}, feats, train)
     assert override == {**RANK_PARAMS, "objective": "rank_xendcg"}
     assert override["neg_bagging_fraction"] == 1.0 and options == {"group_column": "as_of_date"}
-    override, options, rows = learner({"recency": 0.5, "scale_pos_weight": "sqrt"}, feats, train)
+    override, options, rows, _ = learner({"recency": 0.5, "scale_pos_weight": "sqrt"}, feats, train)
     assert override == {"scale_pos_weight": round(math.sqrt(3), 3)}
     assert options == {"weight_column": "_recency_weight"}
     assert rows._recency_weight.tolist() == [0.25, 0.5, 1.0, 1.0] and "_recency_weight" not in train
+    # lambdarank: queries are random parts of each date (its limit of rows per query)
+    _, options, rows, held = learner({"rank": "lambdarank"}, feats, train, train.iloc[:2])
+    assert options == {"group_column": "_query"}
+    assert rows._query.tolist() == ["2021-05-01/0", "2022-05-01/0", "2023-05-01/0", "2023-06-01/0"]
+    assert held._query.tolist() == ["2021-05-01/0", "2022-05-01/0"]
     for bad in ({"rank": "binary"}, {"monotone": "strict"}):
         with pytest.raises(ValueError, match="must be"):
             learner(bad, feats, train)
     assert variant_name({}) == "defaults"
     assert variant_name({"recency": 0.7}) == "recency_0.7"
+    assert variant_name({"rank": "rank_xendcg"}) == "rank_xendcg"
     assert variant_name({"rank": "lambdarank", "monotone": "advanced", "seed": 3}) == \
         "monotone_advanced__rank_lambdarank__override"
+
+
+def test_split_queries_cut_each_date_into_near_equal_random_parts_under_the_limit():
+    import pandas as pd
+
+    from bench.tune_champion import split_queries
+
+    dates = ["2024-05-01"] * 25 + ["2024-06-03"] * 10 + ["2024-05-01"] * 5
+    keys = split_queries(pd.to_datetime(dates), max_rows=10, seed=1)
+    counts = pd.Series(keys).value_counts().to_dict()
+    # 30 rows of May in 3 parts of 10, June's 10 rows in one query
+    assert counts == {"2024-05-01/0": 10, "2024-05-01/1": 10, "2024-05-01/2": 10, "2024-06-03/0": 10}
+    assert all(k.startswith(d) for k, d in zip(keys, dates))
+    assert (split_queries(pd.to_datetime(dates), max_rows=10, seed=1) == keys).all()
+    assert sorted(pd.Series(split_queries(pd.to_datetime(["2024-05-01"] * 11), max_rows=10)).value_counts()) == [5, 6]
