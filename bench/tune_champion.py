@@ -16,6 +16,14 @@ scores are there), with bootstrap intervals for the differences. Every trial is 
 ``tune_champion_<year>`` in the MLflow experiment ``futoukou_risk_peers``. A winner ahead
 beyond noise on the test list is a candidate for the LightGBM defaults (the promotion gate
 still decides).
+
+A ``--given`` override may also hold learner changes FLAML does not make (``learner``):
+``{"monotone": "advanced"}`` (risk only rises with the absence, lateness, nurse-visit and
+last-year-survey features of ``MONOTONE_UP``), ``{"rank": "rank_xendcg"}`` (a ranking objective,
+one query per as-of date, early-stopped on the held-out lists' mean average precision, still
+Platt-calibrated), ``{"recency": 0.7}`` (older training years down-weighted). ``--score-all``
+scores every trial on the test list beside the champion and FLAML (each also judged on the
+held-out slice: pooled and per-date average precision).
 """
 
 from __future__ import annotations
@@ -114,6 +122,138 @@ def resolve(override: dict, y) -> dict:
     return out
 
 
+# Learner changes FLAML does not make (issue 12), as keys of a trial's override that the bench
+# turns into the model's parameters and options (see ``learner``):
+#   "monotone": "advanced" | "intermediate" | "basic" — risk may only rise with MONOTONE_UP;
+#   "rank": "rank_xendcg" | "lambdarank" — a ranking objective, one query per as-of date (each
+#           date's list is ranked on its own, as the case meeting reads it);
+#   "recency": a decay d — training rows of the latest training year weigh 1, a year older d, ...
+#
+# Features whose effect on the risk has one sign, holding the others fixed: more absence of the
+# kinds the label counts (all absence, other-than-illness absence, its rate; reluctance; Monday
+# and after-a-break absence; streaks), more late arrivals and early leaving, attending in the
+# nurse's room or a separate room, more nurse-office visits (going home from one, resting
+# there), and last year's long-absence survey (listed, counted 不登校, its days; years listed
+# before). Not constrained: sick absence (given all absence, more sick days means fewer of the
+# days the label counts), school days (a denominator), missing flags, trends, and every survey.
+_ATT_WINDOWS = ("d30", "d90", "ytd", "prev")
+MONOTONE_UP = (
+    tuple(f"att_{w}_{m}" for w in _ATT_WINDOWS
+          for m in ("absent", "absent_other", "absent_rate", "late", "early_leave", "nurse_room",
+                    "separate_room"))
+    + tuple(f"att_{w}_{m}" for w in ("ytd", "prev") for m in ("reluctant", "monday_absent", "after_break_absent"))
+    + ("att_current_absent_streak", "att_ytd_max_absent_streak",
+       "la_prev_listed", "la_prev_futoukou", "la_prev_absent_days", "la_prev_days_futoukou",
+       "la_years_futoukou_before", "la_years_listed_before")
+    + tuple(f"nrs_{w}_visits" for w in _ATT_WINDOWS)
+    + ("nrs_d90_went_home", "nrs_ytd_went_home", "nrs_d90_rest_minutes")
+)
+
+# a ranking objective in the platform's model: balanced bagging and class weighting are the
+# binary objective's (LightGBM refuses them), so half of the rows per tree instead; early
+# stopping on the mean average precision of the held-out slice's lists (MAP at a cut beyond any
+# list's length is each list's whole average precision); gains of a ranking loss are on another
+# scale than the binary one's, so no minimum split gain
+RANK_PARAMS = {"metric": "map", "eval_at": [1_000_000], "pos_bagging_fraction": 1.0,
+               "neg_bagging_fraction": 1.0, "bagging_fraction": 0.5, "bagging_freq": 1,
+               "scale_pos_weight": 1.0, "min_gain_to_split": 0.0}
+LEARNER_KEYS = ("monotone", "rank", "recency")
+LAMBDARANK_MAX_ROWS = 10_000  # LightGBM's lambdarank refuses a query of more rows
+
+
+def split_queries(dates, max_rows: int = LAMBDARANK_MAX_ROWS, seed: int = 0):
+    """A query key per row: its as-of date and one of the k = ceil(rows of the date / max_rows)
+    random, near-equal parts of that date's rows ("2024-05-01/0", "2024-05-01/1", ...). Pairs
+    within a random part are an unbiased sample of the date's pairs, so a pairwise loss on the
+    parts still ranks the whole list, as lambdarank's query limit requires."""
+    import numpy as np
+    import pandas as pd
+
+    dates = pd.Series(pd.to_datetime(np.asarray(dates))).dt.strftime("%Y-%m-%d").to_numpy()
+    rng = np.random.default_rng(seed)
+    out = np.empty(len(dates), dtype=object)
+    for d in sorted(set(dates)):
+        rows = np.flatnonzero(dates == d)
+        k = -(-len(rows) // max_rows)
+        part = np.empty(len(rows), dtype=int)
+        part[rng.permutation(len(rows))] = np.arange(len(rows)) * k // len(rows)
+        out[rows] = [f"{d}/{p}" for p in part]
+    return out
+
+
+def monotone_constraints(features) -> list[int]:
+    """LightGBM's ``monotone_constraints`` for ``features``: 1 for those of MONOTONE_UP, else 0."""
+    up = set(MONOTONE_UP)
+    return [1 if f in up else 0 for f in features]
+
+
+def recency_weights(years, decay: float):
+    """Each training row's weight: ``decay`` to the power of its school year's distance from the
+    latest year among them (that year's rows weigh 1)."""
+    import numpy as np
+
+    if not 0 < decay <= 1:
+        raise ValueError(f"recency decay must be in (0, 1], got {decay}")
+    years = np.asarray(years, dtype=float)
+    if len(years) == 0:
+        return years
+    if np.isnan(years).any():
+        raise ValueError(f"recency weights: {int(np.isnan(years).sum())} rows have no school year")
+    return decay ** (years.max() - years)
+
+
+def per_date_pr_auc(y, score, dates) -> float:
+    """The mean over as-of dates of each date's average precision (a list is read one date at
+    a time; dates without a case are left out)."""
+    import numpy as np
+    import pandas as pd
+
+    from ml import metrics as M
+
+    frame = pd.DataFrame({"y": np.asarray(y, dtype=float), "s": np.asarray(score, dtype=float),
+                          "d": np.asarray(dates)})
+    figures = [M.pr_auc(g.y, g.s) for _, g in frame.groupby("d", sort=True) if g.y.sum() > 0]
+    return float(np.mean(figures)) if figures else float("nan")
+
+
+def variant_name(symbolic: dict) -> str:
+    """A short name of a trial for the tables: its learner keys, or "defaults" / "override"."""
+    parts = [str(v) if str(v).startswith(k) else f"{k}_{v}"  # "rank_xendcg", not "rank_rank_xendcg"
+             for k, v in ((k, symbolic[k]) for k in LEARNER_KEYS if k in symbolic)]
+    rest = {k: v for k, v in symbolic.items() if k not in LEARNER_KEYS}
+    if rest:
+        parts.append("override")
+    return "__".join(parts) or "defaults"  # MLflow's metric names allow no "+"
+
+
+def learner(symbolic: dict, features, train, valid=None):
+    """(parameter override, LightGBMModel options, training rows, held-out rows) of a trial: the
+    learner keys made parameters (monotone constraints, a ranking objective grouped by as-of date
+    — by random parts of it for lambdarank, see :func:`split_queries`) or a weight column of the
+    training rows (recency); the other keys as :func:`resolve` makes them."""
+    rest = {k: v for k, v in symbolic.items() if k not in LEARNER_KEYS}
+    override, options = {}, {}
+    if "rank" in symbolic:
+        if symbolic["rank"] not in ("rank_xendcg", "lambdarank"):
+            raise ValueError(f"rank objective must be rank_xendcg or lambdarank, got {symbolic['rank']!r}")
+        override |= RANK_PARAMS | {"objective": symbolic["rank"]}
+        options["group_column"] = "as_of_date"
+        if symbolic["rank"] == "lambdarank":
+            options["group_column"] = "_query"
+            train = train.assign(_query=split_queries(train.as_of_date))
+            valid = None if valid is None else valid.assign(_query=split_queries(valid.as_of_date))
+    if "monotone" in symbolic:
+        if symbolic["monotone"] not in ("basic", "intermediate", "advanced"):
+            raise ValueError(f"monotone method must be basic, intermediate or advanced, got {symbolic['monotone']!r}")
+        override |= {"monotone_constraints": monotone_constraints(features),
+                     "monotone_constraints_method": symbolic["monotone"]}
+    if "recency" in symbolic:
+        train = train.assign(_recency_weight=recency_weights(train.school_year, float(symbolic["recency"])))
+        options["weight_column"] = "_recency_weight"
+    override |= resolve(rest, train.label.to_numpy(dtype=float))
+    return override, options, train, valid
+
+
 def _cpu() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
@@ -135,7 +275,7 @@ def blend_weight(y_valid, lgb_valid, logit_valid, weights=BLEND_WEIGHTS) -> tupl
 
 def run(home=None, trials: int = len(TRIALS), n_random: int = 0, seed: int = 0, rounds: int = 600,
         max_minutes: float | None = None, n_boot: int = 500, log=print, flaml_trial: bool = True,
-        given: list[dict] | None = None, seeds: int = 1, blend: bool = False) -> dict:
+        given: list[dict] | None = None, seeds: int = 1, blend: bool = False, score_all: bool = False) -> dict:
     from ml import metrics as M
     from ml.ablation import bootstrap_table
     from ml.models import LightGBMModel
@@ -144,7 +284,14 @@ def run(home=None, trials: int = len(TRIALS), n_random: int = 0, seed: int = 0, 
 
     paths, version, booster, meta, fold, feats, train, valid, test = load_champion_fold(home, log)
     tracker = Tracker(tracking_uri(paths.mlflow_db), paths.mlflow_artifacts.as_uri(), EXPERIMENT)
-    y_train, yv = train.label.to_numpy(dtype=float), valid.label.to_numpy(dtype=float)
+    yv = valid.label.to_numpy(dtype=float)
+
+    def fit_trial(symbolic: dict, seed: int | None = None):
+        override, options, rows, held = learner(symbolic, feats, train, valid)
+        if seed is not None:
+            override = {**override, "seed": seed}
+        model = LightGBMModel(feats, num_boost_round=rounds, params_override=override, **options)
+        return model.fit(rows, held), override
     if given:  # a configuration chosen earlier, fitted again without a search
         plan = [("given", o) for o in given]
     else:
@@ -162,26 +309,33 @@ def run(home=None, trials: int = len(TRIALS), n_random: int = 0, seed: int = 0, 
             if results and max_minutes is not None and time.perf_counter() - started > max_minutes * 60:
                 log(f"time budget of {max_minutes} min spent: {i} of {len(plan)} trials run")
                 break
-            override = resolve(symbolic, y_train)
             t0, c0 = time.perf_counter(), _cpu()
-            model = LightGBMModel(feats, num_boost_round=rounds, params_override=override)
-            model.fit(train, valid)
-            held_ap = M.pr_auc(yv, model.raw(valid))
+            model, override = fit_trial(symbolic)
+            raw_valid = model.raw(valid)
+            held_ap = M.pr_auc(yv, raw_valid)
+            held_dates = per_date_pr_auc(yv, raw_valid, valid.as_of_date.to_numpy())
             wall, cpu = time.perf_counter() - t0, _cpu() - c0
             best_it = model.train_params.get("best_iteration", 0)
-            results.append({"trial": i, "origin": origin, "override": override,
-                            "held_out_pr_auc": held_ap, "best_iteration": best_it,
+            name = variant_name(symbolic)
+            if any(r["name"] == name for r in results):
+                name = f"{name}_{i}"
+            results.append({"trial": i, "origin": origin, "name": name, "symbolic": symbolic,
+                            "override": override, "held_out_pr_auc": held_ap,
+                            "held_out_per_date_pr_auc": held_dates, "best_iteration": best_it,
                             "wall_seconds": round(wall, 1), "cpu_seconds": round(cpu, 1), "model": model})
-            with tracker.run(f"trial_{i}", nested=True, tags={"kind": "tuning_trial", "origin": origin}):
-                tracker.log_params({"override": json.dumps(override) or "{}", **model.params()})
-                tracker.log_metrics({"held_out_pr_auc": held_ap, "best_iteration": best_it,
-                                     "fit_wall_seconds": wall, "fit_cpu_seconds": cpu})
-            log(f"trial {i} ({origin}) {override}: held-out PR-AUC {held_ap:.4f}, {best_it} rounds, "
-                f"{wall:.0f} s wall, {cpu:.0f} s CPU")
+            with tracker.run(f"trial_{i}", nested=True, tags={"kind": "tuning_trial", "origin": origin,
+                                                              "variant": name}):
+                tracker.log_params({"override": json.dumps(symbolic) or "{}", **model.params()})
+                tracker.log_metrics({"held_out_pr_auc": held_ap, "held_out_per_date_pr_auc": held_dates,
+                                     "best_iteration": best_it, "fit_wall_seconds": wall, "fit_cpu_seconds": cpu})
+            log(f"trial {i} ({origin}, {name}) {symbolic}: held-out PR-AUC {held_ap:.4f} (per date "
+                f"{held_dates:.4f}), {best_it} rounds, {wall:.0f} s wall, {cpu:.0f} s CPU")
         best = max(results, key=lambda r: r["held_out_pr_auc"])
         _, champion = score_with(booster, meta, test)
         y = test.label.to_numpy(dtype=float)
         scores = {"champion": champion, "tuned": best["model"].predict(test)}
+        if score_all:  # every trial on the test list (the choice above stays the held-out slice's)
+            scores |= {r["name"]: r["model"].predict(test) for r in results}
         extra: dict = {}
         if seeds > 1 or blend:
             # the chosen configuration refitted with other seeds (its own seed's model included),
@@ -189,9 +343,8 @@ def run(home=None, trials: int = len(TRIALS), n_random: int = 0, seed: int = 0, 
             models = [best["model"]]
             for k in range(1, seeds):
                 t0, c0 = time.perf_counter(), _cpu()
-                m = LightGBMModel(feats, num_boost_round=rounds,
-                                  params_override={**best["override"], "seed": 7 + k})
-                models.append(m.fit(train, valid))
+                m, _ = fit_trial(best["symbolic"], seed=7 + k)
+                models.append(m)
                 log(f"seed {7 + k}: held-out PR-AUC {M.pr_auc(yv, m.raw(valid)):.4f}, "
                     f"{time.perf_counter() - t0:.0f} s wall, {_cpu() - c0:.0f} s CPU")
             lgb_valid = sum(m.predict(valid) for m in models) / len(models)
@@ -229,9 +382,13 @@ def run(home=None, trials: int = len(TRIALS), n_random: int = 0, seed: int = 0, 
             vs_peer = bootstrap_table(y, test.school_code.to_numpy(),
                                       {"flaml": peer, **{k: v for k, v in scores.items() if k not in ("champion", "flaml")}},
                                       "flaml", n_boot=n_boot, seed=seed, metrics=METRICS)
-            tracker.log_metrics({f"vs_flaml_{r.metric}{s}": getattr(r, c)
-                                 for r in vs_peer[vs_peer.variant == "tuned"].itertuples()
-                                 for s, c in (("", "delta"), ("_low", "delta_low"), ("_high", "delta_high"))})
+            for variant in vs_peer.variant.unique():
+                if variant == "flaml":
+                    continue
+                prefix = "vs_flaml" if variant == "tuned" else f"{variant}_vs_flaml"
+                tracker.log_metrics({f"{prefix}_{r.metric}{s}": getattr(r, c)
+                                     for r in vs_peer[vs_peer.variant == variant].itertuples()
+                                     for s, c in (("", "delta"), ("_low", "delta_low"), ("_high", "delta_high"))})
             tracker.log_table(vs_peer, "comparison/tuned_vs_flaml.csv")
     result = {"champion_version": version, "fold": fold.to_dict(), "as_of_date": str(test.as_of_date.iloc[0].date()),
               "pupils": int(len(test)), "cases": int(y.sum()),
@@ -264,11 +421,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=1, help="average the chosen configuration over N seeds")
     parser.add_argument("--blend", action="store_true",
                         help="also blend with the logistic model, its share chosen on the held-out slice")
+    parser.add_argument("--score-all", action="store_true",
+                        help="score every trial on the test list too (the choice is still the held-out slice's)")
     args = parser.parse_args()
     r = run(args.home, args.trials, args.random, args.seed, args.rounds, args.max_minutes, args.n_boot,
-            flaml_trial=not args.no_flaml_trial, given=args.given, seeds=args.seeds, blend=args.blend)
+            flaml_trial=not args.no_flaml_trial, given=args.given, seeds=args.seeds, blend=args.blend,
+            score_all=args.score_all)
     c = r["chosen"]
-    print(f"chosen on the held-out slice: trial {c['trial']} ({c['origin']}) {c['override']}, "
+    print(f"chosen on the held-out slice: trial {c['trial']} ({c['origin']}, {c['name']}) {c['symbolic']}, "
           f"held-out PR-AUC {c['held_out_pr_auc']:.4f}, {c['best_iteration']} rounds")
     variants = [v for v in dict.fromkeys(x["variant"] for x in r["comparison"]) if v not in ("champion", "flaml")]
     for v in variants:

@@ -262,8 +262,27 @@ class LogisticModel(_CalibratedRaw):
                 "features": len(self.features)}
 
 
+def query_groups(keys) -> tuple[np.ndarray, np.ndarray]:
+    """(row order, group sizes) for a ranking objective: the rows' positions stably sorted by
+    ``keys`` (e.g. the as-of date: one query per list), and the number of rows of each key in
+    that order, as ``lightgbm.Dataset(group=...)`` wants them (rows of a query contiguous)."""
+    keys = np.asarray(keys)
+    if len(keys) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    if pd.isna(keys).any():
+        raise ValueError(f"query group keys: {int(pd.isna(keys).sum())} rows have no key")
+    order = np.argsort(keys, kind="stable")
+    _, sizes = np.unique(keys[order], return_counts=True)
+    return order, sizes
+
+
 @dataclass
 class LightGBMModel(_CalibratedRaw):
+    """LightGBM; ``weight_column`` (optional) names a column of the training frame holding each
+    row's weight (the held-out slice is never weighted); ``group_column`` (optional, for a
+    ranking objective such as ``rank_xendcg``) names the column whose values are the queries —
+    training and held-out rows are grouped by it (see :func:`query_groups`)."""
+
     features: Sequence[str]
     num_boost_round: int = 600
     early_stopping_rounds: int = 50
@@ -272,11 +291,35 @@ class LightGBMModel(_CalibratedRaw):
     booster: object = None
     calibrator: PlattCalibrator = field(default_factory=PlattCalibrator)
     train_params: dict = field(default_factory=dict)
+    weight_column: str | None = None
+    group_column: str | None = None
+
+    def _weights(self, train: pd.DataFrame) -> np.ndarray | None:
+        if self.weight_column is None:
+            return None
+        if self.weight_column not in train.columns:
+            raise ValueError(f"training rows have no weight column {self.weight_column!r}")
+        w = pd.to_numeric(train[self.weight_column], errors="coerce").to_numpy(dtype=float)
+        bad = ~np.isfinite(w) | (w < 0)
+        if bad.any():
+            raise ValueError(f"weight column {self.weight_column!r}: {int(bad.sum())} rows (first row "
+                             f"{int(np.flatnonzero(bad)[0])}) are missing, negative or not finite")
+        return w
 
     def fit(self, train: pd.DataFrame, valid: pd.DataFrame) -> "LightGBMModel":
         import lightgbm as lgb
 
         self.features = list(self.features)
+        weight = self._weights(train)
+        group = vgroup = None
+        if self.group_column is not None:
+            for name, f in (("training", train), ("held-out", valid)):
+                if self.group_column not in f.columns:
+                    raise ValueError(f"{name} rows have no query column {self.group_column!r}")
+            order, group = query_groups(train[self.group_column].to_numpy())
+            vorder, vgroup = query_groups(valid[self.group_column].to_numpy())
+            train, valid = train.iloc[order], valid.iloc[vorder]
+            weight = None if weight is None else weight[order]
         y, yv = _labels(train), _labels(valid)
         pos = max(y.sum(), 1.0)
         params = {**DEFAULT_LGB_PARAMS, **self.params_override}
@@ -286,16 +329,18 @@ class LightGBMModel(_CalibratedRaw):
             bagged = float(params.get("neg_bagging_fraction", 1.0)) if int(params.get("bagging_freq", 0)) > 0 else 1.0
             params["scale_pos_weight"] = float((len(y) - y.sum()) / pos) * bagged
         params["num_threads"] = min(int(params.get("num_threads", 2)), 2)
-        dtrain = lgb.Dataset(feature_matrix(train, self.features), y, feature_name=self.features,
-                             free_raw_data=True)
+        dtrain = lgb.Dataset(feature_matrix(train, self.features), y, weight=weight, group=group,
+                             feature_name=self.features, free_raw_data=True)
         xv = feature_matrix(valid, self.features)
-        dvalid = lgb.Dataset(xv, yv, reference=dtrain)
+        dvalid = lgb.Dataset(xv, yv, group=vgroup, reference=dtrain)
         callbacks = [lgb.early_stopping(self.early_stopping_rounds, verbose=False)] \
             if yv.min() != yv.max() else []
         self.booster = lgb.train(params, dtrain, num_boost_round=self.num_boost_round,
                                  valid_sets=[dvalid], valid_names=["held_out"], callbacks=callbacks)
         self.train_params = {**params, "best_iteration": int(self.booster.best_iteration or
                                                              self.booster.current_iteration())}
+        self.train_params |= {k: v for k, v in (("weight_column", self.weight_column),
+                                                ("group_column", self.group_column)) if v is not None}
         self.calibrator = PlattCalibrator().fit(self._raw_matrix(xv), yv)
         return self
 

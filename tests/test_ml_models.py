@@ -254,3 +254,61 @@ def test_lightgbm_class_weight_follows_the_share_of_negatives_each_tree_sees():
                            ({**bagged, "bagging_freq": 0}, ratio)):  # no bagging: no share
         m = LightGBMModel(FEATURES, 20, 5, override).fit(train, valid)
         assert m.train_params["scale_pos_weight"] == pytest.approx(want)
+
+
+# --- LightGBM options: query groups, row weights -------------------------------------------------
+
+def test_query_groups_sort_rows_stably_by_key_and_count_each_key():
+    from ml.models import query_groups
+
+    order, sizes = query_groups(np.array(["b", "a", "b", "c", "a"]))
+    assert order.tolist() == [1, 4, 0, 2, 3]
+    assert sizes.tolist() == [2, 2, 1]
+    dates = pd.to_datetime(["2024-06-01", "2024-05-01", "2024-06-01"]).to_numpy()
+    order, sizes = query_groups(dates)
+    assert order.tolist() == [1, 0, 2] and sizes.tolist() == [1, 2]
+    assert [a.tolist() for a in query_groups(np.array([]))] == [[], []]
+    with pytest.raises(ValueError, match="1 rows have no key"):
+        query_groups(np.array([1.0, np.nan, 2.0]))
+
+
+def test_a_ranking_objective_grouped_by_as_of_date_ignores_the_rows_order_and_ranks():
+    """Queries are the as-of dates whatever order the rows come in (LightGBM wants each query's
+    rows together): rows with the dates interleaved (each date's rows in the same order) give the
+    same scores, and the label's feature is found."""
+    f = make_frame(pupils=200)
+    train, valid, test = E.split(f, E.temporal_folds(E.completed_years(f), 1)[0])
+    rank = {**FAST_LGB, "objective": "rank_xendcg", "metric": "map", "eval_at": [1_000_000],
+            "min_gain_to_split": 0.0}
+    a = LightGBMModel(FEATURES, 30, 10, rank, group_column="as_of_date").fit(train, valid)
+    b = LightGBMModel(FEATURES, 30, 10, rank, group_column="as_of_date").fit(
+        train.sort_values(["pupil_id", "as_of_date"]), valid.sort_values(["pupil_id", "as_of_date"]))
+    np.testing.assert_allclose(a.raw(test), b.raw(test), rtol=1e-6, atol=1e-9)
+    assert M.pr_auc(test.label, a.predict(test)) > 0.9
+    assert a.params()["group_column"] == "as_of_date" and a.params()["objective"] == "rank_xendcg"
+    with pytest.raises(ValueError, match="no query column 'week'"):
+        LightGBMModel(FEATURES, 5, 5, rank, group_column="week").fit(train, valid)
+
+
+def test_row_weights_decide_which_years_the_model_learns_from():
+    """Training labels reversed in the older year: weighting that year out learns the signal,
+    weighting the newer years out learns it backwards; all-ones weights change nothing."""
+    f = make_frame(pupils=200, years=(2021, 2022, 2023, 2024))
+    train, valid, test = E.split(f, E.temporal_folds(E.completed_years(f), 1)[0])
+    old = train.school_year == train.school_year.min()
+    train = train.assign(label=np.where(old, 1 - train.label, train.label))
+    fits = {}
+    for name, w in (("newer", (~old).astype(float)), ("older", old.astype(float)), ("ones", np.ones(len(train)))):
+        fits[name] = LightGBMModel(FEATURES, 30, 10, FAST_LGB, weight_column="w").fit(train.assign(w=w), valid)
+    assert M.roc_auc(test.label, fits["newer"].raw(test)) > 0.9
+    # backwards (early stopping on the true held-out labels keeps it to its first trees)
+    assert M.roc_auc(test.label, fits["older"].raw(test)) < 0.45
+    plain = LightGBMModel(FEATURES, 30, 10, FAST_LGB).fit(train, valid)
+    np.testing.assert_allclose(fits["ones"].raw(test), plain.raw(test))
+    assert fits["ones"].params()["weight_column"] == "w" and "weight_column" not in plain.params()
+    with pytest.raises(ValueError, match="2 rows .first row 1. are missing, negative or not finite"):
+        w = np.ones(len(train))
+        w[[1, 5]] = [-1.0, np.nan]
+        LightGBMModel(FEATURES, 5, 5, FAST_LGB, weight_column="w").fit(train.assign(w=w), valid)
+    with pytest.raises(ValueError, match="no weight column 'w'"):
+        LightGBMModel(FEATURES, 5, 5, FAST_LGB, weight_column="w").fit(train, valid)
