@@ -241,7 +241,9 @@ def _ratios(p: Prepared, counts: np.ndarray, by_pupil=None) -> np.ndarray:
                                   shape=(k, len(parent)))
 
         def by_level(x):
-            return np.asarray(group @ x.reshape(-1, x.shape[-1]).T).T.reshape(*x.shape[:-1], k)
+            # explicit row count: with no strata at all (a tiny city) reshape cannot infer -1
+            rows = x.reshape(int(np.prod(x.shape[:-1])), x.shape[-1])
+            return np.asarray(group @ rows.T).T.reshape(*x.shape[:-1], k)
 
         com_l = by_level(com)                                # (resamples, 5, strata of the level)
         has = com_l[:, 0] > 0
