@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from toda_platform.warehouse import MEMORY_ENV, engine_config
+
 ROOT = Path(__file__).resolve().parents[1]
 UNITS = sorted((ROOT / "deploy" / "systemd").glob("*.service"))
 INSTALL_ROOT = "/opt/toda"  # where the units expect the checkout (README: production operation)
@@ -48,7 +50,7 @@ def test_the_three_services_and_the_deployments_portal_template_are_shipped():
 
 
 @pytest.mark.parametrize("unit", UNITS, ids=lambda p: p.stem)
-def test_a_unit_restarts_starts_at_boot_and_reads_the_environment(unit):
+def test_a_unit_restarts_starts_at_boot_and_reads_the_environment(unit, monkeypatch):
     u = _unit(unit)
     assert u["Service"]["Restart"] == "always" and int(u["Service"]["RestartSec"]) > 0
     assert u["Install"]["WantedBy"] == "multi-user.target"
@@ -58,6 +60,9 @@ def test_a_unit_restarts_starts_at_boot_and_reads_the_environment(unit):
                if line and not line.startswith("#"))
     assert env["DAGSTER_HOME"] == env["TODA_HOME"] + "/dagster"  # Paths.dagster_home
     assert env["TZ"] == "Asia/Tokyo"
+    # the shipped memory limit is one the warehouse accepts (a bad size would fail every run)
+    monkeypatch.setenv(MEMORY_ENV, env[MEMORY_ENV])
+    assert engine_config()["memory_limit"] == "4GB"
 
 
 @pytest.mark.parametrize("unit", UNITS, ids=lambda p: p.stem)
