@@ -256,10 +256,16 @@ def _fill(con, *, as_of: date, prev: date | None, school_year: int, city) -> Non
                q."group" IN ('needs_support', 'dissatisfied', 'infringed', 'unrecognised') AS concern
         FROM staging.qu_survey q JOIN _pupils USING (pupil_id) WHERE q.known_date < {a}
         UNION ALL
-        SELECT s.pupil_id, s.survey_date, '学校生活アンケート',
-               '平均 ' || round((s.q_friends + s.q_teacher + s.q_study + s.q_safe + s.q_enjoy) / 5.0, 1) || '／4',
-               (s.q_friends + s.q_teacher + s.q_study + s.q_safe + s.q_enjoy) / 5.0 < 2.5
-        FROM staging.school_life_survey s JOIN _pupils USING (pupil_id) WHERE s.known_date < {a}
+        SELECT pupil_id, survey_date, '学校生活アンケート',
+               -- the mean of the questions answered: one skipped question must not blank the line
+               CASE WHEN answered = 0 THEN '回答なし'
+                    ELSE '平均 ' || round(mean, 1) || '／4' ||
+                         CASE WHEN answered < 5 THEN '（未回答 ' || (5 - answered) || '問）' ELSE '' END END,
+               coalesce(mean < 2.5, false)
+        FROM (SELECT s.pupil_id, s.survey_date, list_avg(q) AS mean, list_count(q) AS answered
+              FROM (SELECT *, [q_friends, q_teacher, q_study, q_safe, q_enjoy] AS q
+                    FROM staging.school_life_survey) s
+              JOIN _pupils USING (pupil_id) WHERE s.known_date < {a})
         ORDER BY 1, 2""")
     con.execute(f"""
         CREATE TABLE snap.events AS

@@ -52,6 +52,8 @@ def test_pupil_page_timeline_and_unregistered_name(login):
     assert "要支援群" in html and "いじめ：被害（アンケート調査）" in html
     assert "家庭訪問" in html and "改善" in html  # support record from staging
     assert "欠席（病気以外）" in html
+    # a survey with one question skipped: the mean of the four answered, never "None"
+    assert "学校生活アンケート：平均 2.0／4（未回答 1問）" in html and "None" not in html
     png = c.get("/pupils/p1/timeline.png")
     assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n" and len(png.content) > 5000
     html5 = c.get("/pupils/p5/").content.decode()
