@@ -53,60 +53,52 @@ def floor(files: list[Path], db: Path) -> list[tuple[str, float, float, int]]:
     strict = (f"read_csv({listing}, header = false, skip = 1, delim = ',', quote = '\"', escape = '\"', "
               f"auto_detect = false, strict_mode = true, null_padding = false, all_varchar = true, "
               f"columns = {{{cols}}})")
-    out = []
+    typed = ", ".join(f"m{i}.value AS v{i}" for i in range(n))
+    sha = "'" + "0" * 64 + "' || _file::VARCHAR"
 
-    def timed(label: str, *statements: str) -> None:
-        t0, c0 = time.perf_counter(), cpu_seconds()
-        for sql in statements:
-            con.execute(sql)
-        con.execute("CHECKPOINT")
-        rows, = con.execute("SELECT count(*) FROM st").fetchone() if label != "bare" else \
-            con.execute("SELECT count(*) FROM bare").fetchone()
-        out.append((label, time.perf_counter() - t0, cpu_seconds() - c0, rows))
-
-    timed("bare", f"CREATE TABLE bare AS SELECT * FROM read_csv({listing}, header = true)")
-    # a map per column: raw text -> a typed value (a date, a 16-hex pseudonym, an upper-cased code)
-    def maps(source: str) -> list[str]:
-        made = []
+    def maps(source: str) -> str:
+        """A map per column: raw text -> a typed value (a date, a 16-hex pseudonym, a code); the joins."""
         for i in range(n):
             value = {0: "try_strptime(raw, '%Y/%m/%d')::DATE", 2: "md5(raw)[:16]"}.get(i, "upper(raw)")
             con.execute(f"CREATE OR REPLACE TEMP TABLE m{i} AS SELECT raw, {value} AS value "
                         f"FROM (SELECT DISTINCT c{i} AS raw FROM {source} WHERE c{i} IS NOT NULL)")
-            made.append(f"LEFT JOIN m{i} ON r.c{i} = m{i}.raw")
-        return made
+        return " ".join(f"LEFT JOIN m{i} ON r.c{i} = m{i}.raw" for i in range(n))
 
-    typed = ", ".join(f"m{i}.value AS v{i}" for i in range(n))
-    sha = "'" + "0" * 64 + "' || _file::VARCHAR"
+    def bare() -> str:
+        con.execute(f"CREATE TABLE bare AS SELECT * FROM read_csv({listing}, header = true)")
+        return "bare"
 
-    def table() -> None:
-        con.execute("DROP TABLE IF EXISTS st")
-        con.execute(f"CREATE TABLE st ({', '.join(f'v{i} VARCHAR' for i in range(n))}, "
-                    f"_file_sha256 VARCHAR, _line INTEGER)")
+    def raw_table_then_insert() -> str:
+        con.execute(f"CREATE TABLE raw AS SELECT *, file_index::USMALLINT AS _file FROM {strict}")
+        joins = maps("raw")
+        con.execute(f"INSERT INTO st SELECT {typed}, {sha}, (r.rowid - f.first + 2)::INTEGER FROM raw r "
+                    f"JOIN (SELECT _file AS ff, min(rowid) AS first FROM raw GROUP BY 1) f ON r._file = f.ff {joins}")
+        return "st"
 
-    table()
-    raw_read = f"CREATE TABLE raw AS SELECT *, file_index::USMALLINT AS _file FROM {strict}"
-    t0, c0 = time.perf_counter(), cpu_seconds()
-    con.execute(raw_read)
-    joins = " ".join(maps("raw"))
-    con.execute(f"INSERT INTO st SELECT {typed}, {sha}, (r.rowid - f.first + 2)::INTEGER FROM raw r "
-                f"JOIN (SELECT _file AS ff, min(rowid) AS first FROM raw GROUP BY 1) f ON r._file = f.ff {joins}")
-    con.execute("CHECKPOINT")
-    rows, = con.execute("SELECT count(*) FROM st").fetchone()
-    out.append(("(a) raw table + typed INSERT, line numbers", time.perf_counter() - t0, cpu_seconds() - c0, rows))
-    con.execute("DROP TABLE raw")
+    def aggregate_then_insert_from_csv() -> str:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE agg AS SELECT {', '.join(f'c{i}' for i in range(n))}, "
+                    f"count(*) AS n FROM {strict} "
+                    f"GROUP BY GROUPING SETS ({', '.join(f'(file_index, c{i})' for i in range(n))})")
+        joins = maps("agg")
+        # DuckDB has no size estimate for read_csv and would build the hash table on the CSV's rows
+        con.execute("SET disabled_optimizers = 'build_side_probe_side'")
+        con.execute(f"INSERT INTO st SELECT {typed}, {sha.replace('_file', 'file_index')}, NULL FROM {strict} r {joins}")
+        con.execute("RESET disabled_optimizers")
+        return "st"
 
-    table()
-    t0, c0 = time.perf_counter(), cpu_seconds()
-    con.execute(f"CREATE OR REPLACE TEMP TABLE agg AS SELECT {', '.join(f'c{i}' for i in range(n))}, count(*) AS n "
-                f"FROM {strict} GROUP BY GROUPING SETS ({', '.join(f'(file_index, c{i})' for i in range(n))})")
-    joins = " ".join(maps("agg"))
-    # DuckDB has no size estimate for read_csv and would build the hash table on the CSV's rows
-    con.execute("SET disabled_optimizers = 'build_side_probe_side'")
-    con.execute(f"INSERT INTO st SELECT {typed}, {sha.replace('_file', 'file_index')}, NULL FROM {strict} r {joins}")
-    con.execute("RESET disabled_optimizers")
-    con.execute("CHECKPOINT")
-    rows, = con.execute("SELECT count(*) FROM st").fetchone()
-    out.append(("(b) aggregate pass + INSERT from the CSV, no lines", time.perf_counter() - t0, cpu_seconds() - c0, rows))
+    out = []
+    for label, design in (("bare", bare),
+                          ("(a) raw table + typed INSERT, line numbers", raw_table_then_insert),
+                          ("(b) aggregate pass + INSERT from the CSV, no lines", aggregate_then_insert_from_csv)):
+        con.execute("DROP TABLE IF EXISTS raw")
+        con.execute("CREATE OR REPLACE TABLE st (" + ", ".join(f"v{i} VARCHAR" for i in range(n))
+                    + ", _file_sha256 VARCHAR, _line INTEGER)")
+        con.execute("CHECKPOINT")
+        t0, c0 = time.perf_counter(), cpu_seconds()
+        table = design()
+        con.execute("CHECKPOINT")
+        rows, = con.execute(f"SELECT count(*) FROM {table}").fetchone()
+        out.append((label, time.perf_counter() - t0, cpu_seconds() - c0, rows))
     con.close()
     return out
 
